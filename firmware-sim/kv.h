@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * kv.h - KV context manager and flash-aware layout.
+ *
+ * Flash geometry: `channels` channels, each of `blocks_per_channel` blocks of
+ * `pages_per_block` pages of `page_size` bytes, held in one backing region
+ * (anonymous memory or an mmap'd file).  A KV "stream" is the K (or V) rows
+ * of one (context, sequence, layer, kv head); a page holds
+ * tokens_per_page = page_size / (head_dim * dtype size) consecutive rows of
+ * one stream (16 tokens for head_dim 128 at fp16 with 4 KiB pages).
+ * Page i of a stream is placed on channel (i + stream_skew) % channels, so one
+ * attention call reads all channels in parallel.  Pages are allocated
+ * append-only from open blocks owned by the sequence (one open block per
+ * channel per sequence); resetting a sequence or destroying a context frees
+ * whole blocks (no page-level garbage collection).
+ *
+ * Concurrency: appends to different sequences may run concurrently; appends
+ * to one (seq, layer) are serialized by the caller.  Readers (attention)
+ * may look up pages of a stream while an append to it is in progress: page
+ * tables never move, and the stored length is published with release
+ * semantics after the data (kv_len() is an acquire load).
+ *
+ * All functions returning uint16_t return an NVMe status field
+ * (CSD_STATUS(...)), 0 on success, and change nothing on failure.
+ */
+#ifndef CSDFW_KV_H
+#define CSDFW_KV_H
+
+#include <stdint.h>
+
+#include "csdfw.h"
+#include "model.h"
+
+struct kv_store;
+struct kv_ctx;
+
+enum kv_which { KV_K = 0, KV_V = 1 };
+
+/* Create the flash store from cfg (capacity, channels, page_size,
+ * pages_per_block, backing).  Returns 0 or -errno. */
+int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp);
+void kv_store_close(struct kv_store *s);
+/* msync the backing file (no-op for memory).  0 or -errno. */
+int kv_store_flush(struct kv_store *s);
+uint64_t kv_store_blocks_total(const struct kv_store *s);
+uint64_t kv_store_blocks_free(const struct kv_store *s);
+
+/* Params are validated by the caller against device limits. */
+uint16_t kv_ctx_create(struct kv_store *s, const struct csd_ctx_params *p,
+		       uint32_t id, struct kv_ctx **cp);
+/* Frees every block of the context.  No reader may be active. */
+void kv_ctx_destroy(struct kv_ctx *c);
+/* Frees every block of the sequence.  No reader of it may be active. */
+uint16_t kv_seq_reset(struct kv_ctx *c, uint32_t seq);
+
+const struct csd_ctx_params *kv_ctx_params(const struct kv_ctx *c);
+uint32_t kv_ctx_id(const struct kv_ctx *c);
+uint32_t kv_tokens_per_page(const struct kv_ctx *c);
+
+/*
+ * Append @ntok tokens to (seq, layer) at token @start, which must equal
+ * kv_len(seq, layer) (else CSD_VSC_TOKEN_ORDER).  Token t's K row (all kv
+ * heads, [kv_heads][head_dim]) is read from @src at k_off + t * row_bytes,
+ * its V row at v_off + t * row_bytes, row_bytes = kv_heads * head_dim *
+ * dtype size.  Checks CSD_VSC_CTX_FULL (start + ntok > max_tokens) and
+ * CSD_VSC_NO_SPACE before writing anything.  Adds programmed pages per
+ * channel and bytes to @w (may be NULL).
+ */
+uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		   uint32_t start, uint32_t ntok, const struct csdfw_data *src,
+		   size_t k_off, size_t v_off, struct model_work *w);
+
+/* Read tokens [start, start+ntok) into @dst: K rows at 0, V rows at
+ * ntok * row_bytes.  CSD_VSC_TOKEN_RANGE if beyond kv_len(). */
+uint16_t kv_read(struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		 uint32_t start, uint32_t ntok, const struct csdfw_data *dst,
+		 struct model_work *w);
+
+/* Stored tokens of (seq, layer); acquire load. */
+uint32_t kv_len(const struct kv_ctx *c, uint32_t seq, uint32_t layer);
+
+/* Address of page @page_idx (token page_idx * tokens_per_page onward) of a
+ * stream; rows are contiguous, head_dim elements each.  The page must
+ * exist (page_idx * tpp < kv_len). */
+const void *kv_page(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		    uint32_t kv_head, enum kv_which which, uint32_t page_idx);
+
+/* Charge to @w the pages attention reads for tokens [tok_lo, tok_hi) of
+ * all kv heads of (seq, layer), K and V, per channel. */
+void kv_account_read(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		     uint32_t tok_lo, uint32_t tok_hi, struct model_work *w);
+
+/* Usage for CTX_QUERY / the context log.  Fills up to @n seq entries. */
+void kv_ctx_info(const struct kv_ctx *c, struct csd_ctx_info *info,
+		 struct csd_seq_info *seqs, uint32_t n);
+
+/* Device-wide byte counters (payload held and whole pages allocated). */
+uint64_t kv_store_bytes_stored(const struct kv_store *s);
+uint64_t kv_store_bytes_used(const struct kv_store *s);
+
+#endif /* CSDFW_KV_H */
