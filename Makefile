@@ -42,9 +42,11 @@ lint: deps
 
 fuzz: deps
 	scripts/deps.sh --fuzz
-	CC=clang $(MESON) setup $(FUZZ_BUILD) --buildtype=debugoptimized -Dfuzz=true -Dtests=disabled \
-		-Db_lundef=false 2>/dev/null || CC=clang $(MESON) setup --reconfigure $(FUZZ_BUILD) -Dfuzz=true
-	$(NINJA) -C $(FUZZ_BUILD)
+	[ -f $(FUZZ_BUILD)/build.ninja ] || CC=clang $(MESON) setup $(FUZZ_BUILD) \
+		--buildtype=debugoptimized -Dfuzz=true -Dtests=disabled \
+		-Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fsanitize=fuzzer-no-link
+	$(NINJA) -C $(FUZZ_BUILD) tests/fuzz/fuzz_cmd tests/fuzz/fuzz_gguf
 	scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME)
 
 soak: build

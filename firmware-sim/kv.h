@@ -46,14 +46,14 @@ uint64_t kv_store_blocks_total(const struct kv_store *s);
 uint64_t kv_store_blocks_free(const struct kv_store *s);
 
 /* Params are validated by the caller against device limits. */
-uint16_t kv_ctx_create(struct kv_store *s, const struct csd_ctx_params *p,
+uint16_t kv_ctx_create(struct kv_store *s, const struct csd_ctx_desc *p,
 		       uint32_t id, struct kv_ctx **cp);
 /* Frees every block of the context.  No reader may be active. */
 void kv_ctx_destroy(struct kv_ctx *c);
 /* Frees every block of the sequence.  No reader of it may be active. */
 uint16_t kv_seq_reset(struct kv_ctx *c, uint32_t seq);
 
-const struct csd_ctx_params *kv_ctx_params(const struct kv_ctx *c);
+const struct csd_ctx_desc *kv_ctx_params(const struct kv_ctx *c);
 uint32_t kv_ctx_id(const struct kv_ctx *c);
 uint32_t kv_tokens_per_page(const struct kv_ctx *c);
 

@@ -1,1 +1,237 @@
-/* placeholder: to be written */
+// SPDX-License-Identifier: MIT
+/*
+ * attn.c - asynchronous attention: ATTN_SUBMIT under a per-context tag,
+ * then an ATTN_READ issued at once whose completion fills the caller's
+ * out/lse buffers and wakes csd_attn_wait().
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "csd_internal.h"
+
+struct csd_attn {
+	struct csd_ctx *ctx;
+	uint32_t tag;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	int done;
+	uint32_t submit_ns;
+	struct csd_cpl rd;
+};
+
+/* Lowest free tag at or after the hint; -EAGAIN when all are busy. */
+static int tag_alloc(struct csd_ctx *ctx)
+{
+	uint32_t i, t;
+
+	for (i = 0; i < ctx->ntags; i++) {
+		t = (ctx->tag_hint + i) % ctx->ntags;
+		if (!(ctx->tags[t / 64] & (1ull << (t % 64)))) {
+			ctx->tags[t / 64] |= 1ull << (t % 64);
+			ctx->tag_hint = (t + 1) % ctx->ntags;
+			return (int)t;
+		}
+	}
+	return -EAGAIN;
+}
+
+static void tag_free(struct csd_ctx *ctx, uint32_t t)
+{
+	ctx->tags[t / 64] &= ~(1ull << (t % 64));
+}
+
+static void attn_read_done(void *arg, const struct csd_cpl *cpl)
+{
+	struct csd_attn *op = arg;
+	struct csd_ctx *ctx = op->ctx;
+
+	/* The op holds a context reference until it is waited for, so ctx
+	 * stays valid after the reads_pending update. */
+	pthread_mutex_lock(&ctx->lock);
+	if (--ctx->reads_pending == 0)
+		pthread_cond_broadcast(&ctx->cond);
+	pthread_mutex_unlock(&ctx->lock);
+
+	pthread_mutex_lock(&op->lock);
+	op->rd = *cpl;
+	op->done = 1;
+	pthread_cond_signal(&op->cond);
+	pthread_mutex_unlock(&op->lock);
+}
+
+static void op_free(struct csd_attn *op)
+{
+	pthread_cond_destroy(&op->cond);
+	pthread_mutex_destroy(&op->lock);
+	free(op);
+}
+
+CSD_EXPORT int csd_attn_submit(struct csd_ctx *ctx,
+			       const struct csd_attn_req *req,
+			       struct csd_attn **opp)
+{
+	size_t qlen, kvlen = 0, outlen, lselen = 0, sublen;
+	const struct csd_ctx_params *p;
+	struct csd_seg seg[CSD_MAX_SEGS];
+	struct csd_seg rseg[2];
+	struct csd_attn *op;
+	struct csd_sqe sqe;
+	struct csd_cpl cpl;
+	unsigned int nseg = 0, nrseg = 0;
+	uint32_t scale_bits;
+	int rc, tag;
+
+	if (!opp)
+		return -EINVAL;
+	*opp = NULL;
+	if (!ctx || !req || !req->nseq || !req->seqs || !req->q || !req->out)
+		return -EINVAL;
+	if (req->flags & ~(uint32_t)(CSD_ATTN_FUSED_KV | CSD_ATTN_LSE))
+		return -EINVAL;
+	if ((req->flags & CSD_ATTN_FUSED_KV) && (!req->k_new || !req->v_new))
+		return -EINVAL;
+	if ((req->flags & CSD_ATTN_LSE) && !req->lse)
+		return -EINVAL;
+	if (req->nseq > UINT16_MAX)
+		return -EINVAL;
+	if (req->layer > UINT16_MAX)
+		return -ERANGE;
+	p = &ctx->p;
+	qlen = (size_t)req->nseq * p->q_heads * p->head_dim * sizeof(float);
+	if (req->flags & CSD_ATTN_FUSED_KV)
+		kvlen = (size_t)req->nseq * ctx->row_bytes;
+	outlen = qlen;
+	if (req->flags & CSD_ATTN_LSE)
+		lselen = (size_t)req->nseq * p->q_heads * sizeof(float);
+	sublen = req->nseq * sizeof(uint32_t) + qlen + 2 * kvlen;
+	if (sublen > ctx->dev->info.max_xfer ||
+	    outlen + lselen > ctx->dev->info.max_xfer)
+		return -EINVAL;
+
+	op = calloc(1, sizeof(*op));
+	if (!op)
+		return -ENOMEM;
+	if (pthread_mutex_init(&op->lock, NULL)) {
+		free(op);
+		return -ENOMEM;
+	}
+	if (pthread_cond_init(&op->cond, NULL)) {
+		pthread_mutex_destroy(&op->lock);
+		free(op);
+		return -ENOMEM;
+	}
+	op->ctx = ctx;
+
+	pthread_mutex_lock(&ctx->lock);
+	tag = ctx->dead ? -ENOENT : tag_alloc(ctx);
+	if (tag >= 0)
+		ctx->refs++;
+	pthread_mutex_unlock(&ctx->lock);
+	if (tag < 0) {
+		op_free(op);
+		return tag;
+	}
+	op->tag = (uint32_t)tag;
+
+	seg[nseg++] = (struct csd_seg){ (void *)(uintptr_t)req->seqs,
+					req->nseq * sizeof(uint32_t) };
+	seg[nseg++] = (struct csd_seg){ (void *)(uintptr_t)req->q, qlen };
+	if (kvlen) {
+		seg[nseg++] = (struct csd_seg){ (void *)(uintptr_t)req->k_new,
+						kvlen };
+		seg[nseg++] = (struct csd_seg){ (void *)(uintptr_t)req->v_new,
+						kvlen };
+	}
+	memcpy(&scale_bits, &req->scale, sizeof(scale_bits));
+	csd_sqe_io(&sqe, CSD_IO_ATTN_SUBMIT, ctx->id, (uint32_t)sublen);
+	sqe.cdw2 = req->window;
+	sqe.cdw13 = op->tag | req->layer << 16;
+	sqe.cdw14 = req->nseq | (req->flags & CSD_ATTN_F_ALL) << 16;
+	sqe.cdw15 = scale_bits;
+	rc = csd_exec_status(ctx->dev, 0, &sqe, seg, nseg, &cpl);
+	if (rc) {
+		pthread_mutex_lock(&ctx->lock);
+		tag_free(ctx, op->tag);
+		pthread_mutex_unlock(&ctx->lock);
+		goto err_put;
+	}
+	op->submit_ns = cpl.dw1;
+
+	rseg[nrseg++] = (struct csd_seg){ req->out, outlen };
+	if (lselen)
+		rseg[nrseg++] = (struct csd_seg){ req->lse, lselen };
+	csd_sqe_io(&sqe, CSD_IO_ATTN_READ, ctx->id,
+		   (uint32_t)(outlen + lselen));
+	sqe.cdw13 = op->tag;
+	sqe.cid = (uint16_t)atomic_fetch_add(&ctx->dev->cid, 1);
+	pthread_mutex_lock(&ctx->lock);
+	ctx->reads_pending++;
+	pthread_mutex_unlock(&ctx->lock);
+	rc = ctx->dev->ops->submit(ctx->dev, 0, &sqe, rseg, nrseg,
+				   attn_read_done, op);
+	if (rc) {
+		/* The drive still holds the job under this tag: keep the tag
+		 * marked busy so it is never reused on this handle. */
+		pthread_mutex_lock(&ctx->lock);
+		if (--ctx->reads_pending == 0)
+			pthread_cond_broadcast(&ctx->cond);
+		pthread_mutex_unlock(&ctx->lock);
+		goto err_put;
+	}
+	*opp = op;
+	return 0;
+
+err_put:
+	op_free(op);
+	csd_ctx_put(ctx);
+	return rc;
+}
+
+CSD_EXPORT int csd_attn_wait(struct csd_attn *op, struct csd_attn_result *res)
+{
+	struct csd_ctx *ctx;
+	uint16_t st;
+	int rc;
+
+	if (!op)
+		return -EINVAL;
+	ctx = op->ctx;
+	pthread_mutex_lock(&op->lock);
+	while (!op->done)
+		pthread_cond_wait(&op->cond, &op->lock);
+	pthread_mutex_unlock(&op->lock);
+
+	st = op->rd.status;
+	rc = csd_status_to_errno(st);
+	if (st)
+		csd_debug("ATTN_READ ctx %u tag %u: status 0x%04x (%s)\n",
+			  ctx->id, op->tag, st, csd_status_str(st));
+	/* The drive frees a tag when a read of it succeeds (or never knew
+	 * it); otherwise it stays busy there and must not be reused here. */
+	if (!st || CSD_STATUS_CODE(st) ==
+		   CSD_STATUS(CSD_SCT_VENDOR, CSD_VSC_TAG_INVALID)) {
+		pthread_mutex_lock(&ctx->lock);
+		tag_free(ctx, op->tag);
+		pthread_mutex_unlock(&ctx->lock);
+	}
+	if (res) {
+		res->tokens = st ? 0 : op->rd.dw0;
+		res->modeled_ns = (uint64_t)op->submit_ns + op->rd.dw1;
+	}
+	op_free(op);
+	csd_ctx_put(ctx);
+	return rc;
+}
+
+CSD_EXPORT int csd_attn_run(struct csd_ctx *ctx, const struct csd_attn_req *req,
+			    struct csd_attn_result *res)
+{
+	struct csd_attn *op;
+	int rc;
+
+	rc = csd_attn_submit(ctx, req, &op);
+	if (rc)
+		return rc;
+	return csd_attn_wait(op, res);
+}

@@ -134,7 +134,7 @@ enum csd_admin_opcode {
 /* I/O command set: standard Flush plus vendor opcodes (>= 0x80) */
 enum csd_io_opcode {
 	CSD_IO_FLUSH		= 0x00,
-	CSD_IO_CTX_CREATE	= 0x81,	/* W: struct csd_ctx_params */
+	CSD_IO_CTX_CREATE	= 0x81,	/* W: struct csd_ctx_desc */
 	CSD_IO_CTX_DESTROY	= 0x84,	/* -  */
 	CSD_IO_KV_APPEND	= 0x85,	/* W: K rows then V rows */
 	CSD_IO_KV_READ		= 0x86,	/* R: K rows then V rows */
@@ -205,7 +205,7 @@ static inline unsigned int csd_dtype_size(unsigned int dtype)
 }
 
 /* CTX_CREATE data (64 bytes).  CQE dw0 returns the context id (>= 1). */
-struct csd_ctx_params {
+struct csd_ctx_desc {
 	uint16_t layers;	/* 1 .. id.max_layers */
 	uint16_t kv_heads;	/* 1 .. id.max_kv_heads */
 	uint16_t q_heads;	/* multiple of kv_heads, <= id.max_q_heads */
@@ -426,7 +426,7 @@ _Static_assert(offsetof(struct csd_sqe, cdw10) == 40, "sqe cdw10");
 _Static_assert(offsetof(struct csd_sqe, cdw15) == 60, "sqe cdw15");
 _Static_assert(sizeof(struct csd_cqe) == 16, "cqe size");
 _Static_assert(offsetof(struct csd_cqe, status) == 14, "cqe status");
-_Static_assert(sizeof(struct csd_ctx_params) == 64, "ctx params size");
+_Static_assert(sizeof(struct csd_ctx_desc) == 64, "ctx desc size");
 _Static_assert(sizeof(struct csd_ctx_info) == 64, "ctx info size");
 _Static_assert(sizeof(struct csd_seq_info) == 8, "seq info size");
 _Static_assert(sizeof(struct csd_id_vs) == 1024, "id vs size");

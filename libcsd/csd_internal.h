@@ -1,0 +1,123 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * csd_internal.h - libcsd internals: device/context structures and the
+ * transport ops table.  Never installed, never included from include/.
+ */
+#ifndef CSD_INTERNAL_H
+#define CSD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "csd/csd_spec.h"
+#include "csd.h"
+
+/* Only csd_* API functions are exported (the library is built with
+ * -fvisibility=hidden); put this on each public definition. */
+#define CSD_EXPORT __attribute__((visibility("default")))
+
+/* Most data segments a command of this library uses (ATTN_SUBMIT: seq ids,
+ * q, k, v). */
+#define CSD_MAX_SEGS 4
+
+/* One host buffer of a command's data. */
+struct csd_seg {
+	void *addr;
+	size_t len;
+};
+
+/* A completion as the library sees it: dw0, dw1 and the NVMe status field
+ * (phase bit removed, i.e. CQE status word >> 1; 0 = success). */
+struct csd_cpl {
+	uint32_t dw0;
+	uint32_t dw1;
+	uint16_t status;
+};
+
+typedef void (*csd_cpl_fn)(void *arg, const struct csd_cpl *cpl);
+
+/*
+ * A transport: how commands reach a drive.
+ *
+ * open:   parse @opts (the part of the device string after the scheme) and
+ *         set dev->tp.  Returns 0 or -errno.
+ * close:  wait for commands in flight, free dev->tp.
+ * submit: send one command.  @sqe is complete except cid/prp, which the
+ *         transport owns.  @seg[0..nseg) is the data buffer in order (the
+ *         descriptors may be on the caller's stack: the transport copies
+ *         them; the buffers themselves must stay valid until @done).
+ *         Returns 0 and later calls @done exactly once (possibly before
+ *         submit returns, possibly from another thread), or returns -errno
+ *         and never calls @done.  Thread-safe.
+ */
+struct csd_transport_ops {
+	const char *name;
+	int (*open)(struct csd_dev *dev, const char *opts);
+	void (*close)(struct csd_dev *dev);
+	int (*submit)(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
+		      const struct csd_seg *seg, unsigned int nseg,
+		      csd_cpl_fn done, void *arg);
+};
+
+extern const struct csd_transport_ops csd_transport_embedded;
+
+struct csd_dev {
+	const struct csd_transport_ops *ops;
+	void *tp;			/* transport private */
+	struct csd_dev_info info;	/* from Identify at open */
+	struct csd_id_ctrl *id;		/* raw Identify Controller */
+	atomic_uint cid;
+	pthread_mutex_t lock;		/* protects ctx_list */
+	struct csd_ctx *ctx_list;
+};
+
+struct csd_ctx {
+	struct csd_dev *dev;
+	uint32_t id;
+	struct csd_ctx_params p;
+	size_t dsize;			/* dtype size */
+	size_t row_bytes;		/* kv_heads * head_dim * dsize */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint64_t *tags;			/* bitmap of max_tags bits */
+	uint32_t ntags;
+	uint32_t tag_hint;
+	uint32_t reads_pending;		/* ATTN_READs not completed yet */
+	uint32_t refs;			/* 1 (handle) + unwaited ops */
+	bool dead;			/* destroyed, waiting for ops */
+	struct csd_ctx *next, **pprev;	/* dev->ctx_list */
+};
+
+/* Synchronous execution through the transport: 0 and *cpl filled, or
+ * -errno when the command could not be sent. */
+int csd_exec(struct csd_dev *dev, int admin, struct csd_sqe *sqe,
+	     const struct csd_seg *seg, unsigned int nseg, struct csd_cpl *cpl);
+/* Execute and map the status: 0 on success (dw0/dw1 returned through
+ * @cpl if non-NULL), else -errno. */
+int csd_exec_status(struct csd_dev *dev, int admin, struct csd_sqe *sqe,
+		    const struct csd_seg *seg, unsigned int nseg,
+		    struct csd_cpl *cpl);
+/* Get Log Page @lid into @buf (len multiple of 4). */
+int csd_get_log(struct csd_dev *dev, uint8_t lid, void *buf, uint32_t len);
+
+/* Internal helpers of ctx.c used by attn.c / dev.c. */
+void csd_ctx_put(struct csd_ctx *ctx);
+int csd_ctx_destroy_locked_list(struct csd_ctx *ctx);
+
+/* Debug messages (CSD_DEBUG=1 in the environment) to stderr. */
+void csd_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static inline void csd_sqe_io(struct csd_sqe *sqe, uint8_t opc, uint32_t ctx,
+			      uint32_t ndata)
+{
+	*sqe = (struct csd_sqe){ 0 };
+	sqe->opcode = opc;
+	sqe->nsid = CSD_NSID;
+	sqe->cdw10 = ndata / 4;
+	sqe->cdw12 = ctx;
+}
+
+#endif /* CSD_INTERNAL_H */

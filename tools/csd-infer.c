@@ -1,0 +1,677 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * csd-infer - Llama-family decode with attention and the KV cache on an
+ * attention backend: the drive (csd), host RAM (host) or a file read back
+ * every step (flexgen).
+ *
+ *   csd-infer make-model --preset P [--layers N] [--ctx N]
+ *                        [--type f16|bf16|q8_0|f32] [--seed S] -o FILE
+ *   csd-infer run     (--model FILE | --synthetic PRESET) [options]
+ *   csd-infer compare (--model FILE | --synthetic PRESET) [options]
+ *
+ * Run options: --batch B, --prompt-len N, --gen N, --attn host|flexgen|csd,
+ * --device STR (csd), --kv-dir DIR / --flexgen-opts STR (flexgen),
+ * --threads N, --micro-batches 1|2, --mixed (prompt lengths vary over the
+ * batch), --synthetic-kv (fill the prompt KV with random values instead of
+ * computing the prefill on the host: for long contexts), --layers N and
+ * --type T (with --synthetic), --json.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "rt_decode.h"
+#include "rt_model.h"
+#include "rt_ops.h"
+#include "rt_synth.h"
+
+struct opts {
+	const char *model, *synthetic, *out, *preset, *device, *fg_opts;
+	const char *attn;
+	uint32_t layers, ctx, batch, prompt_len, gen, threads, mbatches;
+	uint64_t seed;
+	int wtype, json, mixed, synth_kv;
+};
+
+struct result {
+	const char *backend;
+	int ret;
+	char err[256];
+	uint32_t batch;
+	uint64_t steps, gen_tokens, prompt_tokens;
+	double decode_s, prefill_s, host_s, xfer_s, attn_s, modeled_s;
+	double tok_s;
+	struct rt_backend_stats bs;
+	/* flexgen */
+	int fg_valid, fg_uring, fg_direct;
+	uint32_t fg_rs, fg_qd;
+	double fg_read_gbs, raw_read_gbs;
+	int32_t *tokens;	/* [batch][gen] */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+"usage: csd-infer make-model --preset P [--layers N] [--ctx N]\n"
+"                            [--type f16|bf16|q8_0|f32] [--seed S] -o FILE\n"
+"       csd-infer run     (--model FILE | --synthetic PRESET) [options]\n"
+"       csd-infer compare (--model FILE | --synthetic PRESET) [options]\n"
+"       csd-infer presets\n"
+"options:\n"
+"  --batch B            sequences decoded together (default 1)\n"
+"  --prompt-len N       prompt tokens per sequence (default 32)\n"
+"  --mixed              prompt lengths vary over the batch (N/2..N)\n"
+"  --gen N              tokens generated per sequence (default 32)\n"
+"  --attn BACKEND       host | flexgen | csd (run; default csd)\n"
+"  --device STR         libcsd device for csd (default embedded:)\n"
+"  --kv-dir DIR         directory of flexgen's KV file (default $TMPDIR)\n"
+"  --flexgen-opts STR   flexgen options (dir=,buf=MiB,rs=KiB,qd=,io=)\n"
+"  --threads N          host threads (default: online CPUs)\n"
+"  --micro-batches 1|2  pipeline halves of the batch (default 2 if B>=2)\n"
+"  --synthetic-kv       random prompt KV instead of a host prefill\n"
+"  --layers N --type T  model shape for --synthetic\n"
+"  --seed S             prompt / model seed (default 1)\n"
+"  --json               machine-readable report on stdout\n");
+}
+
+enum {
+	O_PRESET = 256, O_LAYERS, O_TYPE, O_CTX, O_SEED, O_MODEL, O_SYNTH,
+	O_BATCH, O_PLEN, O_GEN, O_ATTN, O_DEVICE, O_KVDIR, O_FGOPTS,
+	O_THREADS, O_MB, O_JSON, O_MIXED, O_SKV,
+};
+
+static const struct option long_opts[] = {
+	{ "preset", required_argument, NULL, O_PRESET },
+	{ "layers", required_argument, NULL, O_LAYERS },
+	{ "type", required_argument, NULL, O_TYPE },
+	{ "ctx", required_argument, NULL, O_CTX },
+	{ "seed", required_argument, NULL, O_SEED },
+	{ "model", required_argument, NULL, O_MODEL },
+	{ "synthetic", required_argument, NULL, O_SYNTH },
+	{ "batch", required_argument, NULL, O_BATCH },
+	{ "prompt-len", required_argument, NULL, O_PLEN },
+	{ "gen", required_argument, NULL, O_GEN },
+	{ "attn", required_argument, NULL, O_ATTN },
+	{ "device", required_argument, NULL, O_DEVICE },
+	{ "kv-dir", required_argument, NULL, O_KVDIR },
+	{ "flexgen-opts", required_argument, NULL, O_FGOPTS },
+	{ "threads", required_argument, NULL, O_THREADS },
+	{ "micro-batches", required_argument, NULL, O_MB },
+	{ "json", no_argument, NULL, O_JSON },
+	{ "mixed", no_argument, NULL, O_MIXED },
+	{ "synthetic-kv", no_argument, NULL, O_SKV },
+	{ "output", required_argument, NULL, 'o' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static int parse_u32(const char *s, const char *what, uint32_t min,
+		     uint32_t *v)
+{
+	unsigned long long x;
+	char *end;
+
+	errno = 0;
+	x = strtoull(s, &end, 0);
+	if (errno || end == s || *end || x < min || x > UINT32_MAX) {
+		fprintf(stderr, "csd-infer: bad %s '%s'\n", what, s);
+		return -1;
+	}
+	*v = (uint32_t)x;
+	return 0;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->batch = 1;
+	o->prompt_len = 32;
+	o->gen = 32;
+	o->seed = 1;
+	o->wtype = -1;
+	o->attn = "csd";
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "o:h", long_opts, NULL)) != -1) {
+		uint32_t t;
+
+		switch (c) {
+		case O_PRESET: o->preset = optarg; break;
+		case O_LAYERS:
+			if (parse_u32(optarg, "--layers", 1, &o->layers))
+				return -1;
+			break;
+		case O_CTX:
+			if (parse_u32(optarg, "--ctx", 1, &o->ctx))
+				return -1;
+			break;
+		case O_TYPE:
+			if (rt_type_parse(optarg, &t) < 0) {
+				fprintf(stderr, "csd-infer: bad --type '%s'\n",
+					optarg);
+				return -1;
+			}
+			o->wtype = (int)t;
+			break;
+		case O_SEED:
+			o->seed = strtoull(optarg, NULL, 0);
+			break;
+		case O_MODEL: o->model = optarg; break;
+		case O_SYNTH: o->synthetic = optarg; break;
+		case O_BATCH:
+			if (parse_u32(optarg, "--batch", 1, &o->batch))
+				return -1;
+			break;
+		case O_PLEN:
+			if (parse_u32(optarg, "--prompt-len", 1,
+				      &o->prompt_len))
+				return -1;
+			break;
+		case O_GEN:
+			if (parse_u32(optarg, "--gen", 1, &o->gen))
+				return -1;
+			break;
+		case O_ATTN: o->attn = optarg; break;
+		case O_DEVICE: o->device = optarg; break;
+		case O_KVDIR: o->fg_opts = optarg; break;
+		case O_FGOPTS: o->fg_opts = optarg; break;
+		case O_THREADS:
+			if (parse_u32(optarg, "--threads", 1, &o->threads))
+				return -1;
+			break;
+		case O_MB:
+			if (parse_u32(optarg, "--micro-batches", 1,
+				      &o->mbatches) || o->mbatches > 2) {
+				fprintf(stderr,
+					"csd-infer: --micro-batches is 1 or 2\n");
+				return -1;
+			}
+			break;
+		case O_JSON: o->json = 1; break;
+		case O_MIXED: o->mixed = 1; break;
+		case O_SKV: o->synth_kv = 1; break;
+		case 'o': o->out = optarg; break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "csd-infer: unexpected argument '%s'\n",
+			argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- make-model ------------------------------------------------------- */
+
+static int cmd_make_model(struct opts *o)
+{
+	struct rt_synth_opts so;
+	char err[256] = "";
+	int ret;
+
+	if (!o->preset || !o->out) {
+		fprintf(stderr, "csd-infer make-model: --preset and -o are required\n");
+		return 2;
+	}
+	memset(&so, 0, sizeof(so));
+	so.preset = o->preset;
+	so.layers = o->layers;
+	so.ctx = o->ctx;
+	so.wtype = o->wtype;
+	so.seed = o->seed;
+	so.threads = o->threads;
+	ret = rt_synth_write(o->out, &so, err, sizeof(err));
+	if (ret < 0) {
+		fprintf(stderr, "csd-infer make-model: %s: %s\n", o->out,
+			err[0] ? err : strerror(-ret));
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_presets(void)
+{
+	const struct rt_synth_preset *p;
+
+	printf("%-10s %6s %6s %6s %6s %6s %7s\n", "preset", "layers", "embd",
+	       "ff", "heads", "kv", "ctx");
+	for (p = rt_synth_presets(); p && p->name; p++)
+		printf("%-10s %6u %6u %6u %6u %6u %7u\n", p->name, p->n_layer,
+		       p->n_embd, p->n_ff, p->n_head, p->n_head_kv, p->n_ctx);
+	return 0;
+}
+
+/* ---- model loading ---------------------------------------------------- */
+
+static int load_model(const struct opts *o, struct rt_model **mp)
+{
+	char err[256] = "", path[512];
+	int ret;
+
+	if (!!o->model == !!o->synthetic) {
+		fprintf(stderr,
+			"csd-infer: give exactly one of --model FILE, --synthetic PRESET\n");
+		return -EINVAL;
+	}
+	if (o->model) {
+		ret = rt_model_open(o->model, mp, err, sizeof(err));
+		if (ret < 0)
+			fprintf(stderr, "csd-infer: %s: %s\n", o->model,
+				err[0] ? err : strerror(-ret));
+		return ret;
+	}
+	{
+		const char *tmp = getenv("TMPDIR");
+		struct rt_synth_opts so;
+		int fd;
+
+		snprintf(path, sizeof(path), "%s/csd-infer-model-XXXXXX",
+			 tmp && *tmp ? tmp : "/tmp");
+		fd = mkstemp(path);
+		if (fd < 0) {
+			ret = -errno;
+			fprintf(stderr, "csd-infer: %s: %s\n", path,
+				strerror(errno));
+			return ret;
+		}
+		close(fd);
+		memset(&so, 0, sizeof(so));
+		so.preset = o->synthetic;
+		so.layers = o->layers;
+		so.ctx = o->ctx;
+		so.wtype = o->wtype;
+		so.seed = o->seed;
+		so.threads = o->threads;
+		ret = rt_synth_write(path, &so, err, sizeof(err));
+		if (ret == 0)
+			ret = rt_model_open(path, mp, err, sizeof(err));
+		unlink(path);	/* the model is mmap'd */
+		if (ret < 0)
+			fprintf(stderr, "csd-infer: synthetic %s: %s\n",
+				o->synthetic, err[0] ? err : strerror(-ret));
+		return ret;
+	}
+}
+
+/* ---- one run ---------------------------------------------------------- */
+
+static void progress(const char *what, uint32_t done, uint32_t total,
+		     uint64_t t0)
+{
+	double s = (double)(now_ns() - t0) / 1e9;
+	int w = 30, fill = total ? (int)((uint64_t)done * w / total) : w;
+
+	fprintf(stderr, "\r%-8s [%.*s%*s] %u/%u  %.1fs", what, fill,
+		"##############################", w - fill, "", done, total,
+		s);
+	if (done == total)
+		fputc('\n', stderr);
+	fflush(stderr);
+}
+
+static uint32_t prompt_len_of(const struct opts *o, uint32_t s)
+{
+	uint32_t n = o->prompt_len;
+
+	if (o->mixed && o->batch > 1)
+		n = n - (uint32_t)((uint64_t)(n / 2) * s / (o->batch - 1));
+	return n ? n : 1;
+}
+
+static int run_one(const struct opts *o, const struct rt_model *m,
+		   const char *backend, int tty, struct result *r)
+{
+	const struct rt_backend_ops *ops = rt_backend_find(backend);
+	struct rt_decoder_config cfg;
+	struct rt_decoder *d = NULL;
+	struct rt_decode_stats st;
+	uint32_t *lens = NULL, maxlen = 0, s, g;
+	int32_t **prompts = NULL, *out = NULL;
+	const char *bopts = NULL;
+	uint64_t t0;
+	int ret = -ENOMEM;
+
+	memset(r, 0, sizeof(*r));
+	r->backend = backend;
+	r->batch = o->batch;
+	if (!ops) {
+		snprintf(r->err, sizeof(r->err), "unknown backend '%s'",
+			 backend);
+		return r->ret = -EINVAL;
+	}
+	if (!strcmp(backend, "csd"))
+		bopts = o->device;
+	else if (!strcmp(backend, "flexgen"))
+		bopts = o->fg_opts;
+	lens = calloc(o->batch, sizeof(*lens));
+	prompts = calloc(o->batch, sizeof(*prompts));
+	out = calloc(o->batch, sizeof(*out));
+	r->tokens = calloc((size_t)o->batch * o->gen, sizeof(int32_t));
+	if (!lens || !prompts || !out || !r->tokens)
+		goto fail;
+	for (s = 0; s < o->batch; s++) {
+		struct rt_rng rng;
+		uint32_t i;
+
+		lens[s] = prompt_len_of(o, s);
+		if (lens[s] > maxlen)
+			maxlen = lens[s];
+		prompts[s] = calloc(lens[s], sizeof(int32_t));
+		if (!prompts[s])
+			goto fail;
+		rt_rng_seed(&rng, o->seed * 1000003u + s);
+		for (i = 0; i < lens[s]; i++)
+			prompts[s][i] = (int32_t)(3 + rt_rng_next(&rng) %
+					(m->hp.n_vocab > 3 ? m->hp.n_vocab - 3 : 1));
+		if (m->bos >= 0 && m->add_bos)
+			prompts[s][0] = m->bos;
+		r->prompt_tokens += lens[s];
+	}
+	rt_decoder_config_init(&cfg, o->batch, maxlen + o->gen + 1,
+			       o->threads);
+	cfg.micro_batches = o->mbatches;
+	ret = rt_decoder_create(m, ops, bopts, &cfg, &d, r->err,
+				sizeof(r->err));
+	if (ret < 0)
+		goto fail;
+	t0 = now_ns();
+	if (tty)
+		fprintf(stderr, "%s: prefill %" PRIu64 " tokens...", backend,
+			r->prompt_tokens);
+	if (o->synth_kv)
+		ret = rt_decoder_prefill_synthetic(d, lens, o->seed,
+						   m->bos >= 0 ? m->bos : 1);
+	else
+		ret = rt_decoder_prefill(d, (const int32_t *const *)prompts,
+					 lens, NULL);
+	if (tty)
+		fputc('\r', stderr);
+	if (ret < 0) {
+		snprintf(r->err, sizeof(r->err), "prefill: %s",
+			 strerror(-ret));
+		goto fail;
+	}
+	r->prefill_s = (double)(now_ns() - t0) / 1e9;
+	t0 = now_ns();
+	for (g = 0; g < o->gen; g++) {
+		ret = rt_decoder_step(d, NULL, out);
+		if (ret < 0) {
+			snprintf(r->err, sizeof(r->err), "decode step %u: %s",
+				 g, strerror(-ret));
+			goto fail;
+		}
+		for (s = 0; s < o->batch; s++)
+			r->tokens[(size_t)s * o->gen + g] = out[s];
+		if (tty)
+			progress(backend, g + 1, o->gen, t0);
+	}
+	rt_decoder_stats(d, &st);
+	r->bs = st.backend;
+	r->steps = st.steps;
+	r->gen_tokens = (uint64_t)o->gen * o->batch;
+	r->decode_s = (double)st.decode_ns / 1e9;
+	r->host_s = (double)st.host_ns / 1e9;
+	r->xfer_s = (double)st.backend.xfer_ns / 1e9;
+	r->attn_s = (double)(st.wait_ns + st.submit_ns) / 1e9 - r->xfer_s;
+	if (r->attn_s < 0)
+		r->attn_s = 0;
+	r->modeled_s = (double)st.backend.modeled_ns / 1e9;
+	r->tok_s = r->decode_s > 0 ? (double)r->gen_tokens / r->decode_s : 0;
+	if (!strcmp(backend, "flexgen")) {
+		struct rt_backend *b = rt_decoder_backend(d);
+		struct rt_flexgen_info fi;
+		uint64_t bytes = 0, ns = 0;
+
+		if (rt_flexgen_get_info(b, &fi) == 0) {
+			r->fg_valid = 1;
+			r->fg_uring = fi.uring;
+			r->fg_direct = fi.direct;
+			r->fg_rs = fi.read_size;
+			r->fg_qd = fi.queue_depth;
+			/* bytes read from the file per decode second */
+			if (st.decode_ns)
+				r->fg_read_gbs = (double)(st.backend.link_bytes -
+							  fi.file_bytes) /
+						 (double)st.decode_ns;
+			if (rt_flexgen_raw_read(b, 8ull << 30, &bytes, &ns) == 0 &&
+			    ns)
+				r->raw_read_gbs = (double)bytes / (double)ns;
+		}
+	}
+	ret = 0;
+fail:
+	if (d)
+		rt_decoder_destroy(d);
+	if (prompts)
+		for (s = 0; s < o->batch; s++)
+			free(prompts[s]);
+	free(prompts);
+	free(lens);
+	free(out);
+	if (ret < 0 && !r->err[0])
+		snprintf(r->err, sizeof(r->err), "%s", strerror(-ret));
+	return r->ret = ret;
+}
+
+/* ---- reports ---------------------------------------------------------- */
+
+static double mib(uint64_t b)
+{
+	return (double)b / (1024.0 * 1024.0);
+}
+
+static void print_workload(const struct opts *o, const struct rt_model *m)
+{
+	printf("model %s: %u layers, embd %u, heads %u/%u kv, head_dim %u, vocab %u\n",
+	       m->name[0] ? m->name : "?", m->hp.n_layer, m->hp.n_embd,
+	       m->hp.n_head, m->hp.n_head_kv, m->hp.head_dim, m->hp.n_vocab);
+	printf("workload: batch %u, prompt %u%s, gen %u, %s prefill\n",
+	       o->batch, o->prompt_len, o->mixed ? " (mixed)" : "", o->gen,
+	       o->synth_kv ? "synthetic-KV" : "host");
+}
+
+static void print_run(const struct result *r)
+{
+	printf("backend %s\n", r->backend);
+	printf("  decode       %.3f s, %" PRIu64 " tokens, %.2f tokens/s\n",
+	       r->decode_s, r->gen_tokens, r->tok_s);
+	printf("  prefill      %.3f s (%" PRIu64 " prompt tokens)\n",
+	       r->prefill_s, r->prompt_tokens);
+	printf("  time split   host compute %.3f s, transfers %.3f s, attention wait %.3f s\n",
+	       r->host_s, r->xfer_s, r->attn_s);
+	printf("  modeled dev  %.3f s\n", r->modeled_s);
+	printf("  host KV mem  %.1f MiB\n", mib(r->bs.host_kv_bytes));
+	printf("  link bytes   %.1f MiB (KV read for attention %.1f MiB)\n",
+	       mib(r->bs.link_bytes), mib(r->bs.kv_bytes_read));
+	if (r->fg_valid)
+		printf("  flexgen io   %s%s, %u KiB reads x %u; KV read %.2f GB/s, raw O_DIRECT read %.2f GB/s\n",
+		       r->fg_uring ? "io_uring" : "pread",
+		       r->fg_direct ? " O_DIRECT" : " buffered",
+		       r->fg_rs / 1024, r->fg_qd, r->fg_read_gbs,
+		       r->raw_read_gbs);
+}
+
+static void json_run(const struct result *r, int last)
+{
+	printf("    {\"backend\": \"%s\", \"ok\": %s, ", r->backend,
+	       r->ret ? "false" : "true");
+	if (r->ret)
+		printf("\"error\": \"%s\", ", r->err);
+	printf("\"batch\": %u, \"steps\": %" PRIu64 ", \"tokens\": %" PRIu64
+	       ", \"prompt_tokens\": %" PRIu64 ", \"tokens_per_s\": %.4f, "
+	       "\"decode_s\": %.6f, \"prefill_s\": %.6f, \"host_s\": %.6f, "
+	       "\"transfer_s\": %.6f, \"attn_wait_s\": %.6f, "
+	       "\"modeled_device_s\": %.6f, \"host_kv_bytes\": %" PRIu64
+	       ", \"link_bytes\": %" PRIu64 ", \"kv_bytes_read\": %" PRIu64
+	       ", \"attn_calls\": %" PRIu64,
+	       r->batch, r->steps, r->gen_tokens, r->prompt_tokens, r->tok_s,
+	       r->decode_s, r->prefill_s, r->host_s, r->xfer_s, r->attn_s,
+	       r->modeled_s, r->bs.host_kv_bytes, r->bs.link_bytes,
+	       r->bs.kv_bytes_read, r->bs.attn_calls);
+	if (r->fg_valid)
+		printf(", \"flexgen\": {\"io_uring\": %s, \"o_direct\": %s, "
+		       "\"read_size\": %u, \"queue_depth\": %u, "
+		       "\"kv_read_gbps\": %.4f, \"raw_read_gbps\": %.4f}",
+		       r->fg_uring ? "true" : "false",
+		       r->fg_direct ? "true" : "false", r->fg_rs, r->fg_qd,
+		       r->fg_read_gbs, r->raw_read_gbs);
+	printf("}%s\n", last ? "" : ",");
+}
+
+static void json_head(const struct opts *o, const struct rt_model *m,
+		      const char *cmd)
+{
+	printf("{\n  \"command\": \"%s\",\n  \"model\": {\"name\": \"%s\", "
+	       "\"layers\": %u, \"embd\": %u, \"heads\": %u, \"kv_heads\": %u, "
+	       "\"head_dim\": %u, \"vocab\": %u},\n  \"workload\": {\"batch\": %u, "
+	       "\"prompt_len\": %u, \"mixed\": %s, \"gen\": %u, "
+	       "\"synthetic_kv\": %s},\n  \"runs\": [\n",
+	       cmd, m->name, m->hp.n_layer, m->hp.n_embd, m->hp.n_head,
+	       m->hp.n_head_kv, m->hp.head_dim, m->hp.n_vocab, o->batch,
+	       o->prompt_len, o->mixed ? "true" : "false", o->gen,
+	       o->synth_kv ? "true" : "false");
+}
+
+static int cmd_run(struct opts *o, int compare)
+{
+	static const char *const all[] = { "host", "flexgen", "csd" };
+	const char *const *list = compare ? all : &o->attn;
+	int n = compare ? 3 : 1, i, rc = 0, tty;
+	struct result res[3];
+	struct rt_model *m = NULL;
+
+	if (!compare && !rt_backend_find(o->attn)) {
+		fprintf(stderr, "csd-infer: unknown --attn '%s' (host|flexgen|csd)\n",
+			o->attn);
+		return 2;
+	}
+	if (load_model(o, &m) < 0)
+		return 1;
+	tty = !o->json && isatty(STDERR_FILENO);
+	for (i = 0; i < n; i++) {
+		if (run_one(o, m, list[i], tty, &res[i]) < 0) {
+			fprintf(stderr, "csd-infer: %s: %s\n", list[i],
+				res[i].err);
+			rc = 1;
+		}
+	}
+	if (o->json) {
+		json_head(o, m, compare ? "compare" : "run");
+		for (i = 0; i < n; i++)
+			json_run(&res[i], i == n - 1);
+		printf("  ]");
+	} else {
+		print_workload(o, m);
+	}
+	if (compare) {
+		int match = 1;
+		size_t nt = (size_t)o->batch * o->gen;
+
+		for (i = 1; i < n; i++)
+			if (res[i].ret || res[0].ret ||
+			    memcmp(res[i].tokens, res[0].tokens,
+				   nt * sizeof(int32_t)))
+				match = 0;
+		if (o->json) {
+			double fg = res[1].ret ? 0 : res[1].tok_s;
+
+			printf(",\n  \"tokens_match\": %s,\n  \"csd_over_flexgen\": %.4f,\n"
+			       "  \"flexgen_read_over_raw\": %.4f\n}\n",
+			       match ? "true" : "false",
+			       fg > 0 && !res[2].ret ? res[2].tok_s / fg : 0,
+			       res[1].raw_read_gbs > 0 ?
+			       res[1].fg_read_gbs / res[1].raw_read_gbs : 0);
+		} else {
+			printf("\n%-8s %10s %9s %9s %9s %9s %10s %11s %11s\n",
+			       "backend", "tokens/s", "decode s", "host s",
+			       "xfer s", "attn s", "modeled s", "host KV MiB",
+			       "link MiB");
+			for (i = 0; i < n; i++) {
+				const struct result *r = &res[i];
+
+				if (r->ret) {
+					printf("%-8s failed: %s\n", r->backend,
+					       r->err);
+					continue;
+				}
+				printf("%-8s %10.2f %9.3f %9.3f %9.3f %9.3f %10.3f %11.1f %11.1f\n",
+				       r->backend, r->tok_s, r->decode_s,
+				       r->host_s, r->xfer_s, r->attn_s,
+				       r->modeled_s, mib(r->bs.host_kv_bytes),
+				       mib(r->bs.link_bytes));
+			}
+			printf("greedy tokens identical across backends: %s\n",
+			       match ? "yes" : "NO");
+			if (!res[1].ret && res[1].fg_valid)
+				printf("flexgen: %s%s, KV read %.2f GB/s vs raw O_DIRECT read %.2f GB/s of the same file\n",
+				       res[1].fg_uring ? "io_uring" : "pread",
+				       res[1].fg_direct ? " O_DIRECT" : " buffered",
+				       res[1].fg_read_gbs, res[1].raw_read_gbs);
+			if (!res[1].ret && !res[2].ret && res[1].tok_s > 0)
+				printf("csd / flexgen tokens/s: %.2fx\n",
+				       res[2].tok_s / res[1].tok_s);
+		}
+		if (!match && !rc)
+			rc = 1;
+	} else if (o->json) {
+		printf("\n}\n");
+	} else if (!res[0].ret) {
+		print_run(&res[0]);
+	}
+	for (i = 0; i < n; i++)
+		free(res[i].tokens);
+	rt_model_close(m);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	const char *cmd;
+	struct opts o;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	cmd = argv[1];
+	if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") ||
+	    !strcmp(cmd, "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (parse_opts(argc - 1, argv + 1, &o) < 0) {
+		usage(stderr);
+		return 2;
+	}
+	if (!strcmp(cmd, "make-model"))
+		return cmd_make_model(&o);
+	if (!strcmp(cmd, "presets"))
+		return cmd_presets();
+	if (!strcmp(cmd, "run"))
+		return cmd_run(&o, 0);
+	if (!strcmp(cmd, "compare"))
+		return cmd_run(&o, 1);
+	fprintf(stderr, "csd-infer: unknown command '%s'\n", cmd);
+	usage(stderr);
+	return 2;
+}
