@@ -34,7 +34,8 @@ demo: deps
 	$(MAKE) build
 	$(BUILD)/tools/csd-demo
 
-check: deps
+check:
+	scripts/deps.sh --fuzz
 	scripts/check.sh
 
 lint: deps

@@ -54,6 +54,45 @@ CSD_TEST_SANITIZER=1 \
 	run_suite "$ASAN_BUILD" --suite unit --suite conformance \
 	--timeout-multiplier 3
 
+# Short libFuzzer smoke runs of every fuzz target, where clang is available
+# (make fuzz runs them for longer).
+fz_pass=0
+fz_fail=0
+fz_skip=0
+FUZZ_BUILD=${FUZZ_BUILD:-build-fuzz}
+FUZZ_SMOKE=${FUZZ_SMOKE:-20}
+if command -v clang >/dev/null 2>&1 && [ "$FUZZ_SMOKE" -gt 0 ]; then
+	echo "== fuzz smoke ($FUZZ_BUILD, ${FUZZ_SMOKE}s per target) =="
+	if { [ -f "$FUZZ_BUILD/build.ninja" ] || CC=clang meson setup "$FUZZ_BUILD" \
+		--buildtype=debugoptimized -Dfuzz=true -Dtests=disabled \
+		-Db_sanitize=address,undefined -Db_lundef=false \
+		-Dc_args=-fsanitize=fuzzer-no-link >/dev/null; } &&
+	   ninja -C "$FUZZ_BUILD" tests/fuzz/fuzz_cmd tests/fuzz/fuzz_gguf >/dev/null; then
+		for t in "$FUZZ_BUILD"/tests/fuzz/fuzz_*; do
+			case "$t" in *.p | *.log) continue ;; esac
+			[ -f "$t" ] && [ -x "$t" ] || continue
+			if "$t" -max_total_time="$FUZZ_SMOKE" -print_final_stats=0 \
+				>"$t.log" 2>&1; then
+				echo "fuzz $(basename "$t"): OK"
+				fz_pass=$((fz_pass + 1))
+			else
+				echo "fuzz $(basename "$t"): FAILED (see $t.log)"
+				tail -30 "$t.log"
+				fz_fail=$((fz_fail + 1))
+				status=1
+			fi
+		done
+	else
+		echo "fuzz build failed"
+		fz_fail=$((fz_fail + 1))
+		status=1
+	fi
+else
+	echo "== fuzz smoke: skipped (no clang) =="
+	fz_skip=1
+fi
+
 echo "== summary =="
-python3 scripts/count-tests.py $logs || status=1
+python3 scripts/count-tests.py --extra-passed $fz_pass --extra-failed $fz_fail \
+	--extra-skipped $fz_skip $logs || status=1
 exit $status

@@ -21,8 +21,14 @@ def main(argv):
     files = []
     i = 0
     while i < len(argv):
-        if argv[i] == "--extra-failed":
-            failed += int(argv[i + 1])
+        if argv[i] in ("--extra-passed", "--extra-failed", "--extra-skipped"):
+            n = int(argv[i + 1])
+            if argv[i] == "--extra-passed":
+                passed += n
+            elif argv[i] == "--extra-failed":
+                failed += n
+            else:
+                skipped += n
             i += 2
             continue
         files.append(argv[i])

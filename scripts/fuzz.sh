@@ -6,7 +6,8 @@ build=$1
 secs=$2
 status=0
 for t in "$build"/tests/fuzz/fuzz_*; do
-	[ -x "$t" ] || continue
+	case "$t" in *.p | *.log) continue ;; esac
+	[ -f "$t" ] && [ -x "$t" ] || continue
 	name=$(basename "$t")
 	corpus="$build/fuzz-corpus/$name"
 	mkdir -p "$corpus"
