@@ -240,7 +240,11 @@ static void finish_group(struct attn_jstate *js, struct attn_group *g)
 	}
 }
 
-static void run_task(attn_kernel_fn kernel, struct attn_jstate *js,
+/*
+ * Runs task @ti of @js.  Returns true when it was the job's last task: @js
+ * has then been freed and job->done called, so the caller must not touch @js.
+ */
+static bool run_task(attn_kernel_fn kernel, struct attn_jstate *js,
 		     uint32_t ti)
 {
 	struct attn_job *j = js->job;
@@ -287,14 +291,15 @@ static void run_task(attn_kernel_fn kernel, struct attn_jstate *js,
 	}
 
 	if (atomic_fetch_sub(&g->left, 1) != 1)
-		return;
+		return false;
 	finish_group(js, g);
 	if (atomic_fetch_sub(&js->groups_left, 1) != 1)
-		return;
+		return false;
 	j->internal = NULL;
 	free(js);
 	if (j->done)
 		j->done(j);
+	return true;
 }
 
 static void *worker(void *arg)
@@ -471,6 +476,7 @@ int attn_run_single(struct attn_job *job, int simd)
 	n = js->ntasks;
 	/* the last run_task frees js and calls done */
 	for (uint32_t i = 0; i < n; i++)
-		run_task(kernel, js, i);
+		if (run_task(kernel, js, i))
+			break;
 	return 0;
 }

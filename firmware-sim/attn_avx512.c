@@ -23,6 +23,13 @@
 
 #define AI static inline __attribute__((always_inline))
 #define KB 64			/* tokens per online-softmax step */
+#ifndef PF_DIST
+#define PF_DIST 2		/* blocks ahead to prefetch */
+#endif
+/* the scores prefetch the V rows of every PF_VSTRIDE-th token, V the rest */
+#ifndef PF_VSTRIDE
+#define PF_VSTRIDE 4
+#endif
 #ifndef PF_HINT
 #define PF_HINT _MM_HINT_T1
 #endif
@@ -91,14 +98,11 @@ struct pf {
 	const char *k[KB], *v[KB];
 };
 
-static inline void prefetch_row(const struct pf *pf, uint32_t i)
+AI void prefetch_one(const char *row, size_t row_bytes)
 {
-	for (size_t o = 0; o < pf->row_bytes; o += 64) {
-		_mm_prefetch(pf->k[i] + o, PF_HINT);
-		_mm_prefetch(pf->v[i] + o, PF_HINT);
-	}
-	_mm_prefetch(pf->k[i] + pf->row_bytes - 1, PF_HINT);
-	_mm_prefetch(pf->v[i] + pf->row_bytes - 1, PF_HINT);
+	for (size_t o = 0; o < row_bytes; o += 64)
+		_mm_prefetch(row + o, PF_HINT);
+	_mm_prefetch(row + row_bytes - 1, PF_HINT);
 }
 
 /*
@@ -135,8 +139,34 @@ AI void score_group(const char *const *rows, uint32_t n, const float *q,
 				for (int h = 0; h < HB; h++)
 					acc[i][h] = _mm512_setzero_ps();
 			}
+			/* the same tokens of a later block: one line of each
+			 * prefetched per 64 bytes of chunks, spread over the
+			 * dot products */
+			const char *pk[8];
+
+			const char *pv[8];
+
+#pragma GCC unroll 8
+			for (int i = 0; i < TB; i++) {
+				const uint32_t j = t0 + t + i;
+
+				pk[i] = j < pf->n ? pf->k[j] : kr[i];
+				pv[i] = j < pf->n && !(j % PF_VSTRIDE) ?
+					pf->v[j] : NULL;
+			}
 			for (uint32_t c = 0; c < nc; c++) {
 				__m512 k[8];
+
+				if (!((c * cstep) & 63))
+#pragma GCC unroll 8
+					for (int i = 0; i < TB; i++) {
+						_mm_prefetch(pk[i] + c * cstep,
+							     PF_HINT);
+						if (pv[i])
+							_mm_prefetch(pv[i] +
+								c * cstep,
+								PF_HINT);
+					}
 
 #pragma GCC unroll 8
 				for (int i = 0; i < TB; i++)
@@ -157,9 +187,6 @@ AI void score_group(const char *const *rows, uint32_t n, const float *q,
 #pragma GCC unroll 8
 				for (int h = 0; h < HB; h++)
 					red[h][red_slot[t + i]] = acc[i][h];
-			/* spread the prefetch of a later block over the work */
-			for (uint32_t i = t0 + t; i < t0 + t + TB && i < pf->n; i++)
-				prefetch_row(pf, i);
 		}
 #pragma GCC unroll 8
 		for (int h = 0; h < HB; h++)
@@ -171,10 +198,12 @@ AI void score_group(const char *const *rows, uint32_t n, const float *q,
 /* acc[h][c0*16 ..] = acc * alpha[h] + sum_t p[h][t] * v_t, HB x CB tile. */
 AI void vtile(const char *const *rows, uint32_t n, const int dt, uint32_t c0,
 	      const int HB, const int CB, float *acc, uint32_t d,
-	      const float (*p)[KB], const float *alpha)
+	      const float (*p)[KB], const float *alpha,
+	      const char *const *pfr, uint32_t pfn, size_t row_bytes)
 {
 	const size_t cstep = 16 * (dt == CSD_DTYPE_F32 ? 4 : 2);
 	__m512 r[8][4];
+	uint32_t pj = 0;
 
 #pragma GCC unroll 8
 	for (int h = 0; h < HB; h++) {
@@ -188,6 +217,10 @@ AI void vtile(const char *const *rows, uint32_t n, const int dt, uint32_t c0,
 	for (uint32_t t = 0; t < n; t++) {
 		const char *vr = rows[t] + c0 * cstep;
 		__m512 v[4];
+
+		/* pfn rows spread evenly over the n tokens */
+		while (pj < pfn && pj * n <= t * pfn)
+			prefetch_one(pfr[pj++], row_bytes);
 
 #pragma GCC unroll 4
 		for (int c = 0; c < CB; c++)
@@ -218,7 +251,8 @@ typedef void (*score_fn)(const char *const *rows, uint32_t n, const float *q,
 			 const struct pf *pf);
 typedef void (*vtile_fn)(const char *const *rows, uint32_t n, uint32_t c0,
 			 float *acc, uint32_t d, const float (*p)[KB],
-			 const float *alpha);
+			 const float *alpha, const char *const *pfr,
+			 uint32_t pfn, size_t row_bytes);
 
 #define SCORE(DT, HB, TB)						\
 static __attribute__((noinline)) void score_##DT##_##HB(		\
@@ -236,9 +270,11 @@ SCORES(2)
 #define VTILE(DT, HB, CB)						\
 static __attribute__((noinline)) void vtile_##DT##_##HB##_##CB(	\
 	const char *const *rows, uint32_t n, uint32_t c0, float *acc,	\
-	uint32_t d, const float (*p)[KB], const float *alpha)	\
+	uint32_t d, const float (*p)[KB], const float *alpha,		\
+	const char *const *pfr, uint32_t pfn, size_t row_bytes)	\
 {									\
-	vtile(rows, n, DT, c0, HB, CB, acc, d, p, alpha);		\
+	vtile(rows, n, DT, c0, HB, CB, acc, d, p, alpha, pfr, pfn,	\
+	      row_bytes);						\
 }
 #define VTILES(DT) VTILE(DT, 8, 2) VTILE(DT, 8, 1) VTILE(DT, 4, 4)	\
 	VTILE(DT, 4, 2) VTILE(DT, 4, 1) VTILE(DT, 2, 4) VTILE(DT, 2, 2)	\
@@ -285,25 +321,41 @@ static void scores(const char *const *rows, uint32_t n, const float *q,
 
 static void vaccum(const char *const *rows, uint32_t n, int dt, uint32_t nq,
 		   float *acc, uint32_t d, const float (*p)[KB],
-		   const float *alpha)
+		   const float *alpha, const struct pf *pf)
 {
 	const uint32_t nc = d / 16;
+	const char *pvr[KB];
+	uint32_t npv = 0;
 
+	for (uint32_t i = 0; i < pf->n; i++)
+		if (i % PF_VSTRIDE)
+			pvr[npv++] = pf->v[i];
 	for (uint32_t h = 0; h < nq;) {
 		unsigned int lg = head_group_log2(nq - h);
 		float *ah = acc + (size_t)h * d;
-		uint32_t c = 0;
+		/* the first head group prefetches the V rows of a later
+		 * block that the scores did not, spread over its tiles */
+		const uint32_t cb = lg < 3 ? 4 : 2;
+		const uint32_t ntile = (nc + cb - 1) / cb;
+		const uint32_t per = h ? 0 : (npv + ntile - 1) / ntile;
+		uint32_t c = 0, pdone = 0;
 
+#define VT(CBL)								\
+	do {								\
+		uint32_t pn = npv - pdone < per ? npv - pdone : per;	\
+		vtile_tab[dt][lg][CBL](rows, n, c, ah, d, p + h,	\
+				       alpha + h, pvr + pdone, pn,	\
+				       pf->row_bytes);			\
+		pdone += pn;						\
+	} while (0)
 		if (lg < 3)
 			for (; c + 4 <= nc; c += 4)
-				vtile_tab[dt][lg][2](rows, n, c, ah, d, p + h,
-						     alpha + h);
+				VT(2);
 		for (; c + 2 <= nc; c += 2)
-			vtile_tab[dt][lg][1](rows, n, c, ah, d, p + h,
-					     alpha + h);
+			VT(1);
 		if (c < nc)
-			vtile_tab[dt][lg][0](rows, n, c, ah, d, p + h,
-					     alpha + h);
+			VT(0);
+#undef VT
 		h += 1u << lg;
 	}
 }
@@ -341,6 +393,16 @@ static void prefetch_block(const struct attn_args *a, uint32_t t0,
 	prefetch_range(a->vpages, a->tpp, a->tok_begin, t0, t1, row_bytes);
 }
 
+static void block_rows(const struct attn_args *a, uint32_t t0,
+		       size_t row_bytes, struct pf *b)
+{
+	b->row_bytes = row_bytes;
+	b->n = t0 >= a->tok_end ? 0 :
+	       a->tok_end - t0 > KB ? KB : a->tok_end - t0;
+	attn_rows(a->kpages, a->tpp, a->tok_begin, t0, b->n, row_bytes, b->k);
+	attn_rows(a->vpages, a->tpp, a->tok_begin, t0, b->n, row_bytes, b->v);
+}
+
 void attn_kernel_avx512(const struct attn_args *a)
 {
 	const uint32_t d = a->head_dim, nq = a->n_q;
@@ -348,7 +410,8 @@ void attn_kernel_avx512(const struct attn_args *a)
 	const size_t row_bytes = (size_t)d * csd_dtype_size(dt);
 	float s[ATTN_MAX_NQ][KB] __attribute__((aligned(64)));
 	float alpha[ATTN_MAX_NQ];
-	struct pf ring[2];	/* rows of this block and of the next one */
+	/* rows of this block and of the PF_DIST blocks after it */
+	struct pf ring[PF_DIST + 1];
 	unsigned int cur = 0;
 
 	for (uint32_t h = 0; h < nq; h++) {
@@ -356,28 +419,18 @@ void attn_kernel_avx512(const struct attn_args *a)
 		a->l[h] = 0.0f;
 	}
 	memset(a->acc, 0, (size_t)nq * d * sizeof(float));
-	prefetch_block(a, a->tok_begin, row_bytes);
-	ring[0].row_bytes = ring[1].row_bytes = row_bytes;
-	ring[0].n = a->tok_end - a->tok_begin > KB ? KB :
-		    a->tok_end - a->tok_begin;
-	attn_rows(a->kpages, a->tpp, a->tok_begin, a->tok_begin, ring[0].n,
-		  row_bytes, ring[0].k);
-	attn_rows(a->vpages, a->tpp, a->tok_begin, a->tok_begin, ring[0].n,
-		  row_bytes, ring[0].v);
+	for (unsigned int i = 0; i < PF_DIST; i++) {
+		prefetch_block(a, a->tok_begin + i * KB, row_bytes);
+		block_rows(a, a->tok_begin + i * KB, row_bytes, &ring[i]);
+	}
 
 	for (uint32_t t0 = a->tok_begin; t0 < a->tok_end; t0 += KB) {
 		const uint32_t n = ring[cur].n, nv = (n + 15) / 16;
-		const uint32_t tn = t0 + KB;
-		struct pf *nx = &ring[cur ^ 1];
+		struct pf *nx = &ring[(cur + PF_DIST) % (PF_DIST + 1)];
 		const char *const *kr = ring[cur].k, *const *vr = ring[cur].v;
 
-		/* the next block's rows: prefetched while scoring this one */
-		nx->n = tn >= a->tok_end ? 0 :
-			a->tok_end - tn > KB ? KB : a->tok_end - tn;
-		attn_rows(a->kpages, a->tpp, a->tok_begin, tn, nx->n,
-			  row_bytes, nx->k);
-		attn_rows(a->vpages, a->tpp, a->tok_begin, tn, nx->n,
-			  row_bytes, nx->v);
+		/* a later block's rows: prefetched while working on this one */
+		block_rows(a, t0 + PF_DIST * KB, row_bytes, nx);
 
 		scores(kr, n, a->q, d, nq, dt, a->scale, s, nx);
 
@@ -411,7 +464,8 @@ void attn_kernel_avx512(const struct attn_args *a)
 			a->m[h] = mnew;
 		}
 
-		vaccum(vr, n, dt, nq, a->acc, d, (const float (*)[KB])s, alpha);
-		cur ^= 1;
+		vaccum(vr, n, dt, nq, a->acc, d, (const float (*)[KB])s, alpha,
+		       nx);
+		cur = (cur + 1) % (PF_DIST + 1);
 	}
 }

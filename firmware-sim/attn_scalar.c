@@ -60,10 +60,10 @@ void attn_kernel_scalar(const struct attn_args *a)
 
 		/* one online-softmax step per head for the block */
 		for (uint32_t h = 0; h < nq; h++) {
-			float bm = s[h][0], mnew, alpha, sum = 0.0f;
+			float bm = -INFINITY, mnew, alpha, sum = 0.0f;
 			float *acc = a->acc + (size_t)h * d;
 
-			for (uint32_t t = 1; t < n; t++)
+			for (uint32_t t = 0; t < n; t++)
 				bm = fmaxf(bm, s[h][t]);
 			mnew = fmaxf(a->m[h], bm);
 			alpha = a->m[h] == -INFINITY ? 0.0f :

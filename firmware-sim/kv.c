@@ -730,7 +730,11 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 
 		for (pg = old_pages; pg < p1; pg++)
 			for (st = 0; st < c->nstreams; st++)
+				/* channels: checked != 0 in kv_store_open,
+				 * never changed (the analyzer loses that
+				 * across pthread_mutex_lock(&s->lock)) */
 				*pt_entry(c, ly, pg, st) = take_page(s, sq,
+					// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
 					(pg + stream_skew(c, layer, st)) %
 					s->channels);
 		atomic_fetch_sub_explicit(&s->blocks_free,

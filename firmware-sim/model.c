@@ -115,11 +115,14 @@ static double xfer_ns(double bytes, double bps)
 static double chan_ns(const struct model *m, uint32_t n, double lat)
 {
 	uint32_t ways = m->t.ways ? m->t.ways : 1;
+	uint64_t nwaves;
 	double waves, xfer, hidden;
 
 	if (!n)
 		return 0.0;
-	waves = (double)((n + (uint64_t)ways - 1) / ways);
+	/* whole waves of @ways page operations: integer ceiling on purpose */
+	nwaves = (n + (uint64_t)ways - 1) / ways;
+	waves = (double)nwaves;
 	xfer = xfer_ns((double)n * m->page_size, m->t.chan_bytes_per_s);
 	hidden = (waves - 1.0) * lat;
 	return lat + (xfer > hidden ? xfer : hidden);

@@ -282,7 +282,7 @@ CSD_EXPORT int csd_dev_get_info(struct csd_dev *dev, struct csd_dev_info *info)
 
 CSD_EXPORT int csd_dev_get_stats(struct csd_dev *dev, struct csd_dev_stats *st)
 {
-	struct csd_log_stats ls;
+	struct csd_log_stats ls = { 0 };	/* the log read fills it */
 	int rc;
 
 	if (!dev || !st)

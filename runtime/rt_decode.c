@@ -526,6 +526,8 @@ static int pf_alloc(struct rt_decoder *d, struct pf_buf *b, uint32_t L)
 	size_t c = d->cfg.prefill_chunk;
 
 	memset(b, 0, sizeof(*b));
+	/* L >= 1: d->B >= 1 (rt_decoder_create) and every prompt is >= 1 */
+	// NOLINTNEXTLINE(clang-analyzer-optin.portability.UnixAPI)
 	b->X = malloc((size_t)L * hp->n_embd * sizeof(float));
 	b->xn = malloc(c * hp->n_embd * sizeof(float));
 	b->q = malloc(c * d->qd * sizeof(float));

@@ -107,7 +107,7 @@ static int load_hparams(struct rt_model *m, char *err, size_t errlen)
 	if (ret)
 		return merr(err, errlen, -EINVAL,
 			    "missing metadata key 'general.architecture'");
-	if (len != 5 || memcmp(s, "llama", 5))
+	if (len != 5 || memcmp(s, "llama", 5) != 0)
 		return merr(err, errlen, -EINVAL,
 			    "architecture '%.*s' not supported (need llama)",
 			    (int)(len > 64 ? 64 : len), s);

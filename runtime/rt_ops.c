@@ -208,9 +208,15 @@ void rt_dequant_row(uint32_t type, const void *row, float *y, size_t k)
 	case RT_TYPE_Q8_0: {
 		const struct rt_block_q8_0 *b = row;
 
-		for (i = 0; i < k; i++)
-			y[i] = rt_fp16_to_fp32(b[i / RT_QK8_0].d) *
-			       (float)b[i / RT_QK8_0].qs[i % RT_QK8_0];
+		for (size_t blk = 0; blk * RT_QK8_0 < k; blk++) {
+			float d = rt_fp16_to_fp32(b[blk].d);
+			size_t n = k - blk * RT_QK8_0;
+
+			if (n > RT_QK8_0)
+				n = RT_QK8_0;
+			for (size_t j = 0; j < n; j++)
+				y[blk * RT_QK8_0 + j] = d * (float)b[blk].qs[j];
+		}
 		break;
 	}
 	default:
@@ -502,17 +508,13 @@ struct mm_job {
 static void mm_task(void *arg, uint32_t t, uint32_t worker)
 {
 	struct mm_job *j = arg;
-	uint32_t n0 = t * j->rows, n1 = n0 + j->rows, n;
+	uint32_t n0 = t * j->rows, n1 = n0 + j->rows;
 	float *scratch = j->pool ? j->pool->scratch[worker] : j->scratch0;
 
 	if (n1 > j->N)
 		n1 = j->N;
-	for (n = n0; n < n1; n += RT_MM_ROWS) {
-		uint32_t e = n + RT_MM_ROWS < n1 ? n + RT_MM_ROWS : n1;
-
-		j->fn(j->type, j->x, j->B, j->K, j->w, j->row_bytes, n, e,
-		      j->y, j->N, scratch);
-	}
+	j->fn(j->type, j->x, j->B, j->K, j->w, j->row_bytes, n0, n1, j->y,
+	      j->N, scratch);
 }
 
 int rt_matmul(struct rt_pool *pool, int simd, const float *x, uint32_t B,
@@ -520,7 +522,7 @@ int rt_matmul(struct rt_pool *pool, int simd, const float *x, uint32_t B,
 {
 	struct mm_job j;
 	uint32_t threads = rt_pool_threads(pool), ntasks;
-	size_t need = (size_t)RT_MM_ROWS * (((size_t)K + 15) & ~(size_t)15);
+	size_t need = RT_MM_SCRATCH_B(K, B);
 
 	if (!rt_type_supported(wtype) || !K || !rt_type_row_bytes(wtype, K))
 		return -EINVAL;
@@ -541,8 +543,12 @@ int rt_matmul(struct rt_pool *pool, int simd, const float *x, uint32_t B,
 	j.w = w;
 	j.y = y;
 	j.row_bytes = rt_type_row_bytes(wtype, K);
-	/* ~4 tasks per thread, whole RT_MM_ROWS groups */
-	j.rows = (N + threads * 4 - 1) / (threads * 4);
+	/*
+	 * ~16 tasks per thread (dynamic scheduling evens out a noisy
+	 * machine), whole RT_MM_ROWS groups; the split does not change any
+	 * result.
+	 */
+	j.rows = (N + threads * 16 - 1) / (threads * 16);
 	j.rows = (j.rows + RT_MM_ROWS - 1) / RT_MM_ROWS * RT_MM_ROWS;
 	ntasks = (N + j.rows - 1) / j.rows;
 	if (pool && threads > 1 && ntasks > 1) {

@@ -127,9 +127,22 @@ uint32_t rt_sample(const float *logits, uint32_t n,
 /* ---- internal: per-ISA kernels (rt_ops_avx2.c, rt_ops_avx512.c) ---- */
 /*
  * Rows [n0, n1) of y[B][ldy] = x[B][K] . W^T.  @scratch holds at least
- * RT_MM_ROWS * K floats.  K is a multiple of 32 for Q8_0.
+ * RT_MM_SCRATCH_B(K, B) floats, 64-byte aligned.  K is a multiple of 32 for
+ * Q8_0.
  */
 #define RT_MM_ROWS	16
+#define RT_MM_KC	256	/* K block (values) of the SIMD panel kernels */
+#define RT_MM_MB	64	/* x rows per accumulator pass */
+/* f32 panel row stride: K rounded up to 16, plus one cache line so the
+ * rows do not all map to the same L1/L2 sets when K is a power of two */
+#define RT_MM_KS(K)	((((size_t)(K) + 15) & ~(size_t)15) + 16)
+/* f32 panel of RT_MM_ROWS rows + RT_MM_MB x RT_MM_ROWS 16-lane
+ * accumulators */
+#define RT_MM_SCRATCH(K) ((size_t)RT_MM_ROWS * RT_MM_KS(K) + \
+			  (size_t)RT_MM_MB * RT_MM_ROWS * 16)
+/* ... + x of B rows packed in RT_MM_KC blocks (one rt_mm_* call) */
+#define RT_MM_SCRATCH_B(K, B) (RT_MM_SCRATCH(K) + (size_t)(B) * \
+			  (((size_t)(K) + RT_MM_KC - 1) / RT_MM_KC * RT_MM_KC))
 typedef void (*rt_mm_fn)(uint32_t type, const float *x, uint32_t B,
 			 uint32_t K, const void *w, size_t row_bytes,
 			 uint32_t n0, uint32_t n1, float *y, uint32_t ldy,

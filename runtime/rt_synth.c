@@ -353,9 +353,7 @@ int rt_synth_write(const char *path, const struct rt_synth_opts *o,
 	for (l = 0; !ret && l < layers; l++) {
 		float se = 1.0f / sqrtf((float)p->n_embd);
 
-		if (!ret)
-			ret = put_tensor(&s, RT_TYPE_F32, p->n_embd, 1, 1.0f,
-					 0.1f);
+		ret = put_tensor(&s, RT_TYPE_F32, p->n_embd, 1, 1.0f, 0.1f);
 		if (!ret)
 			ret = put_tensor(&s, wtype, p->n_embd, qd, 0.0f, U(se));
 		for (i = 0; !ret && i < 2; i++)

@@ -18,6 +18,10 @@ struct bench_cmd {
 static const struct bench_cmd cmds[] = {
 	{ "attn", bench_attn_main,
 	  "attention kernels (scalar/avx2/avx512) vs a STREAM read of the same bytes" },
+	{ "matmul", bench_matmul_main,
+	  "runtime matmul GFLOP/s and weight GB/s per type x ISA x batch" },
+	{ "e2e", bench_e2e_main,
+	  "csd vs flexgen decode tokens/s over a batch sweep, measured + modeled" },
 	{ NULL, NULL, NULL },
 };
 

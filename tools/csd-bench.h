@@ -8,5 +8,7 @@
 #define CSD_BENCH_H
 
 int bench_attn_main(int argc, char **argv);
+int bench_matmul_main(int argc, char **argv);
+int bench_e2e_main(int argc, char **argv);
 
 #endif /* CSD_BENCH_H */

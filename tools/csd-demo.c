@@ -40,7 +40,8 @@ struct demo {
 	float *h2f;		/* fp16 -> f32 table */
 };
 
-struct sample {
+/* a handful of samples, initialised positionally: padding is irrelevant */
+struct sample { // NOLINT(clang-analyzer-optin.performance.Padding)
 	uint32_t seq, layer, step;
 	float *out;		/* [HEADS][HEAD_DIM] from the drive */
 	float lse[HEADS];
@@ -329,9 +330,9 @@ int main(int argc, char **argv)
 	       "profile %s: %u ch x %u MB/s, link %u MB/s)\n", info.model,
 	       info.transport, info.simd, info.threads, info.profile,
 	       info.channels, info.chan_mbps, info.link_mbps);
-	printf("  model    : Llama-2-13B attention shape: %u layers, %u heads "
-	       "(MHA), head_dim %u, fp16 KV\n", FULL_LAYERS, HEADS, HEAD_DIM);
-	printf("  scaled to: %u of %u layers, batch %u, %u-token prompts, "
+	printf("  model    : Llama-2-13B attention shape: %d layers, %d heads "
+	       "(MHA), head_dim %d, fp16 KV\n", FULL_LAYERS, HEADS, HEAD_DIM);
+	printf("  scaled to: %u of %d layers, batch %u, %u-token prompts, "
 	       "%u decode steps\n", d.layers, FULL_LAYERS, d.batch, d.prompt,
 	       d.steps);
 	printf("             KV cache %.2f GB (%u x %u x %u tokens x %u B/token"
@@ -488,7 +489,7 @@ int main(int argc, char **argv)
 		       "of %u layers\n", info.profile,
 		       (st1.modeled_ns - st0.modeled_ns) / 1e9, per_step / 1e6,
 		       d.layers);
-		printf("             -> %.1f ms per step at all %u layers: "
+		printf("             -> %.1f ms per step at all %d layers: "
 		       "%.1f tokens/s for batch %u (attention on the drive "
 		       "only)\n", full / 1e6, FULL_LAYERS,
 		       full > 0 ? d.batch / (full / 1e9) : 0.0, d.batch);

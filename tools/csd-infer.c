@@ -188,7 +188,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case O_ATTN: o->attn = optarg; break;
 		case O_DEVICE: o->device = optarg; break;
-		case O_KVDIR: o->fg_opts = optarg; break;
+		case O_KVDIR:	/* bare DIR is the short form of the opts */
 		case O_FGOPTS: o->fg_opts = optarg; break;
 		case O_THREADS:
 			if (parse_u32(optarg, "--threads", 1, &o->threads))
@@ -565,7 +565,8 @@ static int cmd_run(struct opts *o, int compare)
 			o->attn);
 		return 2;
 	}
-	if (load_model(o, &m) < 0)
+	/* !m: the analyzer cannot tell that -errno after mkstemp is < 0 */
+	if (load_model(o, &m) < 0 || !m)
 		return 1;
 	tty = !o->json && isatty(STDERR_FILENO);
 	for (i = 0; i < n; i++) {
@@ -590,7 +591,7 @@ static int cmd_run(struct opts *o, int compare)
 		for (i = 1; i < n; i++)
 			if (res[i].ret || res[0].ret ||
 			    memcmp(res[i].tokens, res[0].tokens,
-				   nt * sizeof(int32_t)))
+				   nt * sizeof(int32_t)) != 0)
 				match = 0;
 		if (o->json) {
 			double fg = res[1].ret ? 0 : res[1].tok_s;

@@ -334,8 +334,8 @@ static int load_ctx(struct csd_dev *dev, struct csd_ctx_entry **ep)
 	int n;
 
 	n = csd_dev_get_info(dev, &in);
-	if (n)
-		return n;
+	if (n)	/* 0 or -errno; never let a stray > 0 look like a count */
+		return n < 0 ? n : -EIO;
 	e = calloc(in.max_contexts ? in.max_contexts : 1, sizeof(*e));
 	if (!e)
 		return -ENOMEM;
@@ -451,14 +451,14 @@ int main(int argc, char **argv)
 		}
 		optind++;
 	} else if (!strcmp(cmd, "pacing")) {
-		if (optind >= argc || (strcmp(argv[optind], "on") &&
-				       strcmp(argv[optind], "off"))) {
+		if (optind >= argc || (strcmp(argv[optind], "on") != 0 &&
+				       strcmp(argv[optind], "off") != 0)) {
 			fprintf(stderr, "csdctl: pacing needs on or off\n");
 			return 2;
 		}
 		pacing = !strcmp(argv[optind++], "on");
-	} else if (strcmp(cmd, "identify") && strcmp(cmd, "info") &&
-		   strcmp(cmd, "stats") && strcmp(cmd, "list")) {
+	} else if (strcmp(cmd, "identify") != 0 && strcmp(cmd, "info") != 0 &&
+		   strcmp(cmd, "stats") != 0 && strcmp(cmd, "list") != 0) {
 		fprintf(stderr, "csdctl: unknown command '%s'\n", cmd);
 		usage(stderr);
 		return 2;
