@@ -2,7 +2,9 @@
 # the common jobs together.  See README.md.
 #
 #   make            build (./build)
-#   make demo       install deps, build, run the end-to-end demo
+#   make demo       install deps, build, csd-infer compare on the embedded drive
+#   make demo-attn  the attention demo on the embedded drive (csd-demo)
+#   make bench-e2e  csd vs flexgen batch sweep -> out/e2e/sweep.{json,dat,png}
 #   make check      install deps, build (-Werror), run all tests + ASan/UBSan
 #   make lint       clang-tidy, cppcheck, clang-format check
 #   make fuzz       libFuzzer targets (clang), FUZZ_TIME seconds each
@@ -14,10 +16,18 @@ ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 FUZZ_TIME  ?= 300
 SOAK_COMMANDS ?= 5000000
+# make demo: a 7B-class shape (GQA, 32 q / 8 kv heads) with 2 of its 32
+# layers, 16 sequences of 16k context (2 GiB of KV), so it runs in about a
+# minute on a 2-core machine
+DEMO_MODEL ?= $(BUILD)/demo-7b-gqa-2l.gguf
+DEMO_ARGS  ?= --batch 16 --prompt-len 16384 --synthetic-kv --gen 8
+E2E_OUT    ?= out/e2e
+E2E_ARGS   ?=
 MESON      ?= meson
 NINJA      ?= ninja
 
-.PHONY: all build deps demo check lint fuzz soak clean distclean format
+.PHONY: all build deps demo demo-attn bench-e2e check lint fuzz soak clean \
+	distclean format
 
 all: build
 
@@ -30,9 +40,30 @@ $(BUILD)/build.ninja:
 deps:
 	scripts/deps.sh
 
+# Two compares (each exits nonzero if the backends' greedy tokens differ):
+# a short one with a real host prefill, then the long-context one.
 demo: deps
 	$(MAKE) build
+	[ -f $(DEMO_MODEL) ] || $(BUILD)/tools/csd-infer make-model \
+		--preset 7b-gqa --layers 2 --ctx 32768 -o $(DEMO_MODEL)
+	@echo "== real prefill: host, flexgen, csd must agree token for token =="
+	$(BUILD)/tools/csd-infer compare --model $(DEMO_MODEL) --batch 4 \
+		--prompt-len 48 --mixed --gen 16
+	@echo
+	@echo "== long context: attention on the drive vs KV read back from a file =="
+	$(BUILD)/tools/csd-infer compare --model $(DEMO_MODEL) $(DEMO_ARGS)
+
+demo-attn: deps
+	$(MAKE) build
 	$(BUILD)/tools/csd-demo
+
+bench-e2e: deps
+	scripts/deps.sh --plot
+	$(MAKE) build
+	mkdir -p $(E2E_OUT)
+	$(BUILD)/tools/csd-bench e2e --out $(E2E_OUT) $(E2E_ARGS)
+	cd $(E2E_OUT) && gnuplot sweep.gp
+	@echo "wrote $(E2E_OUT)/sweep.json $(E2E_OUT)/sweep.dat $(E2E_OUT)/sweep.png"
 
 check:
 	scripts/deps.sh --fuzz

@@ -41,7 +41,9 @@ enum csd_kv_dtype {
  *       keys: capacity=SIZE (e.g. 16G), channels=N, page=BYTES,
  *       block=PAGES, threads=N, simd=scalar|avx2|avx512|auto,
  *       pacing=0|1, backing=PATH (file-backed flash), profile=NAME
- *   (later: "shm:PATH" csd-fw daemon, "/dev/csdN" kernel driver)
+ *   "shm:PATH[,timeout=MS]"  the csd-fw daemon listening on socket PATH
+ *       (data is copied through the shared-memory window)
+ *   (later: "/dev/csdN" kernel driver: -EPROTONOSUPPORT for now)
  * NULL or "" means the CSD_DEVICE environment variable, else "embedded:".
  */
 int csd_dev_open(const char *spec, struct csd_dev **devp);

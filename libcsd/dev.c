@@ -11,6 +11,9 @@
 
 #include "csd_internal.h"
 
+/* transport_shm.c: the csd-fw daemon over the device interface */
+extern const struct csd_transport_ops csd_transport_shm;
+
 void csd_debug(const char *fmt, ...)
 {
 	const char *e = getenv("CSD_DEBUG");
@@ -201,7 +204,12 @@ static int parse_spec(const char *spec, const struct csd_transport_ops **ops,
 		*opts = spec[8] ? spec + 9 : "";
 		return 0;
 	}
-	if (!strncmp(spec, "shm:", 4) || !strncmp(spec, "/dev/", 5)) {
+	if (!strncmp(spec, "shm:", 4)) {
+		*ops = &csd_transport_shm;
+		*opts = spec + 4;
+		return 0;
+	}
+	if (!strncmp(spec, "/dev/", 5)) {
 		csd_debug("\"%s\": transport not available in this build\n",
 			  spec);
 		return -EPROTONOSUPPORT;

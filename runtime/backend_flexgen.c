@@ -29,7 +29,7 @@
  *
  * opts: "DIR" or "key=val,..." with dir=DIR, buf=MiB (staging budget,
  * default 256; grows if one sequence needs more), rs=KiB (read size,
- * default 4096), qd=N (default 8), io=uring|pread, direct=1|0.
+ * default 4096), qd=N (default 32), io=uring|pread, direct=1|0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -863,7 +863,7 @@ static int fg_parse_opts(struct fg_be *be, const char *opts, uint32_t *buf_mb,
 	const char *env = getenv("TMPDIR");
 
 	snprintf(be->dir, sizeof(be->dir), "%s", env && *env ? env : "/tmp");
-	be->qd = 8;
+	be->qd = 32;
 	be->direct = 1;
 	*buf_mb = 256;
 	*rs_kb = 4096;
@@ -1348,31 +1348,48 @@ static int fg_raw_extents(struct fg_be *be, struct fg_ext **ep, size_t *np)
 }
 
 static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
-			uint64_t max_bytes, uint64_t *bytes)
+			uint64_t max_bytes, uint64_t *bytes, uint64_t *ns)
 {
 	struct iovec iov[FG_RAW_QD];
-	uint32_t freeb[FG_RAW_QD], nfree = 0, inflight = 0, i;
-	uint64_t total = 0, pos = 0;
+	uint32_t freeb[FG_RAW_QD], nfree = 0, inflight = 0, i, qd = FG_RAW_QD;
+	uint64_t total = 0, pos = 0, want = 0;
+	size_t e = 0, rs = FG_RAW_RS;
 	struct io_uring ring;
-	size_t e = 0;
 	int ret, fixed;
 	char *mem;
 
-	mem = aligned_alloc(FG_ALIGN, (size_t)FG_RAW_QD * FG_RAW_RS);
+	/* no more buffer than the data needs (small files, tests) */
+	for (e = 0; e < n; e++)
+		want += ext[e].len;
+	e = 0;
+	if (max_bytes && want > max_bytes)
+		want = max_bytes;
+	if (want < (uint64_t)rs * qd) {
+		qd = (uint32_t)((want + rs - 1) / rs);
+		if (!qd)
+			qd = 1;
+		if (want < rs)
+			rs = want ? (size_t)(want + FG_ALIGN - 1) / FG_ALIGN *
+				    FG_ALIGN : FG_ALIGN;
+	}
+	mem = aligned_alloc(FG_ALIGN, (size_t)qd * rs);
 	if (!mem)
 		return -ENOMEM;
-	ret = io_uring_queue_init(FG_RAW_QD * 2, &ring, 0);
+	ret = io_uring_queue_init(qd * 2, &ring, 0);
 	if (ret < 0) {
 		free(mem);
 		return ret;
 	}
-	for (i = 0; i < FG_RAW_QD; i++) {
-		iov[i].iov_base = mem + (size_t)i * FG_RAW_RS;
-		iov[i].iov_len = FG_RAW_RS;
-		freeb[nfree++] = FG_RAW_QD - 1 - i;
+	for (i = 0; i < qd; i++) {
+		iov[i].iov_base = mem + (size_t)i * rs;
+		iov[i].iov_len = rs;
+		freeb[nfree++] = qd - 1 - i;
 	}
-	fixed = io_uring_register_buffers(&ring, iov, FG_RAW_QD) == 0;
+	/* fault the buffers in before the clock starts */
+	memset(mem, 0, (size_t)qd * rs);
+	fixed = io_uring_register_buffers(&ring, iov, qd) == 0;
 	ret = 0;
+	*ns = fg_now_ns();
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned int head, seen = 0;
@@ -1386,8 +1403,8 @@ static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
 
 			if (!sqe)
 				break;
-			if (len > FG_RAW_RS)
-				len = FG_RAW_RS;
+			if (len > rs)
+				len = rs;
 			bi = freeb[--nfree];
 			if (fixed)
 				io_uring_prep_read_fixed(sqe, fd, iov[bi].iov_base,
@@ -1430,6 +1447,7 @@ static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
 		}
 		io_uring_cq_advance(&ring, seen);
 	}
+	*ns = fg_now_ns() - *ns;
 	io_uring_queue_exit(&ring);
 	free(mem);
 	*bytes = total;
@@ -1437,10 +1455,10 @@ static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
 }
 
 static int fg_raw_pread(int fd, const struct fg_ext *ext, size_t n,
-			uint64_t max_bytes, uint64_t *bytes)
+			uint64_t max_bytes, uint64_t *bytes, uint64_t *ns)
 {
 	char *buf = aligned_alloc(FG_ALIGN, FG_RAW_RS);
-	uint64_t total = 0, pos;
+	uint64_t total = 0, pos, t0 = fg_now_ns();
 	size_t e;
 	int ret = 0;
 
@@ -1458,6 +1476,7 @@ static int fg_raw_pread(int fd, const struct fg_ext *ext, size_t n,
 			total += len;
 			pos += len;
 		}
+	*ns = fg_now_ns() - t0;
 	free(buf);
 	*bytes = total;
 	return ret;
@@ -1468,7 +1487,6 @@ int rt_flexgen_raw_read(struct rt_backend *b, uint64_t max_bytes,
 {
 	struct fg_be *be = to_be(b);
 	struct fg_ext *ext = NULL;
-	uint64_t t0;
 	size_t n;
 	int ret, pass;
 
@@ -1481,17 +1499,14 @@ int rt_flexgen_raw_read(struct rt_backend *b, uint64_t max_bytes,
 	/* best of FG_RAW_PASSES passes: the device here is noisy */
 	*ns = 0;
 	for (pass = 0; pass < FG_RAW_PASSES; pass++) {
-		uint64_t got = 0, dt;
+		uint64_t got = 0, dt = 0;
 
-		t0 = fg_now_ns();
 		ret = -ENOSYS;
 		if (be->uring)
-			ret = fg_raw_uring(be->fd, ext, n, max_bytes, &got);
-		if (ret == -ENOSYS || ret == -ENOMEM || ret == -EPERM) {
-			t0 = fg_now_ns();
-			ret = fg_raw_pread(be->fd, ext, n, max_bytes, &got);
-		}
-		dt = fg_now_ns() - t0;
+			ret = fg_raw_uring(be->fd, ext, n, max_bytes, &got, &dt);
+		if (ret == -ENOSYS || ret == -ENOMEM || ret == -EPERM)
+			ret = fg_raw_pread(be->fd, ext, n, max_bytes, &got,
+					   &dt);
 		if (ret < 0)
 			break;
 		if (!pass || (double)got * (double)*ns >

@@ -51,7 +51,7 @@ echo "== tests ($ASAN_BUILD) =="
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1} \
 CSD_TEST_SANITIZER=1 \
-	run_suite "$ASAN_BUILD" --suite unit --suite conformance \
+	run_suite "$ASAN_BUILD" --suite unit --suite conformance --suite daemon \
 	--timeout-multiplier 3
 
 # Short libFuzzer smoke runs of every fuzz target, where clang is available

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Install the Debian 12 packages csd needs (idempotent; quick when all are
-# present).  Usage: scripts/deps.sh [--fuzz] [--lint]
+# present).  Usage: scripts/deps.sh [--fuzz] [--lint] [--plot]
 set -eu
 
 pkgs="gcc make pkg-config python3 meson ninja-build libcunit1-dev liburing-dev"
@@ -8,6 +8,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--fuzz) pkgs="$pkgs clang libclang-rt-dev" ;;
 	--lint) pkgs="$pkgs clang-tidy cppcheck clang-format" ;;
+	--plot) pkgs="$pkgs gnuplot-nox" ;;
 	*) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
 	esac
 done

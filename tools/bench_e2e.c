@@ -52,7 +52,7 @@ struct e2e_opts {
 	uint32_t batches[E2E_MAX_BATCHES];
 	int nbatch;
 	double ssd_gbps, host_gbps, host_tflops;
-	int json, no_flexgen;
+	int json, no_flexgen, no_pacing;
 };
 
 struct e2e_run {
@@ -99,7 +99,8 @@ static void e2e_usage(FILE *f)
 "  --kv-dir DIR        flexgen KV file directory (default /dev/shm if present,\n"
 "                      with direct=0; a RAM file paced to --ssd-gbps)\n"
 "  --flexgen-opts STR  extra flexgen options appended (e.g. qd=16)\n"
-"  --ssd-gbps X        modeled SSD read bandwidth, GB/s (default 7.0; 0: unpaced)\n"
+"  --ssd-gbps X        modeled SSD read bandwidth, GB/s (default 7.0)\n"
+"  --no-ssd-pacing     do not pace flexgen's reads (model still uses --ssd-gbps)\n"
 "  --host-gbps X       modeled host accelerator memory bandwidth (default 768)\n"
 "  --host-tflops X     modeled host accelerator fp16 TFLOP/s (default 150)\n"
 "  --no-flexgen        measure csd only (modeled ratios still reported)\n"
@@ -110,7 +111,7 @@ static void e2e_usage(FILE *f)
 
 enum {
 	E_PRESET = 256, E_MODEL, E_LAYERS, E_TYPE, E_BATCHES, E_CTX, E_GEN,
-	E_DEVICE, E_KVDIR, E_FGOPTS, E_SSD, E_HOSTBW, E_HOSTFL, E_NOFG,
+	E_DEVICE, E_KVDIR, E_FGOPTS, E_SSD, E_HOSTBW, E_HOSTFL, E_NOFG, E_NOPACE,
 	E_THREADS, E_JSON, E_OUT,
 };
 
@@ -129,6 +130,7 @@ static const struct option e2e_long[] = {
 	{ "host-gbps", required_argument, NULL, E_HOSTBW },
 	{ "host-tflops", required_argument, NULL, E_HOSTFL },
 	{ "no-flexgen", no_argument, NULL, E_NOFG },
+	{ "no-ssd-pacing", no_argument, NULL, E_NOPACE },
 	{ "threads", required_argument, NULL, E_THREADS },
 	{ "json", no_argument, NULL, E_JSON },
 	{ "out", required_argument, NULL, E_OUT },
@@ -244,7 +246,7 @@ static int e2e_parse(int argc, char **argv, struct e2e_opts *o)
 		case E_KVDIR: o->kv_dir = optarg; break;
 		case E_FGOPTS: o->fg_extra = optarg; break;
 		case E_SSD:
-			if (e2e_dbl(optarg, "--ssd-gbps", 0, &o->ssd_gbps))
+			if (e2e_dbl(optarg, "--ssd-gbps", 1e-3, &o->ssd_gbps))
 				return -1;
 			break;
 		case E_HOSTBW:
@@ -257,6 +259,7 @@ static int e2e_parse(int argc, char **argv, struct e2e_opts *o)
 				return -1;
 			break;
 		case E_NOFG: o->no_flexgen = 1; break;
+		case E_NOPACE: o->no_pacing = 1; break;
 		case E_THREADS:
 			if (e2e_u32(optarg, "--threads", 1, 1024, &o->threads))
 				return -1;
@@ -446,7 +449,7 @@ static void e2e_model(const struct e2e_opts *o, const struct rt_model *m,
 
 	p->kv_bytes = (double)p->csd.kv_bytes / steps;
 	p->dev_s = p->csd.modeled_s / steps;
-	p->ssd_s = o->ssd_gbps > 0 ? p->kv_bytes / (o->ssd_gbps * 1e9) : 0;
+	p->ssd_s = p->kv_bytes / (o->ssd_gbps * 1e9);
 	p->host_s = e2e_host_model(o, m, p->batch);
 	p->cpu_host_s = p->csd.host_s / steps;
 	p->csd_tok_s = p->batch / dmax(p->host_s, p->dev_s);
@@ -536,14 +539,14 @@ static void e2e_json(FILE *f, const struct e2e_opts *o,
 }
 
 static void e2e_table(const struct e2e_opts *o, const struct rt_model *m,
-		      const struct e2e_point *pts, int n)
+		      const char *fg_opts, const struct e2e_point *pts, int n)
 {
 	int i;
 
 	printf("model %s: %u layers, ctx %u, %u measured steps per point\n",
 	       m->name, m->hp.n_layer, o->ctx, o->gen);
-	printf("measured: csd on %s, flexgen reads paced to %.1f GB/s; "
-	       "modeled host %.0f GB/s, %.0f TFLOP/s\n\n", o->device,
+	printf("measured: csd on %s, flexgen (%s)\nmodeled: SSD %.1f GB/s, "
+	       "host %.0f GB/s, %.0f TFLOP/s\n\n", o->device, fg_opts,
 	       o->ssd_gbps, o->host_gbps, o->host_tflops);
 	printf("%6s | %9s %9s %7s %5s | %9s %9s %8s | %7s %7s %7s %7s\n",
 	       "batch", "csd tok/s", "fg tok/s", "ratio", "same",
@@ -616,16 +619,16 @@ static int e2e_write_out(const struct e2e_opts *o, const struct rt_model *m,
 		goto err;
 	fprintf(f,
 "# gnuplot script written by csd-bench e2e; run: gnuplot sweep.gp\n"
-"set terminal pngcairo size 1400,560 font 'sans,11'\n"
+"set terminal pngcairo size 1400,680 font 'sans,11'\n"
 "set output 'sweep.png'\n"
 "set datafile missing '0.0000'\n"
-"set multiplot layout 1,2 title \"csd (in-storage attention) vs flexgen (KV on a %.1f GB/s SSD): %s, %u layer(s), context %u\"\n"
+"set multiplot layout 1,2\n"
 "set logscale x 2\n"
 "set xlabel 'batch size (sequences)'\n"
 "set grid\n"
-"set key top left box opaque\n"
-"set xrange [*:*]\n"
-"set title 'decode throughput'\n"
+"set key tmargin center horizontal maxrows 2 box\n"
+"set offsets graph 0.04, graph 0.04, 0, 0\n"
+"set title \"decode throughput: csd (attention in the drive) vs flexgen (KV read from a %.1f GB/s SSD)\\n%s, %u layer(s), context %u tokens per sequence\"\n"
 "set ylabel 'tokens/s'\n"
 "set logscale y 10\n"
 "plot 'sweep.dat' using 1:8 with linespoints lw 2 pt 7 lc rgb '#1f77b4' title 'csd, modeled', \\\n"
@@ -633,16 +636,17 @@ static int e2e_write_out(const struct e2e_opts *o, const struct rt_model *m,
 "     '' using 1:6 with linespoints lw 1 dt 2 pt 6 lc rgb '#1f77b4' title 'csd, measured (this CPU)', \\\n"
 "     '' using 1:7 with linespoints lw 1 dt 2 pt 4 lc rgb '#d62728' title 'flexgen, measured (this CPU)'\n"
 "unset logscale y\n"
-"set title 'csd / flexgen tokens/s'\n"
+"set title \"csd / flexgen tokens/s\\nmodeled: drive model vs SSD model, modeled host %.0f GB/s, %.0f TFLOP/s\"\n"
 "set ylabel 'speedup (x)'\n"
 "set yrange [0:*]\n"
-"plot 'sweep.dat' using 1:3 with linespoints lw 2 pt 7 lc rgb '#2ca02c' title 'modeled end-to-end (modeled host)', \\\n"
-"     '' using 1:4 with linespoints lw 2 pt 9 lc rgb '#9467bd' title 'modeled attention only', \\\n"
+"plot 'sweep.dat' using 1:3 with linespoints lw 5 pt 7 ps 1.5 lc rgb '#2ca02c' title 'modeled end-to-end (modeled host)', \\\n"
+"     '' using 1:4 with linespoints lw 2 dt 4 pt 9 lc rgb '#9467bd' title 'modeled attention only', \\\n"
 "     '' using 1:5 with linespoints lw 1 dt 3 pt 8 lc rgb '#ff7f0e' title 'modeled, host time of this CPU', \\\n"
 "     '' using 1:2 with linespoints lw 1 dt 2 pt 6 lc rgb '#000000' title 'measured (this CPU)', \\\n"
 "     1 with lines lc rgb '#888888' notitle\n"
 "unset multiplot\n",
-		o->ssd_gbps, m->name, m->hp.n_layer, o->ctx);
+		o->ssd_gbps, m->name, m->hp.n_layer, o->ctx, o->host_gbps,
+		o->host_tflops);
 	if (fclose(f))
 		goto err;
 	return 0;
@@ -669,7 +673,7 @@ int bench_e2e_main(int argc, char **argv)
 	if (o.kv_dir)
 		snprintf(fg_opts, sizeof(fg_opts), "dir=%s%s", o.kv_dir,
 			 strncmp(o.kv_dir, "/dev/shm", 8) ? "" : ",direct=0");
-	if (o.ssd_gbps > 0) {
+	if (!o.no_pacing) {
 		size_t l = strlen(fg_opts);
 
 		snprintf(fg_opts + l, sizeof(fg_opts) - l, "%sssd_gbps=%g",
@@ -727,7 +731,7 @@ int bench_e2e_main(int argc, char **argv)
 	if (o.json)
 		e2e_json(stdout, &o, m, fg_opts, pts, o.nbatch);
 	else
-		e2e_table(&o, m, pts, o.nbatch);
+		e2e_table(&o, m, fg_opts, pts, o.nbatch);
 	if (o.out && e2e_write_out(&o, m, fg_opts, pts, o.nbatch))
 		rc = 1;
 	for (i = 0; i < o.nbatch; i++) {

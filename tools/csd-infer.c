@@ -33,8 +33,9 @@
 
 struct opts {
 	const char *model, *synthetic, *out, *preset, *device, *fg_opts;
-	const char *attn;
+	const char *attn, *backends;
 	uint32_t layers, ctx, batch, prompt_len, gen, threads, mbatches;
+	uint32_t fg_threads;
 	uint64_t seed;
 	int wtype, json, mixed, synth_kv;
 };
@@ -77,10 +78,13 @@ static void usage(FILE *f)
 "  --mixed              prompt lengths vary over the batch (N/2..N)\n"
 "  --gen N              tokens generated per sequence (default 32)\n"
 "  --attn BACKEND       host | flexgen | csd (run; default csd)\n"
+"  --backends LIST      compare only these, e.g. csd,flexgen (default all)\n"
 "  --device STR         libcsd device for csd (default embedded:)\n"
 "  --kv-dir DIR         directory of flexgen's KV file (default $TMPDIR)\n"
 "  --flexgen-opts STR   flexgen options (dir=,buf=MiB,rs=KiB,qd=,io=)\n"
 "  --threads N          host threads (default: online CPUs)\n"
+"  --flexgen-threads N  host threads for the flexgen run (default --threads;\n"
+"                       1 can leave a core to its I/O on a 2-core machine)\n"
 "  --micro-batches 1|2  pipeline halves of the batch (default 2 if B>=2)\n"
 "  --synthetic-kv       random prompt KV instead of a host prefill\n"
 "  --layers N --type T  model shape for --synthetic\n"
@@ -91,7 +95,7 @@ static void usage(FILE *f)
 enum {
 	O_PRESET = 256, O_LAYERS, O_TYPE, O_CTX, O_SEED, O_MODEL, O_SYNTH,
 	O_BATCH, O_PLEN, O_GEN, O_ATTN, O_DEVICE, O_KVDIR, O_FGOPTS,
-	O_THREADS, O_MB, O_JSON, O_MIXED, O_SKV,
+	O_THREADS, O_MB, O_JSON, O_MIXED, O_SKV, O_BACKENDS, O_FGTHREADS,
 };
 
 static const struct option long_opts[] = {
@@ -106,10 +110,12 @@ static const struct option long_opts[] = {
 	{ "prompt-len", required_argument, NULL, O_PLEN },
 	{ "gen", required_argument, NULL, O_GEN },
 	{ "attn", required_argument, NULL, O_ATTN },
+	{ "backends", required_argument, NULL, O_BACKENDS },
 	{ "device", required_argument, NULL, O_DEVICE },
 	{ "kv-dir", required_argument, NULL, O_KVDIR },
 	{ "flexgen-opts", required_argument, NULL, O_FGOPTS },
 	{ "threads", required_argument, NULL, O_THREADS },
+	{ "flexgen-threads", required_argument, NULL, O_FGTHREADS },
 	{ "micro-batches", required_argument, NULL, O_MB },
 	{ "json", no_argument, NULL, O_JSON },
 	{ "mixed", no_argument, NULL, O_MIXED },
@@ -187,11 +193,17 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 				return -1;
 			break;
 		case O_ATTN: o->attn = optarg; break;
+		case O_BACKENDS: o->backends = optarg; break;
 		case O_DEVICE: o->device = optarg; break;
 		case O_KVDIR:	/* bare DIR is the short form of the opts */
 		case O_FGOPTS: o->fg_opts = optarg; break;
 		case O_THREADS:
 			if (parse_u32(optarg, "--threads", 1, &o->threads))
+				return -1;
+			break;
+		case O_FGTHREADS:
+			if (parse_u32(optarg, "--flexgen-threads", 1,
+				      &o->fg_threads))
 				return -1;
 			break;
 		case O_MB:
@@ -388,7 +400,8 @@ static int run_one(const struct opts *o, const struct rt_model *m,
 		r->prompt_tokens += lens[s];
 	}
 	rt_decoder_config_init(&cfg, o->batch, maxlen + o->gen + 1,
-			       o->threads);
+			       !strcmp(backend, "flexgen") && o->fg_threads ?
+			       o->fg_threads : o->threads);
 	cfg.micro_batches = o->mbatches;
 	ret = rt_decoder_create(m, ops, bopts, &cfg, &d, r->err,
 				sizeof(r->err));
@@ -552,11 +565,51 @@ static void json_head(const struct opts *o, const struct rt_model *m,
 	       o->synth_kv ? "true" : "false");
 }
 
+/*
+ * --backends LIST: the chosen subset of @all, kept in @all's order (so the
+ * table always reads host, flexgen, csd).  NULL or "" = all.
+ */
+static int select_backends(const char *spec, const char *const all[3],
+			   const char *list[3], int *n)
+{
+	char buf[64], *save = NULL, *tok;
+	int want[3] = { 0, 0, 0 }, i;
+
+	*n = 0;
+	if (!spec || !*spec) {
+		for (i = 0; i < 3; i++)
+			list[(*n)++] = all[i];
+		return 0;
+	}
+	if (strlen(spec) >= sizeof(buf)) {
+		fprintf(stderr, "csd-infer: bad --backends '%s'\n", spec);
+		return -1;
+	}
+	strcpy(buf, spec);
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		for (i = 0; i < 3; i++)
+			if (!strcmp(tok, all[i]))
+				break;
+		if (i == 3) {
+			fprintf(stderr,
+				"csd-infer: unknown backend '%s' in --backends (host,flexgen,csd)\n",
+				tok);
+			return -1;
+		}
+		want[i] = 1;
+	}
+	for (i = 0; i < 3; i++)
+		if (want[i])
+			list[(*n)++] = all[i];
+	return *n ? 0 : -1;
+}
+
 static int cmd_run(struct opts *o, int compare)
 {
 	static const char *const all[] = { "host", "flexgen", "csd" };
-	const char *const *list = compare ? all : &o->attn;
-	int n = compare ? 3 : 1, i, rc = 0, tty;
+	const char *list[3];
+	int n = 0, i, rc = 0, tty, fgi = -1, csi = -1;
 	struct result res[3];
 	struct rt_model *m = NULL;
 
@@ -564,6 +617,16 @@ static int cmd_run(struct opts *o, int compare)
 		fprintf(stderr, "csd-infer: unknown --attn '%s' (host|flexgen|csd)\n",
 			o->attn);
 		return 2;
+	}
+	if (!compare)
+		list[n++] = o->attn;
+	else if (select_backends(o->backends, all, list, &n) < 0)
+		return 2;
+	for (i = 0; i < n; i++) {
+		if (!strcmp(list[i], "flexgen"))
+			fgi = i;
+		else if (!strcmp(list[i], "csd"))
+			csi = i;
 	}
 	/* !m: the analyzer cannot tell that -errno after mkstemp is < 0 */
 	if (load_model(o, &m) < 0 || !m)
@@ -594,14 +657,16 @@ static int cmd_run(struct opts *o, int compare)
 				   nt * sizeof(int32_t)) != 0)
 				match = 0;
 		if (o->json) {
-			double fg = res[1].ret ? 0 : res[1].tok_s;
+			const struct result *fr = fgi >= 0 ? &res[fgi] : NULL;
+			const struct result *cr = csi >= 0 ? &res[csi] : NULL;
+			double fg = fr && !fr->ret ? fr->tok_s : 0;
 
 			printf(",\n  \"tokens_match\": %s,\n  \"csd_over_flexgen\": %.4f,\n"
 			       "  \"flexgen_read_over_raw\": %.4f\n}\n",
 			       match ? "true" : "false",
-			       fg > 0 && !res[2].ret ? res[2].tok_s / fg : 0,
-			       res[1].raw_read_gbs > 0 ?
-			       res[1].fg_read_gbs / res[1].raw_read_gbs : 0);
+			       fg > 0 && cr && !cr->ret ? cr->tok_s / fg : 0,
+			       fr && fr->raw_read_gbs > 0 ?
+			       fr->fg_read_gbs / fr->raw_read_gbs : 0);
 		} else {
 			printf("\n%-8s %10s %9s %9s %9s %9s %10s %11s %11s\n",
 			       "backend", "tokens/s", "decode s", "host s",
@@ -623,14 +688,15 @@ static int cmd_run(struct opts *o, int compare)
 			}
 			printf("greedy tokens identical across backends: %s\n",
 			       match ? "yes" : "NO");
-			if (!res[1].ret && res[1].fg_valid)
+			if (fgi >= 0 && !res[fgi].ret && res[fgi].fg_valid)
 				printf("flexgen: %s%s, KV read %.2f GB/s vs raw O_DIRECT read %.2f GB/s of the same file\n",
-				       res[1].fg_uring ? "io_uring" : "pread",
-				       res[1].fg_direct ? " O_DIRECT" : " buffered",
-				       res[1].fg_read_gbs, res[1].raw_read_gbs);
-			if (!res[1].ret && !res[2].ret && res[1].tok_s > 0)
+				       res[fgi].fg_uring ? "io_uring" : "pread",
+				       res[fgi].fg_direct ? " O_DIRECT" : " buffered",
+				       res[fgi].fg_read_gbs, res[fgi].raw_read_gbs);
+			if (fgi >= 0 && csi >= 0 && !res[fgi].ret &&
+			    !res[csi].ret && res[fgi].tok_s > 0)
 				printf("csd / flexgen tokens/s: %.2fx\n",
-				       res[2].tok_s / res[1].tok_s);
+				       res[csi].tok_s / res[fgi].tok_s);
 		}
 		if (!match && !rc)
 			rc = 1;

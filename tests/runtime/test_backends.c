@@ -434,6 +434,25 @@ static void test_flexgen_pread(void)
 		  12 * T_LAYERS * 8);
 }
 
+/*
+ * pread fallback (the worker drops its lock for every read) with a tiny
+ * staging pool and two micro-batches in flight, waited in reverse order:
+ * attention jobs finish, free staging and kick the worker while it is
+ * reading, which is where a lost wakeup would hang.
+ */
+static void test_flexgen_pread_small_pool(void)
+{
+	static const uint32_t a[] = { 6, 0, 2, 4 }, b[] = { 1, 3, 7, 5 };
+	const uint32_t *mb[] = { a, b };
+	uint32_t n[] = { 4, 4 };
+	char opts[300];
+
+	snprintf(opts, sizeof(opts), "dir=%s,io=pread,buf=1,rs=8,qd=2",
+		 tmpdir());
+	CU_ASSERT(run_workload(opts, mixed_prompt, mb, n, 2, 12, NULL) ==
+		  12 * T_LAYERS * 8);
+}
+
 /* the file is really used: written, read back, raw read of the same file */
 static void test_flexgen_file(void)
 {
@@ -586,6 +605,7 @@ static CU_TestInfo attn_tests[] = {
 	{ "two_microbatches", test_microbatch },
 	{ "flexgen_small_pool", test_flexgen_small_pool },
 	{ "flexgen_pread", test_flexgen_pread },
+	{ "flexgen_pread_small_pool", test_flexgen_pread_small_pool },
 	{ "flexgen_file", test_flexgen_file },
 	{ "reset", test_reset },
 	{ "errors", test_errors },

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * devif.h - the csd device interface, daemon side (csd-fw): shared memory
+ * with the register page, per-client queue sets and data windows
+ * (include/csd/csd_devif.h), doorbell processing, PRP resolution, context
+ * ownership, and the event loop serving ivshmem clients.
+ */
+#ifndef DEVIF_H
+#define DEVIF_H
+
+#include <stdint.h>
+
+#include "csdfw.h"
+
+struct devif_opts {
+	uint64_t shm_size;	/* power of two, >= 1 MiB */
+	uint32_t io_queues;	/* 1 .. CSD_DEVIF_MAX_QUEUES - 1 */
+	uint32_t depth;		/* CSD_DEVIF_MIN_DEPTH .. CSD_DEVIF_MAX_DEPTH */
+	uint32_t max_clients;	/* 1 .. CSD_DEVIF_MAX_CLIENTS */
+	uint32_t hb_ms;		/* heartbeat period */
+	const char *dma_file;	/* guest RAM (memory-backend-file) or NULL */
+};
+
+struct devif;
+
+/*
+ * Lay out and create the shared memory, clamp @cfg->max_xfer to what a
+ * client's data window can carry, and create the firmware from @cfg.
+ * Returns 0 or -errno (message on stderr).
+ */
+int devif_create(const struct devif_opts *o, struct csdfw_config *cfg,
+		 struct devif **dp);
+/* Shut down: clients disconnected, firmware drained and destroyed. */
+void devif_destroy(struct devif *d);
+
+/*
+ * Serve clients on the listening socket @lfd until @stop_fd (a signalfd or
+ * any fd, -1 for none) becomes readable.  Returns 0 or -errno.
+ */
+int devif_run(struct devif *d, int lfd, int stop_fd);
+
+#endif /* DEVIF_H */

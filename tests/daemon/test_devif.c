@@ -1,0 +1,972 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_devif.c - the csd-fw daemon and libcsd's shm: transport.
+ *
+ * Each test starts its own daemon ($CSD_FW, set by meson) on a private
+ * socket.  A raw ivshmem client (below) plays the hostile client: garbage
+ * doorbells, garbage entries, bad PRPs, oversize lengths.  Every wait is
+ * bounded; nothing asserts timings.
+ */
+#include <endian.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "csd.h"
+#include "csd/csd_devif.h"
+#include "csd/csd_spec.h"
+
+#include "cu_main.h"
+
+#define WAIT_MS 10000
+
+static void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	nanosleep(&ts, NULL);
+}
+
+/* ---- daemon control -------------------------------------------------- */
+
+struct daemon {
+	pid_t pid;
+	char dir[64];
+	char sock[128];
+	char spec[160];
+};
+
+/*
+ * Daemons still running when the program exits (a FATAL assertion leaves
+ * its test early) are killed, so none outlives the test and holds its
+ * output pipe open; children also get SIGKILL if this process dies.
+ */
+static pid_t started[64];
+
+static void kill_leftovers(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(started) / sizeof(started[0]); i++) {
+		if (started[i] > 0 && waitpid(started[i], NULL, WNOHANG) == 0) {
+			kill(started[i], SIGCONT);
+			kill(started[i], SIGKILL);
+			waitpid(started[i], NULL, 0);
+		}
+		started[i] = 0;
+	}
+}
+
+static void remember(pid_t pid)
+{
+	unsigned int i;
+
+	for (i = 0; i < sizeof(started) / sizeof(started[0]); i++) {
+		if (started[i] <= 0 || waitpid(started[i], NULL, WNOHANG) != 0) {
+			started[i] = pid;
+			return;
+		}
+	}
+}
+
+static int daemon_start(struct daemon *d, const char *const *extra)
+{
+	const char *fw = getenv("CSD_FW");
+	const char *argv[24];
+	int n = 0, i;
+
+	memset(d, 0, sizeof(*d));
+	if (!fw)
+		return -1;
+	snprintf(d->dir, sizeof(d->dir), "/tmp/csd-devif.XXXXXX");
+	if (!mkdtemp(d->dir))
+		return -1;
+	snprintf(d->sock, sizeof(d->sock), "%s/sock", d->dir);
+	snprintf(d->spec, sizeof(d->spec), "shm:%s", d->sock);
+	argv[n++] = fw;
+	argv[n++] = "--socket";
+	argv[n++] = d->sock;
+	argv[n++] = "--foreground";
+	argv[n++] = "--shm-size";
+	argv[n++] = "32M";
+	for (i = 0; extra && extra[i] && n < 22; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	d->pid = fork();
+	if (d->pid < 0)
+		return -1;
+	if (d->pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execv(fw, (char *const *)argv);
+		_exit(127);
+	}
+	remember(d->pid);
+	for (i = 0; i < WAIT_MS / 20; i++) {
+		struct stat st;
+		int status;
+
+		if (stat(d->sock, &st) == 0 && S_ISSOCK(st.st_mode))
+			return 0;
+		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			d->pid = 0;
+			return -1;
+		}
+		sleep_ms(20);
+	}
+	return -1;
+}
+
+/* Stop with @sig and reap (bounded; SIGKILL as a last resort).  Returns
+ * the wait status, or -1. */
+static int daemon_stop(struct daemon *d, int sig)
+{
+	int status = -1, i;
+
+	if (d->pid > 0) {
+		kill(d->pid, sig);
+		for (i = 0; i < WAIT_MS / 20; i++) {
+			if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+				break;
+			sleep_ms(20);
+		}
+		if (i == WAIT_MS / 20) {
+			kill(d->pid, SIGKILL);
+			waitpid(d->pid, &status, 0);
+			status = -1;
+		}
+		d->pid = 0;
+	}
+	unlink(d->sock);
+	rmdir(d->dir);
+	return status;
+}
+
+/* ---- raw ivshmem client ------------------------------------------------ */
+
+struct rawq {
+	struct csd_sqe *sq;
+	struct csd_devif_sqx *sqx;
+	struct csd_cqe *cq;
+	uint32_t tail, head;
+	uint16_t phase;
+};
+
+struct raw {
+	int sock;
+	uint8_t *shm;
+	size_t size;
+	struct csd_devif_regs *regs;
+	struct csd_devif_client *ctl;
+	uint8_t *win;
+	uint64_t win_size;
+	uint32_t peer, depth, nvec;
+	int db[CSD_DEVIF_MAX_QUEUES], irq[CSD_DEVIF_MAX_QUEUES];
+	struct rawq q[CSD_DEVIF_MAX_QUEUES];
+};
+
+static int raw_recv(int sock, int64_t *v, int *fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct pollfd pfd = { .fd = sock, .events = POLLIN };
+	struct iovec iov = { .iov_base = v, .iov_len = 8 };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1,
+			    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+
+	*fd = -1;
+	if (poll(&pfd, 1, WAIT_MS) != 1)
+		return -1;
+	if (recvmsg(sock, &m, MSG_WAITALL) != 8)
+		return -1;
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_type == SCM_RIGHTS)
+			memcpy(fd, CMSG_DATA(c), sizeof(int));
+	*v = (int64_t)le64toh((uint64_t)*v);
+	return 0;
+}
+
+/* Report where a raw connect failed (diagnostics only). */
+static int fail_at(int where)
+{
+	fprintf(stderr, "raw_connect: failed at step %d (errno %d)\n", where,
+		errno);
+	return -1;
+}
+
+static int raw_connect(struct raw *r, const char *path)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	uint64_t area;
+	struct stat st;
+	int64_t v;
+	uint32_t i;
+	int fd;
+
+	memset(r, 0, sizeof(*r));
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	r->sock = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (r->sock < 0 || connect(r->sock, (struct sockaddr *)&sa, sizeof(sa)))
+		return fail_at(1);
+	if (raw_recv(r->sock, &v, &fd) || v != 0)
+		return fail_at(2);
+	if (raw_recv(r->sock, &v, &fd) || v < 1)
+		return fail_at(3);
+	r->peer = (uint32_t)v;
+	if (raw_recv(r->sock, &v, &fd) || v != -1 || fd < 0 || fstat(fd, &st))
+		return fail_at(4);
+	r->size = (size_t)st.st_size;
+	r->shm = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (r->shm == MAP_FAILED)
+		return fail_at(5);
+	r->regs = (struct csd_devif_regs *)r->shm;
+	if (r->regs->magic != CSD_DEVIF_MAGIC)
+		return fail_at(6);
+	r->depth = r->regs->queue_depth;
+	r->nvec = r->regs->nr_vectors;
+	area = r->regs->client_off + (uint64_t)(r->peer - 1) *
+	       r->regs->client_stride;
+	r->ctl = (struct csd_devif_client *)(r->shm + area);
+	r->win = r->shm + area + r->regs->win_off;
+	r->win_size = r->regs->win_size;
+	for (i = 0; i < r->nvec; i++) {
+		uint8_t *qb = r->shm + area + r->regs->q_off +
+			      i * r->regs->q_stride;
+
+		r->q[i].sq = (struct csd_sqe *)(qb + r->regs->sq_off);
+		r->q[i].sqx = (struct csd_devif_sqx *)(qb + r->regs->sqx_off);
+		r->q[i].cq = (struct csd_cqe *)(qb + r->regs->cq_off);
+		r->q[i].phase = 1;
+		if (raw_recv(r->sock, &v, &r->db[i]) || v != 0 || r->db[i] < 0)
+			return fail_at(7);
+	}
+	for (i = 0; i < r->nvec; i++)
+		if (raw_recv(r->sock, &v, &r->irq[i]) || v != r->peer ||
+		    r->irq[i] < 0)
+			return fail_at(8);
+	return 0;
+}
+
+static void raw_close(struct raw *r)
+{
+	uint32_t i;
+
+	for (i = 0; i < r->nvec; i++) {
+		close(r->db[i]);
+		close(r->irq[i]);
+	}
+	if (r->shm && r->shm != MAP_FAILED)
+		munmap(r->shm, r->size);
+	close(r->sock);
+}
+
+static void raw_ring(struct raw *r, uint32_t q, uint32_t tail)
+{
+	__atomic_store_n(&r->ctl->db[q].sq_tail, tail, __ATOMIC_RELEASE);
+	eventfd_write(r->db[q], 1);
+}
+
+static void raw_submit(struct raw *r, uint32_t q, const struct csd_sqe *sqe,
+		       uint32_t len)
+{
+	struct rawq *rq = &r->q[q];
+
+	rq->sq[rq->tail] = *sqe;
+	rq->sqx[rq->tail].data_len = len;
+	rq->sqx[rq->tail].flags = 0;
+	rq->tail = (rq->tail + 1) % r->depth;
+	raw_ring(r, q, rq->tail);
+}
+
+/* Next CQE of queue @q; 0 or -1 on timeout. */
+static int raw_wait(struct raw *r, uint32_t q, struct csd_cqe *out)
+{
+	struct rawq *rq = &r->q[q];
+	struct pollfd pfd = { .fd = r->irq[q], .events = POLLIN };
+	uint64_t v;
+	int i;
+
+	for (i = 0; i < WAIT_MS / 10; i++) {
+		struct csd_cqe *e = &rq->cq[rq->head];
+		uint16_t st = __atomic_load_n(&e->status, __ATOMIC_ACQUIRE);
+
+		if ((st & 1) == rq->phase) {
+			*out = *e;
+			if (++rq->head == r->depth) {
+				rq->head = 0;
+				rq->phase ^= 1;
+			}
+			__atomic_store_n(&r->ctl->db[q].cq_head, rq->head,
+					 __ATOMIC_RELEASE);
+			return 0;
+		}
+		if (poll(&pfd, 1, 10) == 1)
+			eventfd_read(r->irq[q], &v);
+	}
+	return -1;
+}
+
+/* Identify Controller into window offset 0; returns the status field or
+ * -1 on timeout. */
+static int raw_identify(struct raw *r, uint64_t prp1, uint32_t len)
+{
+	struct csd_sqe s = { .opcode = CSD_ADM_IDENTIFY, .cid = 7,
+			     .cdw10 = CSD_ID_CNS_CTRL, .prp1 = prp1 };
+	struct csd_cqe c;
+
+	raw_submit(r, 0, &s, len);
+	if (raw_wait(r, 0, &c))
+		return -1;
+	CU_ASSERT_EQUAL(c.cid, 7);
+	CU_ASSERT_EQUAL(c.sq_id, 0);
+	return c.status >> 1;
+}
+
+#define W(off)		(CSD_DEVIF_ADDR_WINDOW | (uint64_t)(off))
+#define ST(sct, sc)	CSD_STATUS(sct, sc)
+
+static uint64_t rng(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* ---- hostile client ------------------------------------------------------ */
+
+static void test_register_page(void)
+{
+	struct daemon d;
+	struct raw r;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	CU_ASSERT_EQUAL(r.regs->version >> 16, CSD_DEVIF_MAJOR);
+	CU_ASSERT(r.regs->status & CSD_DEVIF_STS_RDY);
+	CU_ASSERT_EQUAL(r.nvec, r.regs->nr_io_queues + 1);
+	CU_ASSERT_EQUAL(r.ctl->state, CSD_DEVIF_CLIENT_ACTIVE);
+	CU_ASSERT_EQUAL(r.ctl->peer_id, r.peer);
+	CU_ASSERT(r.regs->max_xfer >= 65536);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	CU_ASSERT_EQUAL(((struct csd_id_ctrl *)r.win)->vs.magic, CSD_ID_MAGIC);
+	CU_ASSERT_EQUAL(((struct csd_id_ctrl *)r.win)->vs.max_xfer,
+			r.regs->max_xfer);
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+static void test_hostile_doorbells(void)
+{
+	struct daemon d;
+	struct raw r;
+	struct csd_cqe c;
+	int i;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	/* SQ tail out of range: ignored, flagged */
+	raw_ring(&r, 0, r.depth + 5);
+	raw_ring(&r, 1, 0xffffffffu);
+	for (i = 0; i < WAIT_MS / 10 && !(r.ctl->error & CSD_DEVIF_ERR_SQ_TAIL);
+	     i++)
+		sleep_ms(10);
+	CU_ASSERT(r.ctl->error & CSD_DEVIF_ERR_SQ_TAIL);
+	/* CQ head out of range: flagged; nothing is fetched meanwhile */
+	__atomic_store_n(&r.ctl->db[1].cq_head, 99999u, __ATOMIC_RELEASE);
+	raw_ring(&r, 1, 0);
+	for (i = 0; i < WAIT_MS / 10 && !(r.ctl->error & CSD_DEVIF_ERR_CQ_HEAD);
+	     i++)
+		sleep_ms(10);
+	CU_ASSERT(r.ctl->error & CSD_DEVIF_ERR_CQ_HEAD);
+	__atomic_store_n(&r.ctl->db[1].cq_head, 0u, __ATOMIC_RELEASE);
+	/* still answers */
+	raw_ring(&r, 0, 0);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	/* a flush on the I/O queue too */
+	{
+		struct csd_sqe s = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = 3 };
+
+		raw_submit(&r, 1, &s, 0);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 1, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, 0);
+		CU_ASSERT_EQUAL(c.cid, 3);
+		CU_ASSERT_EQUAL(c.sq_id, 1);
+	}
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+static void test_hostile_entries(void)
+{
+	struct daemon d;
+	struct raw r;
+	struct csd_cqe c;
+	uint64_t seed = 42;
+	uint32_t q, i, n, round, got;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	for (round = 0; round < 20; round++) {
+		q = round % r.nvec;
+		n = 1 + (uint32_t)(rng(&seed) % (r.depth - 1));
+		for (i = 0; i < n; i++) {
+			struct rawq *rq = &r.q[q];
+			uint64_t *w = (uint64_t *)&rq->sq[(rq->tail + i) %
+							  r.depth];
+			unsigned int k;
+
+			for (k = 0; k < 8; k++)
+				w[k] = rng(&seed);
+			/* now and then a plausible opcode and window PRPs */
+			if (i % 3 == 0) {
+				struct csd_sqe *s = (struct csd_sqe *)w;
+
+				s->opcode = (uint8_t)(0x80 + rng(&seed) % 16);
+				s->prp1 = W(rng(&seed) % (r.win_size + 8192));
+				s->prp2 = W(rng(&seed) % (r.win_size + 8192));
+			}
+			rq->sqx[(rq->tail + i) % r.depth].data_len =
+				(uint32_t)rng(&seed) >> (rng(&seed) % 32);
+			rq->sqx[(rq->tail + i) % r.depth].flags =
+				rng(&seed) % 8 ? 0 : (uint32_t)rng(&seed);
+		}
+		r.q[q].tail = (r.q[q].tail + n) % r.depth;
+		raw_ring(&r, q, r.q[q].tail);
+		for (got = 0; got < n; got++) {
+			if (raw_wait(&r, q, &c))
+				break;
+			if (c.status >> 1)	/* every error carries DNR */
+				CU_ASSERT((c.status >> 1) & CSD_STATUS_DNR);
+		}
+		CU_ASSERT_EQUAL(got, n);
+	}
+	/* alive and correct */
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+static void test_bad_prps(void)
+{
+	const int sgl = ST(CSD_SCT_GENERIC, CSD_SC_SGL_INVALID) | CSD_STATUS_DNR;
+	const int fld = ST(CSD_SCT_GENERIC, CSD_SC_INVALID_FIELD) |
+			CSD_STATUS_DNR;
+	struct daemon d;
+	struct raw r;
+	struct csd_cqe c;
+	uint64_t *list;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	/* outside the window, straddling its end, unaligned, guest RAM
+	 * without --dma-file, oversize */
+	CU_ASSERT_EQUAL(raw_identify(&r, W(r.win_size), 4096), sgl);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(r.win_size - 4096 + 2048), 4096),
+			sgl);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(2), 4096), sgl);
+	CU_ASSERT_EQUAL(raw_identify(&r, 0x1000, 4096), sgl);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(~0ull >> 1), 4096), sgl);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 0xffffffffu), fld);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), r.regs->max_xfer + 4), fld);
+	/* an offset PRP1 with a bad (unaligned) PRP2 */
+	{
+		struct csd_sqe s = { .opcode = CSD_ADM_IDENTIFY, .cid = 9,
+				     .cdw10 = CSD_ID_CNS_CTRL,
+				     .prp1 = W(2048), .prp2 = W(8192 + 8) };
+
+		raw_submit(&r, 0, &s, 4096);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, sgl);
+		/* the same with a good PRP2 works (two segments) */
+		s.prp2 = W(8192);
+		raw_submit(&r, 0, &s, 4096);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, 0);
+	}
+	/* a PRP list with an entry out of range, then unaligned, then a
+	 * chain pointer out of range: Get Log Page of 16 KiB */
+	list = (uint64_t *)(r.win + 65536);
+	{
+		uint32_t numd = 16384 / 4 - 1;
+		struct csd_sqe s = { .opcode = CSD_ADM_GET_LOG_PAGE, .cid = 11,
+				     .nsid = 0xffffffffu,
+				     .cdw10 = CSD_LOG_STATS | numd << 16,
+				     .prp1 = W(0), .prp2 = W(65536) };
+
+		list[0] = W(4096);
+		list[1] = W(r.win_size);	/* out of range */
+		list[2] = W(12288);
+		raw_submit(&r, 0, &s, 16384);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, sgl);
+		list[1] = W(8192 + 16);		/* unaligned */
+		raw_submit(&r, 0, &s, 16384);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, sgl);
+		list[1] = W(8192);		/* good */
+		raw_submit(&r, 0, &s, 16384);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, 0);
+		s.prp2 = W(r.win_size - 8);	/* list at the window's end */
+		raw_submit(&r, 0, &s, 16384);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, sgl);
+	}
+	/* non-zero SQX flags */
+	{
+		struct csd_sqe s = { .opcode = CSD_ADM_IDENTIFY, .cid = 5,
+				     .cdw10 = CSD_ID_CNS_CTRL, .prp1 = W(0) };
+		struct rawq *rq = &r.q[0];
+
+		rq->sq[rq->tail] = s;
+		rq->sqx[rq->tail].data_len = 4096;
+		rq->sqx[rq->tail].flags = 1;
+		rq->tail = (rq->tail + 1) % r.depth;
+		raw_ring(&r, 0, rq->tail);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, fld);
+		CU_ASSERT(r.ctl->error & CSD_DEVIF_ERR_SQX);
+	}
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* A client that fills its SQ without ever consuming completions: the daemon
+ * holds back (never overruns the CQ), then resumes once the head moves. */
+static void test_cq_backpressure(void)
+{
+	struct daemon d;
+	struct raw r;
+	struct csd_cqe c;
+	uint32_t i, got = 0, n;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	n = r.depth - 1;
+	for (i = 0; i < n; i++) {
+		struct csd_sqe s = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = (uint16_t)i };
+
+		raw_submit(&r, 1, &s, 0);
+	}
+	for (i = 0; i < n; i++) {
+		if (raw_wait(&r, 1, &c))
+			break;
+		CU_ASSERT_EQUAL(c.cid, i);
+		CU_ASSERT_EQUAL(c.status >> 1, 0);
+		got++;
+	}
+	CU_ASSERT_EQUAL(got, n);
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* ---- shm transport through the public API ------------------------------- */
+
+static const struct csd_ctx_params small_p = {
+	.layers = 2, .kv_heads = 2, .q_heads = 4, .head_dim = 64,
+	.dtype = CSD_KV_F32, .max_seqs = 4, .max_tokens = 8192,
+};
+
+static void test_api_roundtrip(void)
+{
+	struct daemon d;
+	struct csd_dev *dev = NULL;
+	struct csd_dev_info info;
+	struct csd_ctx *ctx = NULL;
+	size_t row = 2 * 64 * 4;
+	uint32_t ntok = 6000, i;	/* > 2 MiB per direction: chained lists */
+	float *k, *v, *k2, *v2;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &dev), 0);
+	CU_ASSERT_EQUAL(csd_dev_get_info(dev, &info), 0);
+	CU_ASSERT_STRING_EQUAL(info.transport, "shm");
+	k = malloc(ntok * row);
+	v = malloc(ntok * row);
+	k2 = calloc(ntok, row);
+	v2 = calloc(ntok, row);
+	CU_ASSERT_FATAL(k && v && k2 && v2);
+	for (i = 0; i < ntok * row / 4; i++) {
+		k[i] = (float)i * 0.5f;
+		v[i] = -(float)i;
+	}
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev, &small_p, &ctx), 0);
+	CU_ASSERT_EQUAL(csd_kv_append(ctx, 1, 1, 0, ntok, k, v), 0);
+	CU_ASSERT_EQUAL(csd_kv_read(ctx, 1, 1, 0, ntok, k2, v2), 0);
+	CU_ASSERT(memcmp(k, k2, ntok * row) == 0);
+	CU_ASSERT(memcmp(v, v2, ntok * row) == 0);
+	/* an unaligned tail */
+	memset(k2, 0, row * 3);
+	CU_ASSERT_EQUAL(csd_kv_read(ctx, 1, 1, 17, 3, k2, v2), 0);
+	CU_ASSERT(memcmp(k + 17 * row / 4, k2, 3 * row) == 0);
+	CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+	csd_dev_close(dev);
+	free(k);
+	free(v);
+	free(k2);
+	free(v2);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+struct worker {
+	struct csd_ctx *ctx;
+	uint32_t seq;
+	int rc;
+	int done;
+};
+
+/* Many attention calls in flight from several threads. */
+static void *attn_worker(void *arg)
+{
+	struct worker *w = arg;
+	struct csd_attn *ops[8];
+	float q[8][4 * 64], out[8][4 * 64];
+	struct csd_attn_req req[8];
+	uint32_t seqs[8];
+	int it, j, rc;
+
+	for (j = 0; j < 8; j++) {
+		for (int e = 0; e < 4 * 64; e++)
+			q[j][e] = (float)((e + j) % 7) * 0.1f;
+		seqs[j] = w->seq;
+	}
+	for (it = 0; it < 20 && !w->rc; it++) {
+		for (j = 0; j < 8; j++) {
+			req[j] = (struct csd_attn_req){
+				.layer = (uint32_t)(j % 2), .nseq = 1,
+				.seqs = &seqs[j], .q = q[j], .out = out[j],
+			};
+			rc = csd_attn_submit(w->ctx, &req[j], &ops[j]);
+			if (rc) {
+				w->rc = rc;
+				break;
+			}
+		}
+		while (j-- > 0) {
+			rc = csd_attn_wait(ops[j], NULL);
+			if (rc && !w->rc)
+				w->rc = rc;
+		}
+	}
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_api_threads(void)
+{
+	struct daemon d;
+	struct csd_dev *dev = NULL;
+	struct csd_ctx *ctx = NULL;
+	pthread_t th[4];
+	struct worker w[4];
+	float *kv;
+	int i;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &dev), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev, &small_p, &ctx), 0);
+	kv = calloc(64, 2 * 64 * 4);
+	CU_ASSERT_FATAL(kv != NULL);
+	for (i = 0; i < 4; i++) {
+		CU_ASSERT_EQUAL(csd_kv_append(ctx, (uint32_t)i, 0, 0, 64, kv,
+					      kv), 0);
+		CU_ASSERT_EQUAL(csd_kv_append(ctx, (uint32_t)i, 1, 0, 64, kv,
+					      kv), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		w[i] = (struct worker){ .ctx = ctx, .seq = (uint32_t)i };
+		pthread_create(&th[i], NULL, attn_worker, &w[i]);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CU_ASSERT_EQUAL(w[i].rc, 0);
+	}
+	free(kv);
+	CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+	csd_dev_close(dev);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* ---- daemon death -------------------------------------------------------- */
+
+struct streamer {
+	struct csd_dev *dev;
+	int last_rc;
+	int calls;
+	int done;
+};
+
+static void *stream_thread(void *arg)
+{
+	struct streamer *s = arg;
+	struct csd_dev_stats st;
+	int rc = 0, i;
+
+	for (i = 0; i < 1000000 && !rc; i++)
+		rc = csd_dev_get_stats(s->dev, &st);
+	s->last_rc = rc;
+	s->calls = i;
+	__atomic_store_n(&s->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+/* Wait (bounded) for a flag set by a thread; 0 when set. */
+static int wait_flag(const int *flag)
+{
+	int i;
+
+	for (i = 0; i < 3 * WAIT_MS / 10; i++) {
+		if (__atomic_load_n(flag, __ATOMIC_ACQUIRE))
+			return 0;
+		sleep_ms(10);
+	}
+	return -1;
+}
+
+static void kill_mid_stream(int sig, const char *opts)
+{
+	struct daemon d;
+	struct csd_dev *dev = NULL;
+	struct streamer s[2] = { { 0 } };
+	pthread_t th[2];
+	char spec[200];
+	int i, ok = 1;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	snprintf(spec, sizeof(spec), "%s%s", d.spec, opts);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(spec, &dev), 0);
+	for (i = 0; i < 2; i++) {
+		s[i].dev = dev;
+		pthread_create(&th[i], NULL, stream_thread, &s[i]);
+	}
+	sleep_ms(100);
+	kill(d.pid, sig);
+	for (i = 0; i < 2; i++) {
+		if (wait_flag(&s[i].done)) {
+			ok = 0;		/* hung: leave the thread, fail */
+			continue;
+		}
+		pthread_join(th[i], NULL);
+		CU_ASSERT(s[i].last_rc == -EIO || s[i].last_rc == -ENOTCONN);
+	}
+	CU_ASSERT_FATAL(ok);
+	/* new calls fail at once */
+	{
+		struct csd_dev_stats st;
+
+		CU_ASSERT_EQUAL(csd_dev_get_stats(dev, &st), -ENOTCONN);
+	}
+	csd_dev_close(dev);
+	if (sig == SIGSTOP)
+		kill(d.pid, SIGCONT);
+	daemon_stop(&d, SIGKILL);
+}
+
+static void test_daemon_killed(void)
+{
+	kill_mid_stream(SIGKILL, "");
+}
+
+static void test_daemon_hung(void)
+{
+	/* a stopped daemon: only the heartbeat tells */
+	kill_mid_stream(SIGSTOP, ",timeout=500");
+}
+
+static void test_open_errors(void)
+{
+	struct daemon d;
+	struct csd_dev *dev = NULL;
+
+	CU_ASSERT_EQUAL(csd_dev_open("shm:/nonexistent/sock", &dev), -ENOENT);
+	CU_ASSERT_EQUAL(csd_dev_open("shm:", &dev), -EINVAL);
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	{
+		char spec[200];
+
+		snprintf(spec, sizeof(spec), "%s,bogus=1", d.spec);
+		CU_ASSERT_EQUAL(csd_dev_open(spec, &dev), -EINVAL);
+	}
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+	CU_ASSERT_EQUAL(csd_dev_open(d.spec, &dev), -ENOENT);
+	CU_ASSERT(dev == NULL);
+}
+
+/* ---- multi-client -------------------------------------------------------- */
+
+static int ctx_listed(struct csd_dev *dev, uint32_t id)
+{
+	struct csd_ctx_entry e[64];
+	int n = csd_dev_list_ctx(dev, e, 64), i;
+
+	for (i = 0; i < n; i++)
+		if (e[i].id == id)
+			return 1;
+	return 0;
+}
+
+static int raw_io(struct csd_dev *dev, uint8_t opc, uint32_t ctx, void *buf,
+		  uint32_t len, uint64_t *res)
+{
+	struct csd_passthru pt = {
+		.opcode = opc, .nsid = CSD_NSID, .cdw10 = len / 4,
+		.cdw12 = ctx, .addr = buf, .data_len = len,
+	};
+	int rc = csd_dev_passthru(dev, 0, &pt);
+
+	if (res)
+		*res = pt.result;
+	return rc ? rc : CSD_STATUS_CODE(pt.status);
+}
+
+static void test_isolation(void)
+{
+	const int inval = ST(CSD_SCT_VENDOR, CSD_VSC_CTX_INVALID);
+	struct daemon d;
+	struct csd_dev *a = NULL, *b = NULL;
+	struct csd_ctx *ca = NULL;
+	struct csd_ctx_desc desc = {
+		.layers = 1, .kv_heads = 1, .q_heads = 1, .head_dim = 64,
+		.dtype = CSD_DTYPE_F32, .max_seqs = 1, .max_tokens = 16,
+	};
+	uint8_t info[64 + 8];
+	uint64_t res = 0;
+	uint32_t ida, idraw;
+	int i;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &a), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &b), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(a, &small_p, &ca), 0);
+	ida = csd_ctx_get_id(ca);
+	/* b cannot reach a's context */
+	CU_ASSERT_EQUAL(raw_io(b, CSD_IO_CTX_QUERY, ida, info, sizeof(info),
+			       NULL), inval);
+	CU_ASSERT_EQUAL(raw_io(b, CSD_IO_SEQ_RESET, ida, NULL, 0, NULL), inval);
+	CU_ASSERT_EQUAL(raw_io(b, CSD_IO_CTX_DESTROY, ida, NULL, 0, NULL),
+			inval);
+	/* a still can */
+	CU_ASSERT_EQUAL(raw_io(a, CSD_IO_CTX_QUERY, ida, info, sizeof(info),
+			       NULL), 0);
+	/* a context a creates behind libcsd's back dies with a's connection */
+	CU_ASSERT_EQUAL(raw_io(a, CSD_IO_CTX_CREATE, 0, &desc, sizeof(desc),
+			       &res), 0);
+	idraw = (uint32_t)res;
+	CU_ASSERT(idraw >= 1 && idraw != ida);
+	CU_ASSERT(ctx_listed(b, idraw));
+	CU_ASSERT_EQUAL(raw_io(b, CSD_IO_CTX_DESTROY, idraw, NULL, 0, NULL),
+			inval);
+	csd_dev_close(a);
+	for (i = 0; i < WAIT_MS / 20 && (ctx_listed(b, idraw) ||
+					 ctx_listed(b, ida)); i++)
+		sleep_ms(20);
+	CU_ASSERT(!ctx_listed(b, idraw));
+	CU_ASSERT(!ctx_listed(b, ida));
+	csd_dev_close(b);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+static void test_client_limit(void)
+{
+	static const char *const one[] = { "--max-clients", "1", NULL };
+	struct daemon d;
+	struct csd_dev *a = NULL, *b = NULL;
+	int i, rc = -1;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, one), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &a), 0);
+	CU_ASSERT_EQUAL(csd_dev_open(d.spec, &b), -EBUSY);
+	CU_ASSERT(b == NULL);
+	csd_dev_close(a);
+	/* the slot frees once the daemon has seen the disconnect */
+	for (i = 0; i < WAIT_MS / 20; i++) {
+		rc = csd_dev_open(d.spec, &b);
+		if (rc != -EBUSY)
+			break;
+		sleep_ms(20);
+	}
+	CU_ASSERT_EQUAL(rc, 0);
+	csd_dev_close(b);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+static CU_TestInfo hostile_tests[] = {
+	{ "register_page", test_register_page },
+	{ "doorbells", test_hostile_doorbells },
+	{ "garbage_entries", test_hostile_entries },
+	{ "bad_prps", test_bad_prps },
+	{ "cq_backpressure", test_cq_backpressure },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo api_tests[] = {
+	{ "open_errors", test_open_errors },
+	{ "roundtrip_chained_prps", test_api_roundtrip },
+	{ "threads", test_api_threads },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo death_tests[] = {
+	{ "killed", test_daemon_killed },
+	{ "hung_heartbeat", test_daemon_hung },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo client_tests[] = {
+	{ "isolation", test_isolation },
+	{ "limit", test_client_limit },
+	CU_TEST_INFO_NULL,
+};
+
+static int suite_init(void)
+{
+	if (!getenv("CSD_FW")) {
+		fprintf(stderr, "test_devif: CSD_FW (path of csd-fw) not set\n");
+		return -1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+static int suite_fini(void)
+{
+	kill_leftovers();
+	return 0;
+}
+
+static const struct cu_suite suites[] = {
+	{ "hostile", suite_init, suite_fini, hostile_tests },
+	{ "api", suite_init, suite_fini, api_tests },
+	{ "death", suite_init, suite_fini, death_tests },
+	{ "clients", suite_init, suite_fini, client_tests },
+	{ NULL, NULL, NULL, NULL },
+};
+
+int main(int argc, char **argv)
+{
+	int rc;
+
+	atexit(kill_leftovers);
+	rc = cu_run(argc, argv, suites);
+	kill_leftovers();
+	return rc;
+}
