@@ -10,8 +10,9 @@
  *   measured  csd on the embedded drive in pacing mode (every attention
  *             call completes at its modeled device time, InstInfer drive
  *             profile), and flexgen whose KV reads are paced to a modeled
- *             SSD (ssd_gbps=, PCIe 4.0 x4 ~ 7 GB/s).  Host compute runs on
- *             this CPU, so these numbers depend on it.
+ *             SSD (ssd_gbps=, PCIe 4.0 x4 ~ 7 GB/s; --no-ssd-pacing leaves
+ *             them unpaced, for backends without that option).  Host compute
+ *             runs on this CPU, so these numbers depend on it.
  *   modeled   per decode step, from the runs' byte and device-time counts:
  *               dev  = the drive's modeled attention time (csd stats)
  *               ssd  = KV bytes attended / ssd bandwidth (flexgen)
@@ -709,8 +710,10 @@ int bench_e2e_main(int argc, char **argv)
 			if (e2e_run_one(&o, m, "flexgen", fg_opts, p->batch,
 					&p->fg)) {
 				fprintf(stderr,
-					"\ncsd-bench e2e: batch %u: flexgen (%s): %s\n",
-					p->batch, fg_opts, p->fg.err);
+					"\ncsd-bench e2e: batch %u: flexgen (%s): %s%s\n",
+					p->batch, fg_opts, p->fg.err,
+					o.no_pacing ? "" :
+					" (no ssd_gbps= in this flexgen? try --no-ssd-pacing)");
 				rc = 1;
 			} else {
 				p->match = !memcmp(p->csd.tokens, p->fg.tokens,
