@@ -73,9 +73,10 @@ const struct rt_backend_ops *rt_backend_find(const char *name);
 
 /*
  * flexgen only (additive): how the KV file is read, and a raw O_DIRECT
- * sequential read of the KV written so far in the same file, same read size
- * and queue depth, no compute - the reference flexgen's KV read rate is
- * compared with.  -EINVAL if @b is not a flexgen backend.
+ * sequential read of the KV written so far in the same file (io_uring,
+ * 4 MiB aligned reads, 32 in flight, registered buffers, best of two
+ * passes, no compute) - the reference flexgen's KV read rate is compared
+ * with.  -EINVAL if @b is not a flexgen backend.
  */
 struct rt_flexgen_info {
 	int uring;		/* 1 io_uring, 0 pread fallback */
