@@ -32,7 +32,7 @@ while [ ! -S "$sock" ]; do
 	fi
 	sleep 0.1
 done
-CSD_DEVICE="shm:$sock" "$@"
+CSD_DEVICE="shm:$sock" CSD_TEST_DEVICE="shm:$sock" "$@"
 rc=$?
 kill -TERM "$pid"
 i=0

@@ -229,6 +229,17 @@ static const char *tmpdir(void)
 	return d && *d ? d : "/tmp";
 }
 
+/*
+ * The drive the csd backend uses: $CSD_TEST_DEVICE when set (the meson test
+ * runtime-shm points it at a csd-fw daemon), else a fast embedded drive.
+ */
+static const char *csd_dev(void)
+{
+	const char *d = getenv("CSD_TEST_DEVICE");
+
+	return d && *d ? d : "embedded:profile=fast";
+}
+
 static int open_be(int i, const char *fg_opts, struct rt_backend **bp)
 {
 	const struct rt_backend_ops *ops = rt_backend_find(be_names[i]);
@@ -238,7 +249,7 @@ static int open_be(int i, const char *fg_opts, struct rt_backend **bp)
 	if (i == 1)
 		return ops->open(&s, fg_opts, bp);
 	if (i == 2)
-		return ops->open(&s, "embedded:profile=fast", bp);
+		return ops->open(&s, csd_dev(), bp);
 	return ops->open(&s, NULL, bp);
 }
 
@@ -657,7 +668,7 @@ static int dec_fini(void)
 static int dec_run(const char *name, uint32_t batch, int32_t *toks)
 {
 	const struct rt_backend_ops *ops = rt_backend_find(name);
-	const char *opts = !strcmp(name, "csd") ? "embedded:profile=fast" :
+	const char *opts = !strcmp(name, "csd") ? csd_dev() :
 			   !strcmp(name, "flexgen") ? tmpdir() : NULL;
 	struct rt_decoder_config cfg;
 	struct rt_decoder *d = NULL;
