@@ -21,50 +21,44 @@ static int locate(const struct csdfw_data *d, size_t off, size_t len,
 	return 0;
 }
 
-int csdfw_data_read(const struct csdfw_data *d, size_t off, void *dst,
-		    size_t len)
+/* Copy between @d's segments at @off and the flat buffer @buf. */
+static int data_copy(const struct csdfw_data *d, size_t off, void *buf,
+		     size_t len, bool to_data)
 {
 	unsigned int i;
 	size_t so;
-	char *p = dst;
+	char *p = buf;
 
 	if (len == 0)
 		return (d && off <= d->len) || off == 0 ? 0 : -1;
 	if (locate(d, off, len, &i, &so))
 		return -1;
 	for (; len && i < d->nseg; i++, so = 0) {
+		char *seg = (char *)d->seg[i].addr + so;
 		size_t n = d->seg[i].len - so;
 
 		if (n > len)
 			n = len;
-		memcpy(p, (const char *)d->seg[i].addr + so, n);
+		if (to_data)
+			memcpy(seg, p, n);
+		else
+			memcpy(p, seg, n);
 		p += n;
 		len -= n;
 	}
 	return len ? -1 : 0;
 }
 
+int csdfw_data_read(const struct csdfw_data *d, size_t off, void *dst,
+		    size_t len)
+{
+	return data_copy(d, off, dst, len, false);
+}
+
 int csdfw_data_write(const struct csdfw_data *d, size_t off, const void *src,
 		     size_t len)
 {
-	unsigned int i;
-	size_t so;
-	const char *p = src;
-
-	if (len == 0)
-		return (d && off <= d->len) || off == 0 ? 0 : -1;
-	if (locate(d, off, len, &i, &so))
-		return -1;
-	for (; len && i < d->nseg; i++, so = 0) {
-		size_t n = d->seg[i].len - so;
-
-		if (n > len)
-			n = len;
-		memcpy((char *)d->seg[i].addr + so, p, n);
-		p += n;
-		len -= n;
-	}
-	return len ? -1 : 0;
+	return data_copy(d, off, (void *)src, len, true);
 }
 
 void *csdfw_data_ptr(const struct csdfw_data *d, size_t off, size_t len)

@@ -61,20 +61,6 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static int derr(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int derr(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 void rt_decoder_config_init(struct rt_decoder_config *c, uint32_t batch,
 			    uint32_t max_tokens, uint32_t threads)
@@ -172,14 +158,14 @@ int rt_decoder_create(const struct rt_model *m,
 		return -EINVAL;
 	*dp = NULL;
 	if (!m || !ops || !cfg || !cfg->batch)
-		return derr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "decoder: model, backend and batch >= 1 needed");
 	if (cfg->micro_batches > 2)
-		return derr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "decoder: micro_batches must be 0, 1 or 2");
 	d = calloc(1, sizeof(*d));
 	if (!d)
-		return derr(err, errlen, -ENOMEM, "out of memory");
+		return rt_errf(err, errlen, -ENOMEM, "out of memory");
 	d->m = m;
 	d->hp = m->hp;
 	d->cfg = *cfg;
@@ -193,13 +179,13 @@ int rt_decoder_create(const struct rt_model *m,
 	d->simd = cfg->simd == RT_SIMD_AUTO ? rt_simd_detect() : cfg->simd;
 	ret = -EINVAL;
 	if (!rt_simd_supported(d->simd)) {
-		derr(err, errlen, ret, "decoder: SIMD level %d not supported",
+		rt_errf(err, errlen, ret, "decoder: SIMD level %d not supported",
 		     cfg->simd);
 		goto err;
 	}
 	ret = rt_pool_create(cfg->threads, &d->pool);
 	if (ret) {
-		derr(err, errlen, ret, "decoder: thread pool: %s",
+		rt_errf(err, errlen, ret, "decoder: thread pool: %s",
 		     strerror(-ret));
 		goto err;
 	}
@@ -215,13 +201,13 @@ int rt_decoder_create(const struct rt_model *m,
 	d->att_scratch = calloc(rt_pool_threads(d->pool), sizeof(float *));
 	if (!d->pos || !d->next || !d->x || !d->xn_all || !d->logits ||
 	    !d->rng || !d->samp || !d->samp_idx || !d->att_scratch) {
-		derr(err, errlen, ret, "out of memory");
+		rt_errf(err, errlen, ret, "out of memory");
 		goto err;
 	}
 	for (i = 0; i < rt_pool_threads(d->pool); i++) {
 		d->att_scratch[i] = calloc(d->max_tokens, sizeof(float));
 		if (!d->att_scratch[i]) {
-			derr(err, errlen, ret, "out of memory");
+			rt_errf(err, errlen, ret, "out of memory");
 			goto err;
 		}
 	}
@@ -229,7 +215,7 @@ int rt_decoder_create(const struct rt_model *m,
 	n0 = d->nh == 2 ? (d->B + 1) / 2 : d->B;
 	if (half_alloc(d, &d->h[0], 0, n0) ||
 	    (d->nh == 2 && half_alloc(d, &d->h[1], n0, d->B - n0))) {
-		derr(err, errlen, ret, "out of memory");
+		rt_errf(err, errlen, ret, "out of memory");
 		goto err;
 	}
 	rt_decoder_set_sampling(d, &cfg->sampling);
@@ -245,7 +231,7 @@ int rt_decoder_create(const struct rt_model *m,
 	ret = ops->open(&shape, opts, &d->be);
 	if (ret) {
 		d->be = NULL;
-		derr(err, errlen, ret, "backend %s: open failed: %s",
+		rt_errf(err, errlen, ret, "backend %s: open failed: %s",
 		     ops->name ? ops->name : "?", strerror(-ret));
 		goto err;
 	}

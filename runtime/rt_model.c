@@ -11,20 +11,6 @@
 #include "rt_model.h"
 #include "rt_ops.h"
 
-static int merr(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int merr(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 static int req_u32(const struct rt_gguf *g, const char *key, uint32_t *v,
 		   char *err, size_t errlen)
@@ -32,13 +18,13 @@ static int req_u32(const struct rt_gguf *g, const char *key, uint32_t *v,
 	int ret = rt_gguf_get_u32(g, key, v);
 
 	if (ret == -ENOENT)
-		return merr(err, errlen, -EINVAL, "missing metadata key '%s'",
+		return rt_errf(err, errlen, -EINVAL, "missing metadata key '%s'",
 			    key);
 	if (ret)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "metadata key '%s' is not an unsigned integer", key);
 	if (!*v)
-		return merr(err, errlen, -EINVAL, "metadata key '%s' is 0",
+		return rt_errf(err, errlen, -EINVAL, "metadata key '%s' is 0",
 			    key);
 	return 0;
 }
@@ -51,15 +37,15 @@ static int get_weight(const struct rt_gguf *g, const char *name, uint32_t k,
 	const struct rt_gguf_tensor *t = rt_gguf_find_tensor(g, name);
 
 	if (!t)
-		return merr(err, errlen, -EINVAL, "missing tensor '%s'", name);
+		return rt_errf(err, errlen, -EINVAL, "missing tensor '%s'", name);
 	if (t->n_dims != 2 || t->ne[0] != k || t->ne[1] != n)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "tensor '%s': shape [%llu, %llu] (n_dims %u), "
 			    "expected [%u, %u]", name,
 			    (unsigned long long)t->ne[0],
 			    (unsigned long long)t->ne[1], t->n_dims, k, n);
 	if ((uintptr_t)t->data % 4)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "tensor '%s': data not 4-byte aligned", name);
 	w->type = t->type;
 	w->k = k;
@@ -75,18 +61,18 @@ static int get_norm(const struct rt_gguf *g, const char *name, uint32_t n,
 	const struct rt_gguf_tensor *t = rt_gguf_find_tensor(g, name);
 
 	if (!t)
-		return merr(err, errlen, -EINVAL, "missing tensor '%s'", name);
+		return rt_errf(err, errlen, -EINVAL, "missing tensor '%s'", name);
 	if (t->n_dims != 1 || t->ne[0] != n)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "tensor '%s': shape [%llu] (n_dims %u), expected "
 			    "[%u]", name, (unsigned long long)t->ne[0],
 			    t->n_dims, n);
 	if (t->type != RT_TYPE_F32)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "tensor '%s': type %s, norms must be f32", name,
 			    rt_type_name(t->type));
 	if ((uintptr_t)t->data % 4)
-		return merr(err, errlen, -EINVAL, "tensor '%s': misaligned",
+		return rt_errf(err, errlen, -EINVAL, "tensor '%s': misaligned",
 			    name);
 	*p = t->data;
 	return 0;
@@ -105,10 +91,10 @@ static int load_hparams(struct rt_model *m, char *err, size_t errlen)
 
 	ret = rt_gguf_get_str(g, "general.architecture", &s, &len);
 	if (ret)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "missing metadata key 'general.architecture'");
 	if (len != 5 || memcmp(s, "llama", 5) != 0)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "architecture '%.*s' not supported (need llama)",
 			    (int)(len > 64 ? 64 : len), s);
 	if (!rt_gguf_get_str(g, "general.name", &s, &len))
@@ -135,44 +121,44 @@ static int load_hparams(struct rt_model *m, char *err, size_t errlen)
 	ret = rt_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon",
 			      &hp->rms_eps);
 	if (ret)
-		return merr(err, errlen, -EINVAL, "%s metadata key "
+		return rt_errf(err, errlen, -EINVAL, "%s metadata key "
 			    "'llama.attention.layer_norm_rms_epsilon'",
 			    ret == -ENOENT ? "missing" : "bad");
 	if (!(hp->rms_eps > 0.0f && hp->rms_eps < 1.0f))
-		return merr(err, errlen, -EINVAL, "bad rms epsilon %g",
+		return rt_errf(err, errlen, -EINVAL, "bad rms epsilon %g",
 			    (double)hp->rms_eps);
 	hp->rope_base = 10000.0f;
 	ret = rt_gguf_get_f32(g, "llama.rope.freq_base", &hp->rope_base);
 	if (ret && ret != -ENOENT)
-		return merr(err, errlen, -EINVAL, "bad llama.rope.freq_base");
+		return rt_errf(err, errlen, -EINVAL, "bad llama.rope.freq_base");
 	if (!(hp->rope_base > 1.0f))
-		return merr(err, errlen, -EINVAL, "bad rope base %g",
+		return rt_errf(err, errlen, -EINVAL, "bad rope base %g",
 			    (double)hp->rope_base);
 	if (hp->n_layer > 1024 || hp->n_embd > 65536 || hp->n_ff > 1u << 20 ||
 	    hp->n_head > 1024)
-		return merr(err, errlen, -EINVAL, "hyper-parameters too large");
+		return rt_errf(err, errlen, -EINVAL, "hyper-parameters too large");
 	if (hp->n_embd % hp->n_head)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "embedding_length %u not a multiple of head_count "
 			    "%u", hp->n_embd, hp->n_head);
 	if (hp->n_head_kv > hp->n_head || hp->n_head % hp->n_head_kv)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "head_count %u not a multiple of head_count_kv %u",
 			    hp->n_head, hp->n_head_kv);
 	hp->head_dim = hp->n_embd / hp->n_head;
 	if (hp->head_dim % 2)
-		return merr(err, errlen, -EINVAL, "odd head dim %u",
+		return rt_errf(err, errlen, -EINVAL, "odd head dim %u",
 			    hp->head_dim);
 	hp->n_rot = hp->head_dim;
 	ret = rt_gguf_get_u32(g, "llama.rope.dimension_count", &hp->n_rot);
 	if ((ret && ret != -ENOENT) || hp->n_rot > hp->head_dim ||
 	    hp->n_rot % 2)
-		return merr(err, errlen, -EINVAL,
+		return rt_errf(err, errlen, -EINVAL,
 			    "bad llama.rope.dimension_count");
 	/* vocabulary size: tokenizer tokens, else token_embd */
 	if (!rt_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n, &data)) {
 		if (et != RT_GGUF_STRING || !n || n > (1u << 24))
-			return merr(err, errlen, -EINVAL,
+			return rt_errf(err, errlen, -EINVAL,
 				    "bad tokenizer.ggml.tokens");
 		hp->n_vocab = (uint32_t)n;
 	} else {
@@ -180,7 +166,7 @@ static int load_hparams(struct rt_model *m, char *err, size_t errlen)
 			rt_gguf_find_tensor(g, "token_embd.weight");
 
 		if (!t || t->n_dims != 2 || t->ne[1] > (1u << 24))
-			return merr(err, errlen, -EINVAL,
+			return rt_errf(err, errlen, -EINVAL,
 				    "missing tensor 'token_embd.weight'");
 		hp->n_vocab = (uint32_t)t->ne[1];
 	}
@@ -215,7 +201,7 @@ static int load_weights(struct rt_model *m, char *err, size_t errlen)
 	}
 	m->layers = calloc(hp->n_layer, sizeof(*m->layers));
 	if (!m->layers)
-		return merr(err, errlen, -ENOMEM, "out of memory");
+		return rt_errf(err, errlen, -ENOMEM, "out of memory");
 	for (l = 0; l < hp->n_layer; l++) {
 		struct rt_layer *ly = &m->layers[l];
 
@@ -319,7 +305,7 @@ static int load_vocab(struct rt_model *m, char *err, size_t errlen)
 		m->add_bos = ab;
 	m->tok_byte = malloc(m->hp.n_vocab * sizeof(*m->tok_byte));
 	if (!m->tok_byte)
-		return merr(err, errlen, -ENOMEM, "out of memory");
+		return rt_errf(err, errlen, -ENOMEM, "out of memory");
 	for (i = 0; i < m->hp.n_vocab; i++)
 		m->tok_byte[i] = -1;
 	if (kind == RT_TOK_NONE ||
@@ -374,7 +360,7 @@ int rt_model_from_gguf(struct rt_gguf *g, struct rt_model **mp, char *err,
 	m = calloc(1, sizeof(*m));
 	if (!m) {
 		rt_gguf_close(g);
-		return merr(err, errlen, -ENOMEM, "out of memory");
+		return rt_errf(err, errlen, -ENOMEM, "out of memory");
 	}
 	m->gguf = g;
 	ret = load_hparams(m, err, errlen);

@@ -9,6 +9,8 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
@@ -187,6 +189,18 @@ void rt_quantize_q8_0_row(const float *x, struct rt_block_q8_0 *y, size_t k)
 		for (i = 0; i < RT_QK8_0; i++)
 			y[b].qs[i] = (int8_t)roundf(xb[i] * id);
 	}
+}
+
+int rt_errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return ret;
 }
 
 void rt_dequant_row(uint32_t type, const void *row, float *y, size_t k)

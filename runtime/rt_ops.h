@@ -53,6 +53,13 @@ void rt_quantize_q8_0_row(const float *x, struct rt_block_q8_0 *y, size_t k);
 /* Dequantizes one row of any supported type to f32. */
 void rt_dequant_row(uint32_t type, const void *row, float *y, size_t k);
 
+/*
+ * Format a message into @err (if non-NULL and @errlen > 0) and return @ret:
+ * the runtime's "return -EINVAL with a reason" helper.
+ */
+int rt_errf(char *err, size_t errlen, int ret, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 /* ISA selection, like the firmware: CSD_SIMD=scalar|avx2|avx512 env. */
 enum rt_simd {
 	RT_SIMD_AUTO = -1,

@@ -50,20 +50,6 @@ const struct rt_synth_preset *rt_synth_preset_find(const char *name)
 	return NULL;
 }
 
-static int serr(char *err, size_t errlen, int ret, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int serr(char *err, size_t errlen, int ret, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return ret;
-}
 
 struct gen_job {
 	uint64_t seed;
@@ -276,22 +262,22 @@ int rt_synth_write(const char *path, const struct rt_synth_opts *o,
 	memset(&s, 0, sizeof(s));
 	p = rt_synth_preset_find(o ? o->preset : NULL);
 	if (!p)
-		return serr(err, errlen, -EINVAL, "unknown preset '%s'",
+		return rt_errf(err, errlen, -EINVAL, "unknown preset '%s'",
 			    o && o->preset ? o->preset : "(null)");
 	layers = o->layers ? o->layers : p->n_layer;
 	ctx = o->ctx ? o->ctx : p->n_ctx;
 	wtype = o->wtype < 0 ? RT_TYPE_F16 : (uint32_t)o->wtype;
 	if (!rt_type_supported(wtype))
-		return serr(err, errlen, -EINVAL, "unsupported weight type %d",
+		return rt_errf(err, errlen, -EINVAL, "unsupported weight type %d",
 			    o->wtype);
 	if (layers > 1024)
-		return serr(err, errlen, -EINVAL, "too many layers");
+		return rt_errf(err, errlen, -EINVAL, "too many layers");
 	qd = p->n_embd;
 	kvd = p->n_embd / p->n_head * p->n_head_kv;
 	s.seed = o->seed;
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd < 0)
-		return serr(err, errlen, -errno, "%s: %s", path,
+		return rt_errf(err, errlen, -errno, "%s: %s", path,
 			    strerror(errno));
 	ret = rt_gguf_writer_create(fd, RT_GGUF_DEFAULT_ALIGN, &s.w);
 	if (ret)
@@ -397,7 +383,7 @@ out:
 		ret = -errno;
 	if (ret) {
 		unlink(path);
-		serr(err, errlen, ret, "%s: write failed: %s", path,
+		rt_errf(err, errlen, ret, "%s: write failed: %s", path,
 		     strerror(-ret));
 	}
 	return ret;
