@@ -92,6 +92,30 @@ else
 	fz_skip=1
 fi
 
+# csd.ko in a QEMU guest (tests/qemu/run.sh), where the kernel packages are
+# installed (scripts/deps.sh --kmod); each guest check counts as a test.
+if [ -x tests/qemu/run.sh ] && command -v qemu-system-x86_64 >/dev/null 2>&1 &&
+   ls /usr/src/linux-headers-*-amd64 >/dev/null 2>&1; then
+	echo "== qemu guest (csd.ko) =="
+	if CSD_FW="$PWD/$BUILD/firmware-sim/csd-fw" tests/qemu/run.sh \
+		>"$BUILD/qemu-test.log" 2>&1; then
+		qrc=0
+	else
+		qrc=1
+	fi
+	grep -E 'GUEST (PASS|FAIL|RESULT)|^run.sh:' "$BUILD/qemu-test.log"
+	fz_pass=$((fz_pass + $(grep -c '^GUEST PASS' "$BUILD/qemu-test.log")))
+	fz_fail=$((fz_fail + $(grep -c '^GUEST FAIL' "$BUILD/qemu-test.log")))
+	if [ "$qrc" -ne 0 ]; then
+		echo "qemu guest test FAILED (see $BUILD/qemu-test.log)"
+		fz_fail=$((fz_fail + 1))
+		status=1
+	fi
+else
+	echo "== qemu guest: skipped (scripts/deps.sh --kmod not installed) =="
+	fz_skip=$((fz_skip + 1))
+fi
+
 echo "== summary =="
 python3 scripts/count-tests.py --extra-passed $fz_pass --extra-failed $fz_fail \
 	--extra-skipped $fz_skip $logs || status=1

@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * pci.c - PCI glue of csd.ko: binds QEMU's ivshmem-doorbell device
+ * (1af4:1110) when its BAR2 carries the csd device interface, maps the BARs,
+ * sets up MSI-X (vector v = queue v) and creates /dev/csdN.
+ */
+#include <linux/fs.h>
+#include <linux/idr.h>
+#include <linux/interrupt.h>
+#include <linux/io.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+
+#include "csd.h"
+
+unsigned int csd_io_timeout = 30;
+module_param_named(io_timeout, csd_io_timeout, uint, 0644);
+MODULE_PARM_DESC(io_timeout, "I/O command timeout in seconds (default 30)");
+
+unsigned int csd_admin_timeout = 10;
+module_param_named(admin_timeout, csd_admin_timeout, uint, 0644);
+MODULE_PARM_DESC(admin_timeout, "admin command timeout in seconds (default 10)");
+
+static DEFINE_IDA(csd_ida);
+static dev_t csd_devt;
+static struct class *csd_class;
+
+#define CSD_BAR_REGS	0
+#define CSD_BAR_SHM	2
+
+static void csd_dev_release(struct device *dev)
+{
+	struct csd_ctrl *ctrl = container_of(dev, struct csd_ctrl, dev);
+
+	xa_destroy(&ctrl->contexts);
+	ida_free(&csd_ida, ctrl->instance);
+	pci_dev_put(ctrl->pdev);
+	kfree(ctrl);
+}
+
+void csd_ctrl_get(struct csd_ctrl *ctrl)
+{
+	get_device(&ctrl->dev);
+}
+
+void csd_ctrl_put(struct csd_ctrl *ctrl)
+{
+	put_device(&ctrl->dev);
+}
+
+/* Does BAR2 carry the csd device interface?  Leave other ivshmem alone. */
+static int csd_check_shm(struct pci_dev *pdev, struct csd_devif_regs *r)
+{
+	u32 magic = READ_ONCE(r->magic);
+	u32 version = READ_ONCE(r->version);
+	/* pairs with the daemon's release store: fields before it are valid */
+	u32 status = smp_load_acquire(&r->status);
+
+	if (magic != CSD_DEVIF_MAGIC)
+		return -ENODEV;
+	if (version >> 16 != CSD_DEVIF_MAJOR) {
+		dev_info(&pdev->dev, "unsupported interface version %u.%u\n",
+			 version >> 16, version & 0xffff);
+		return -ENODEV;
+	}
+	if (!(status & CSD_DEVIF_STS_RDY) ||
+	    status & (CSD_DEVIF_STS_CFS | CSD_DEVIF_STS_SHST)) {
+		dev_info(&pdev->dev, "device not ready (status %#x)\n", status);
+		return -ENODEV;
+	}
+	return 0;
+}
+
+static void csd_free_irqs(struct csd_ctrl *ctrl, unsigned int n)
+{
+	while (n--)
+		free_irq(pci_irq_vector(ctrl->pdev, n), &ctrl->queues[n]);
+}
+
+static int csd_setup_irqs(struct csd_ctrl *ctrl)
+{
+	struct pci_dev *pdev = ctrl->pdev;
+	unsigned int v;
+	int ret;
+
+	ret = pci_alloc_irq_vectors(pdev, ctrl->nr_vectors, ctrl->nr_vectors,
+				    PCI_IRQ_MSIX);
+	if (ret < 0) {
+		dev_err(&pdev->dev, "need %u MSI-X vectors: %d\n",
+			ctrl->nr_vectors, ret);
+		return ret;
+	}
+	for (v = 0; v <= ctrl->nr_io_queues; v++) {
+		ret = request_irq(pci_irq_vector(pdev, v), csd_irq, 0,
+				  CSD_DRV_NAME, &ctrl->queues[v]);
+		if (ret) {
+			csd_free_irqs(ctrl, v);
+			pci_free_irq_vectors(pdev);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static int csd_probe(struct pci_dev *pdev, const struct pci_device_id *id)
+{
+	struct csd_ctrl *ctrl;
+	resource_size_t shm_len;
+	void *shm;
+	int ret;
+
+	ret = pcim_enable_device(pdev);
+	if (ret)
+		return ret;
+	shm_len = pci_resource_len(pdev, CSD_BAR_SHM);
+	if (shm_len < sizeof(struct csd_devif_regs) ||
+	    !(pci_resource_flags(pdev, CSD_BAR_SHM) & IORESOURCE_MEM))
+		return -ENODEV;
+	/* Peek at the magic before claiming anything. */
+	shm = memremap(pci_resource_start(pdev, CSD_BAR_SHM),
+		       sizeof(struct csd_devif_regs), MEMREMAP_WB);
+	if (!shm)
+		return -ENOMEM;
+	ret = csd_check_shm(pdev, shm);
+	memunmap(shm);
+	if (ret)
+		return ret;
+
+	ret = pcim_iomap_regions(pdev, BIT(CSD_BAR_REGS), CSD_DRV_NAME);
+	if (ret)
+		return ret;
+	ret = pci_request_region(pdev, CSD_BAR_SHM, CSD_DRV_NAME);
+	if (ret)
+		return ret;
+
+	ctrl = kzalloc(sizeof(*ctrl), GFP_KERNEL);
+	if (!ctrl) {
+		ret = -ENOMEM;
+		goto out_region;
+	}
+	ctrl->pdev = pci_dev_get(pdev);
+	ctrl->bar0 = pcim_iomap_table(pdev)[CSD_BAR_REGS];
+	ctrl->shm_size = shm_len;
+	init_rwsem(&ctrl->remove_lock);
+	xa_init(&ctrl->contexts);
+	device_initialize(&ctrl->dev);
+	ctrl->dev.class = csd_class;
+	ctrl->dev.parent = &pdev->dev;
+	ctrl->dev.groups = csd_attr_groups;
+	ctrl->dev.release = csd_dev_release;
+	ret = ida_alloc_max(&csd_ida, CSD_MAX_MINORS - 1, GFP_KERNEL);
+	if (ret < 0) {
+		pci_dev_put(pdev);
+		kfree(ctrl);
+		goto out_region;
+	}
+	ctrl->instance = ret;
+	ctrl->dev.devt = MKDEV(MAJOR(csd_devt), ctrl->instance);
+	ret = dev_set_name(&ctrl->dev, "csd%d", ctrl->instance);
+	if (ret)
+		goto out_put;
+
+	ctrl->shm = memremap(pci_resource_start(pdev, CSD_BAR_SHM), shm_len,
+			     MEMREMAP_WB);
+	if (!ctrl->shm) {
+		ret = -ENOMEM;
+		goto out_put;
+	}
+	ctrl->regs = ctrl->shm;
+	ctrl->caps = READ_ONCE(ctrl->regs->caps);
+	ctrl->version = READ_ONCE(ctrl->regs->version);
+	ctrl->peer_id = readl(ctrl->bar0 + CSD_IVSHM_IVPOSITION);
+
+	ret = csd_ctrl_init(ctrl);
+	if (ret)
+		goto out_shutdown;
+	if (pci_msix_vec_count(pdev) < (int)ctrl->nr_vectors) {
+		dev_err(&pdev->dev, "device has %d MSI-X vectors, need %u\n",
+			pci_msix_vec_count(pdev), ctrl->nr_vectors);
+		ret = -ENODEV;
+		goto out_shutdown;
+	}
+	pci_set_master(pdev);
+	ret = csd_setup_irqs(ctrl);
+	if (ret)
+		goto out_shutdown;
+	ret = csd_ctrl_start(ctrl);
+	if (ret)
+		goto out_kill;
+
+	cdev_init(&ctrl->cdev, &csd_fops);
+	ctrl->cdev.owner = THIS_MODULE;
+	ret = cdev_device_add(&ctrl->cdev, &ctrl->dev);
+	if (ret)
+		goto out_kill;
+	pci_set_drvdata(pdev, ctrl);
+	return 0;
+
+out_kill:
+	cancel_delayed_work_sync(&ctrl->watchdog);
+	csd_ctrl_kill(ctrl, "probe failed");
+	csd_free_irqs(ctrl, ctrl->nr_io_queues + 1);
+	pci_free_irq_vectors(pdev);
+out_shutdown:
+	csd_ctrl_shutdown(ctrl);
+	memunmap(ctrl->shm);
+	ctrl->shm = NULL;
+out_put:
+	put_device(&ctrl->dev);
+out_region:
+	pci_release_region(pdev, CSD_BAR_SHM);
+	return ret;
+}
+
+static void csd_remove(struct pci_dev *pdev)
+{
+	struct csd_ctrl *ctrl = pci_get_drvdata(pdev);
+
+	cdev_device_del(&ctrl->cdev, &ctrl->dev);
+	cancel_delayed_work_sync(&ctrl->watchdog);
+	/* Fail everything in flight, then wait for users to leave. */
+	csd_ctrl_kill(ctrl, NULL);
+	down_write(&ctrl->remove_lock);
+	ctrl->removed = true;
+	up_write(&ctrl->remove_lock);
+	csd_free_irqs(ctrl, ctrl->nr_io_queues + 1);
+	pci_free_irq_vectors(pdev);
+	csd_ctrl_shutdown(ctrl);
+	memunmap(ctrl->shm);
+	ctrl->shm = NULL;
+	pci_release_region(pdev, CSD_BAR_SHM);
+	put_device(&ctrl->dev);
+}
+
+static const struct pci_device_id csd_pci_ids[] = {
+	{ PCI_DEVICE(PCI_VENDOR_ID_REDHAT_QUMRANET, 0x1110) },
+	{ }
+};
+MODULE_DEVICE_TABLE(pci, csd_pci_ids);
+
+static struct pci_driver csd_pci_driver = {
+	.name = CSD_DRV_NAME,
+	.id_table = csd_pci_ids,
+	.probe = csd_probe,
+	.remove = csd_remove,
+};
+
+static int __init csd_init(void)
+{
+	int ret;
+
+	ret = alloc_chrdev_region(&csd_devt, 0, CSD_MAX_MINORS, CSD_DRV_NAME);
+	if (ret)
+		return ret;
+	csd_class = class_create(THIS_MODULE, CSD_DRV_NAME);
+	if (IS_ERR(csd_class)) {
+		ret = PTR_ERR(csd_class);
+		goto out_chrdev;
+	}
+	ret = pci_register_driver(&csd_pci_driver);
+	if (ret)
+		goto out_class;
+	return 0;
+
+out_class:
+	class_destroy(csd_class);
+out_chrdev:
+	unregister_chrdev_region(csd_devt, CSD_MAX_MINORS);
+	return ret;
+}
+
+static void __exit csd_exit(void)
+{
+	pci_unregister_driver(&csd_pci_driver);
+	class_destroy(csd_class);
+	unregister_chrdev_region(csd_devt, CSD_MAX_MINORS);
+	ida_destroy(&csd_ida);
+}
+
+module_init(csd_init);
+module_exit(csd_exit);
+
+MODULE_DESCRIPTION("csd computational storage drive (ivshmem-doorbell + csd-fw)");
+MODULE_AUTHOR("csd project");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * sysfs.c - attributes of /sys/class/csd/csdN.
+ */
+#include <linux/device.h>
+#include <linux/sysfs.h>
+
+#include "csd.h"
+
+static struct csd_ctrl *to_csd(struct device *dev)
+{
+	return container_of(dev, struct csd_ctrl, dev);
+}
+
+static ssize_t model_show(struct device *dev, struct device_attribute *attr,
+			  char *buf)
+{
+	return sysfs_emit(buf, "%s\n", to_csd(dev)->model);
+}
+static DEVICE_ATTR_RO(model);
+
+static ssize_t serial_show(struct device *dev, struct device_attribute *attr,
+			   char *buf)
+{
+	return sysfs_emit(buf, "%s\n", to_csd(dev)->serial);
+}
+static DEVICE_ATTR_RO(serial);
+
+static ssize_t firmware_rev_show(struct device *dev,
+				 struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%s\n", to_csd(dev)->fw_version);
+}
+static DEVICE_ATTR_RO(firmware_rev);
+
+static ssize_t interface_version_show(struct device *dev,
+				      struct device_attribute *attr, char *buf)
+{
+	u32 v = to_csd(dev)->version;
+
+	return sysfs_emit(buf, "%u.%u\n", v >> 16, v & 0xffff);
+}
+static DEVICE_ATTR_RO(interface_version);
+
+static ssize_t state_show(struct device *dev, struct device_attribute *attr,
+			  char *buf)
+{
+	return sysfs_emit(buf, "%s\n", READ_ONCE(to_csd(dev)->dead) ?
+			  "dead" : "live");
+}
+static DEVICE_ATTR_RO(state);
+
+static ssize_t stats_show(struct device *dev, struct device_attribute *attr,
+			  char *buf)
+{
+	struct csd_ctrl *ctrl = to_csd(dev);
+
+	return sysfs_emit(buf, "commands %lld\nerrors %lld\ntimeouts %lld\n",
+			  (long long)atomic64_read(&ctrl->commands),
+			  (long long)atomic64_read(&ctrl->errors),
+			  (long long)atomic64_read(&ctrl->timeouts));
+}
+static DEVICE_ATTR_RO(stats);
+
+static struct attribute *csd_attrs[] = {
+	&dev_attr_model.attr,
+	&dev_attr_serial.attr,
+	&dev_attr_firmware_rev.attr,
+	&dev_attr_interface_version.attr,
+	&dev_attr_state.attr,
+	&dev_attr_stats.attr,
+	NULL,
+};
+
+static const struct attribute_group csd_attr_group = {
+	.attrs = csd_attrs,
+};
+
+const struct attribute_group *csd_attr_groups[] = {
+	&csd_attr_group,
+	NULL,
+};
