@@ -29,7 +29,17 @@
  *
  * opts: "DIR" or "key=val,..." with dir=DIR, buf=MiB (staging budget,
  * default 256; grows if one sequence needs more), rs=KiB (read size,
- * default 4096), qd=N (default 32), io=uring|pread, direct=1|0.
+ * default 4096), qd=N (default 32), io=uring|pread, direct=1|0,
+ * ssd_gbps=X (GB/s, > 0; default off).
+ *
+ * SSD pacing (ssd_gbps=X): the file (often a RAM file) stands in for a
+ * modeled SSD that serves reads one after another at X GB/s.  Each KV read
+ * gets a due time on a serial SSD clock when it is issued,
+ *   due = max(now, ssd_clock) + len / (X * 1e9) s,  ssd_clock = due,
+ * and is not completed (its data not used) before then: the worker sleeps
+ * until the due time, without the lock, before reaping it (and after a
+ * pread in the fallback).  Appends (writes) and rt_flexgen_raw_read() are
+ * not paced.  Results are the same as unpaced; only the timing changes.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -78,6 +88,7 @@ struct fg_task {
 	uint32_t nblocks, issued, done;	/* read blocks */
 	uint32_t *blocks;		/* [max_blocks_per_task] pool index */
 	char **bptr;			/* [max_blocks_per_task] their buffers */
+	uint64_t *due;			/* [max_blocks_per_task] ssd pacing */
 	int err;
 	/* attention job (one sequence) */
 	const char *tail[2];
@@ -104,6 +115,8 @@ struct fg_be {
 	char dir[256];
 	int fd, direct, uring;
 	uint32_t qd, budget_blocks;
+	double ssd_gbps;			/* > 0: pace reads (ssd_gbps=) */
+	uint64_t ssd_clock;			/* ns, serial SSD clock */
 	size_t row_bytes, page_bytes, chunk_bytes, block_bytes;
 	uint32_t chunks_per_block;
 	uint64_t region_bytes;
@@ -145,6 +158,19 @@ static uint64_t fg_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Sleep (lock not held) until CLOCK_MONOTONIC reaches @due ns. */
+static void fg_sleep_until(uint64_t due)
+{
+	struct timespec ts = {
+		.tv_sec = (time_t)(due / 1000000000ull),
+		.tv_nsec = (long)(due % 1000000000ull),
+	};
+
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+	       EINTR)
+		;
 }
 
 static struct fg_be *to_be(struct rt_backend *b)
@@ -512,10 +538,35 @@ static void fg_complete(struct fg_be *be, uint64_t ud, int res)
 	}
 }
 
-/* Lock held; reap whatever completed (block if @wait and I/O in flight). */
+/* Due time (ns) of the paced read @ud, 0 if not a paced read. */
+static uint64_t fg_read_due(struct fg_be *be, uint64_t ud)
+{
+	struct fg_task *t;
+
+	if (be->ssd_gbps <= 0 || (int)(ud >> 56) != UD_READ)
+		return 0;
+	t = &be->tasks[(ud >> 24) & 0xffffffu];
+	return t->due[ud & 0xffffffu];
+}
+
+/* Lock held; the due time of a @len-byte read issued now (SSD pacing). */
+static uint64_t fg_ssd_due(struct fg_be *be, size_t len)
+{
+	uint64_t now = fg_now_ns(), start;
+
+	start = be->ssd_clock > now ? be->ssd_clock : now;
+	be->ssd_clock = start + (uint64_t)((double)len / be->ssd_gbps + 0.5);
+	return be->ssd_clock;
+}
+
+/*
+ * Lock held; reap whatever completed (block if @wait and I/O in flight).
+ * A paced read is completed no earlier than its due time.
+ */
 static void fg_reap(struct fg_be *be, int wait)
 {
 	struct io_uring_cqe *cqe;
+	int reaped = 0;
 
 	if (!be->uring || !be->inflight)
 		return;
@@ -532,8 +583,26 @@ static void fg_reap(struct fg_be *be, int wait)
 		io_uring_submit(&be->ring);
 	}
 	while (io_uring_peek_cqe(&be->ring, &cqe) == 0) {
-		fg_complete(be, io_uring_cqe_get_data64(cqe), cqe->res);
+		uint64_t ud = io_uring_cqe_get_data64(cqe), due;
+
+		due = fg_read_due(be, ud);
+		if (due && due > fg_now_ns()) {
+			/*
+			 * SSD pacing: not due yet.  Once something was
+			 * reaped, leave it in the ring and let the caller
+			 * act on what completed; else sleep until due
+			 * (only the worker consumes the ring, and a task
+			 * with a read in flight is never unlinked).
+			 */
+			if (reaped)
+				break;
+			pthread_mutex_unlock(&be->lock);
+			fg_sleep_until(due);
+			pthread_mutex_lock(&be->lock);
+		}
+		fg_complete(be, ud, cqe->res);
 		io_uring_cqe_seen(&be->ring, cqe);
+		reaped++;
 	}
 }
 
@@ -577,6 +646,8 @@ static int fg_issue(struct fg_be *be, struct fg_task *t, int may_grow)
 		len = (size_t)nch * be->chunk_bytes;
 		t->blocks[b] = idx;
 		t->bptr[b] = be->blk[idx];
+		if (be->ssd_gbps > 0)
+			t->due[b] = fg_ssd_due(be, len);
 		t->issued++;
 		be->st.link_bytes += len;
 		progress = 1;
@@ -596,10 +667,13 @@ static int fg_issue(struct fg_be *be, struct fg_task *t, int may_grow)
 		/* pread fallback (synchronous, worker only touches @t) */
 		{
 			char *dst = be->blk[idx];
+			uint64_t due = be->ssd_gbps > 0 ? t->due[b] : 0;
 			int fd = be->fd, ret;
 
 			pthread_mutex_unlock(&be->lock);
 			ret = fg_pio(fd, 0, dst, len, off);
+			if (due)
+				fg_sleep_until(due);
 			pthread_mutex_lock(&be->lock);
 			if (ret < 0 && !t->err)
 				t->err = ret;
@@ -859,7 +933,7 @@ static void *fg_worker(void *arg)
 static int fg_parse_opts(struct fg_be *be, const char *opts, uint32_t *buf_mb,
 			 uint32_t *rs_kb, int *want_uring)
 {
-	char tmp[512], *save = NULL, *tok;
+	char tmp[512], *save = NULL, *tok, *eq, *end;
 	const char *env = getenv("TMPDIR");
 
 	snprintf(be->dir, sizeof(be->dir), "%s", env && *env ? env : "/tmp");
@@ -875,9 +949,9 @@ static int fg_parse_opts(struct fg_be *be, const char *opts, uint32_t *buf_mb,
 	strcpy(tmp, opts);
 	for (tok = strtok_r(tmp, ",", &save); tok;
 	     tok = strtok_r(NULL, ",", &save)) {
-		char *eq = strchr(tok, '='), *end;
 		unsigned long val = 0;
 
+		eq = strchr(tok, '=');
 		if (!eq) {
 			if (snprintf(be->dir, sizeof(be->dir), "%s", tok) >=
 			    (int)sizeof(be->dir))
@@ -897,13 +971,23 @@ static int fg_parse_opts(struct fg_be *be, const char *opts, uint32_t *buf_mb,
 			else if (strcmp(eq, "pread") == 0)
 				*want_uring = 0;
 			else
-				return -EINVAL;
+				goto bad;
+			continue;
+		}
+		if (strcmp(tok, "ssd_gbps") == 0) {
+			double x;
+
+			errno = 0;
+			x = strtod(eq, &end);
+			if (errno || end == eq || *end || !(x > 0) || x > 1e6)
+				goto bad;
+			be->ssd_gbps = x;
 			continue;
 		}
 		errno = 0;
 		val = strtoul(eq, &end, 0);
 		if (errno || end == eq || *end)
-			return -EINVAL;
+			goto bad;
 		if (strcmp(tok, "buf") == 0 && val >= 1 && val <= 1u << 20)
 			*buf_mb = (uint32_t)val;
 		else if (strcmp(tok, "rs") == 0 && val >= 4 && val <= 65536 &&
@@ -914,9 +998,17 @@ static int fg_parse_opts(struct fg_be *be, const char *opts, uint32_t *buf_mb,
 		else if (strcmp(tok, "direct") == 0 && val <= 1)
 			be->direct = (int)val;
 		else
-			return -EINVAL;
+			goto bad;
 	}
 	return 0;
+bad:
+	fprintf(stderr,
+		"flexgen: bad option '%s%s%s' (options: DIR or dir=DIR, "
+		"buf=MiB 1..1048576, rs=KiB 4..65536 multiple of 4, "
+		"qd=1..256, io=uring|pread, direct=0|1, "
+		"ssd_gbps=GB/s > 0 (pace KV reads to a modeled SSD))\n",
+		tok, eq ? "=" : "", eq ? eq : "");
+	return -EINVAL;
 }
 
 static int fg_open_file(struct fg_be *be, uint64_t size)
@@ -993,6 +1085,7 @@ static void fg_close(struct rt_backend *b)
 		for (i = 0; i < be->ntasks; i++) {
 			free(be->tasks[i].blocks);
 			free(be->tasks[i].bptr);
+			free(be->tasks[i].due);
 		}
 	free(be->tasks);
 	free(be->blk);
@@ -1070,6 +1163,11 @@ static int fg_open(const struct rt_shape *s, const char *opts,
 		be->tasks[i].bptr = calloc(maxblk, sizeof(char *));
 		if (!be->tasks[i].blocks || !be->tasks[i].bptr)
 			goto err;
+		if (be->ssd_gbps > 0) {
+			be->tasks[i].due = calloc(maxblk, sizeof(uint64_t));
+			if (!be->tasks[i].due)
+				goto err;
+		}
 	}
 	if (be->region_bytes > (uint64_t)LLONG_MAX / s->layers / s->max_seqs) {
 		ret = -EFBIG;

@@ -10,9 +10,10 @@
  *   measured  csd on the embedded drive in pacing mode (every attention
  *             call completes at its modeled device time, InstInfer drive
  *             profile), and flexgen whose KV reads are paced to a modeled
- *             SSD (ssd_gbps=, PCIe 4.0 x4 ~ 7 GB/s; --no-ssd-pacing leaves
- *             them unpaced, for backends without that option).  Host compute
- *             runs on this CPU, so these numbers depend on it.
+ *             SSD (flexgen's ssd_gbps= option, --ssd-gbps, default 7 GB/s
+ *             for PCIe 4.0 x4; --no-ssd-pacing reads the RAM file unpaced,
+ *             for comparison).  Host compute runs on this CPU, so these
+ *             numbers depend on it.
  *   modeled   per decode step, from the runs' byte and device-time counts:
  *               dev  = the drive's modeled attention time (csd stats)
  *               ssd  = KV bytes attended / ssd bandwidth (flexgen)
@@ -574,7 +575,7 @@ static int e2e_write_out(const struct e2e_opts *o, const struct rt_model *m,
 			 const char *fg_opts, const struct e2e_point *pts,
 			 int n)
 {
-	char path[1024];
+	char path[1024], fg_meas[96];
 	FILE *f;
 	int i;
 
@@ -614,6 +615,11 @@ static int e2e_write_out(const struct e2e_opts *o, const struct rt_model *m,
 	if (fclose(f))
 		goto err;
 
+	if (o->no_pacing)
+		snprintf(fg_meas, sizeof(fg_meas), "unpaced RAM file");
+	else
+		snprintf(fg_meas, sizeof(fg_meas), "reads paced to %.1f GB/s",
+			 o->ssd_gbps);
 	snprintf(path, sizeof(path), "%s/sweep.gp", o->out);
 	f = fopen(path, "w");
 	if (!f)
@@ -634,8 +640,8 @@ static int e2e_write_out(const struct e2e_opts *o, const struct rt_model *m,
 "set logscale y 10\n"
 "plot 'sweep.dat' using 1:8 with linespoints lw 2 pt 7 lc rgb '#1f77b4' title 'csd, modeled', \\\n"
 "     '' using 1:9 with linespoints lw 2 pt 5 lc rgb '#d62728' title 'flexgen, modeled', \\\n"
-"     '' using 1:6 with linespoints lw 1 dt 2 pt 6 lc rgb '#1f77b4' title 'csd, measured (this CPU)', \\\n"
-"     '' using 1:7 with linespoints lw 1 dt 2 pt 4 lc rgb '#d62728' title 'flexgen, measured (this CPU)'\n"
+"     '' using 1:6 with linespoints lw 1 dt 2 pt 6 lc rgb '#1f77b4' title 'csd, measured (paced drive, host = this CPU)', \\\n"
+"     '' using 1:7 with linespoints lw 1 dt 2 pt 4 lc rgb '#d62728' title 'flexgen, measured (%s, host = this CPU)'\n"
 "unset logscale y\n"
 "set title \"csd / flexgen tokens/s\\nmodeled: drive model vs SSD model, modeled host %.0f GB/s, %.0f TFLOP/s\"\n"
 "set ylabel 'speedup (x)'\n"
@@ -643,11 +649,11 @@ static int e2e_write_out(const struct e2e_opts *o, const struct rt_model *m,
 "plot 'sweep.dat' using 1:3 with linespoints lw 5 pt 7 ps 1.5 lc rgb '#2ca02c' title 'modeled end-to-end (modeled host)', \\\n"
 "     '' using 1:4 with linespoints lw 2 dt 4 pt 9 lc rgb '#9467bd' title 'modeled attention only', \\\n"
 "     '' using 1:5 with linespoints lw 1 dt 3 pt 8 lc rgb '#ff7f0e' title 'modeled, host time of this CPU', \\\n"
-"     '' using 1:2 with linespoints lw 1 dt 2 pt 6 lc rgb '#000000' title 'measured (this CPU)', \\\n"
+"     '' using 1:2 with linespoints lw 1 dt 2 pt 6 lc rgb '#000000' title 'measured (paced, host = this CPU)', \\\n"
 "     1 with lines lc rgb '#888888' notitle\n"
 "unset multiplot\n",
-		o->ssd_gbps, m->name, m->hp.n_layer, o->ctx, o->host_gbps,
-		o->host_tflops);
+		o->ssd_gbps, m->name, m->hp.n_layer, o->ctx, fg_meas,
+		o->host_gbps, o->host_tflops);
 	if (fclose(f))
 		goto err;
 	return 0;
@@ -710,10 +716,8 @@ int bench_e2e_main(int argc, char **argv)
 			if (e2e_run_one(&o, m, "flexgen", fg_opts, p->batch,
 					&p->fg)) {
 				fprintf(stderr,
-					"\ncsd-bench e2e: batch %u: flexgen (%s): %s%s\n",
-					p->batch, fg_opts, p->fg.err,
-					o.no_pacing ? "" :
-					" (no ssd_gbps= in this flexgen? try --no-ssd-pacing)");
+					"\ncsd-bench e2e: batch %u: flexgen (%s): %s\n",
+					p->batch, fg_opts, p->fg.err);
 				rc = 1;
 			} else {
 				p->match = !memcmp(p->csd.tokens, p->fg.tokens,

@@ -81,7 +81,7 @@ static void usage(FILE *f)
 "  --backends LIST      compare only these, e.g. csd,flexgen (default all)\n"
 "  --device STR         libcsd device for csd (default embedded:)\n"
 "  --kv-dir DIR         directory of flexgen's KV file (default $TMPDIR)\n"
-"  --flexgen-opts STR   flexgen options (dir=,buf=MiB,rs=KiB,qd=,io=)\n"
+"  --flexgen-opts STR   flexgen options (dir=,buf=MiB,rs=KiB,qd=,io=,ssd_gbps=)\n"
 "  --threads N          host threads (default: online CPUs)\n"
 "  --flexgen-threads N  host threads for the flexgen run (default --threads;\n"
 "                       1 can leave a core to its I/O on a 2-core machine)\n"

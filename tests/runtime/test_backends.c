@@ -464,6 +464,105 @@ static void test_flexgen_pread_small_pool(void)
 		  12 * T_LAYERS * 8);
 }
 
+/*
+ * Run a fixed workload (mixed prompts, @steps decode steps over all layers,
+ * two micro-batches in flight) on one flexgen backend opened with @opts;
+ * store every attention output in @all (steps * T_LAYERS * T_SEQS * QH*HD).
+ */
+static void fg_record(const char *opts, int steps, float *all)
+{
+	static const uint32_t a[] = { 6, 0, 2, 4 }, b[] = { 1, 3, 7, 5 };
+	const uint32_t *mb[] = { a, b };
+	const struct rt_backend_ops *ops = rt_backend_find("flexgen");
+	struct rt_shape sh = test_shape();
+	size_t qs = (size_t)T_QH * T_HD;
+	struct rt_backend *be = NULL;
+	uint16_t *kp = malloc(T_MAXTOK * KV_TOK * 2);
+	uint16_t *vp = malloc(T_MAXTOK * KV_TOK * 2);
+	uint16_t *kn = malloc(T_SEQS * KV_TOK * 2);
+	uint16_t *vn = malloc(T_SEQS * KV_TOK * 2);
+	float *q = malloc(T_SEQS * qs * sizeof(float));
+	uint64_t rs = 777;
+	int step, m, tk[2];
+	uint32_t s, l;
+
+	CU_ASSERT_FATAL(ops && kp && vp && kn && vn && q);
+	CU_ASSERT_FATAL(ops->open(&sh, opts, &be) == 0);
+	for (s = 0; s < T_SEQS; s++)
+		for (l = 0; l < T_LAYERS; l++) {
+			fill_h(&rs, kp, mixed_prompt[s] * KV_TOK, 1.0f);
+			fill_h(&rs, vp, mixed_prompt[s] * KV_TOK, 1.0f);
+			CU_ASSERT_EQUAL_FATAL(ops->append(be, s, l, 0,
+					mixed_prompt[s], kp, vp), 0);
+		}
+	for (step = 0; step < steps; step++)
+		for (l = 0; l < T_LAYERS; l++) {
+			float *o = all + ((size_t)step * T_LAYERS + l) *
+					 T_SEQS * qs;
+
+			fill_f(&rs, q, T_SEQS * qs, 2.0f);
+			fill_h(&rs, kn, T_SEQS * KV_TOK, 1.0f);
+			fill_h(&rs, vn, T_SEQS * KV_TOK, 1.0f);
+			for (m = 0; m < 2; m++) {
+				tk[m] = ops->submit(be, l, 4, mb[m],
+						    q + m * 4 * qs,
+						    kn + m * 4 * KV_TOK,
+						    vn + m * 4 * KV_TOK,
+						    o + m * 4 * qs);
+				CU_ASSERT_FATAL(tk[m] >= 0);
+			}
+			CU_ASSERT_EQUAL_FATAL(ops->wait(be, tk[1]), 0);
+			CU_ASSERT_EQUAL_FATAL(ops->wait(be, tk[0]), 0);
+		}
+	ops->close(be);
+	free(kp);
+	free(vp);
+	free(kn);
+	free(vn);
+	free(q);
+}
+
+/*
+ * ssd_gbps= (reads paced to a modeled SSD) changes only timing: the same
+ * attention outputs as unpaced, bit for bit, on io_uring and on pread (with
+ * a tiny staging pool and small reads, so many paced reads queue up).  The
+ * paced run is also checked against the reference and the other backends.
+ * No timing is asserted.
+ */
+static void test_flexgen_ssd_pacing(void)
+{
+	static const char *const extra[] = {
+		"", ",io=pread", ",buf=1,rs=8,qd=2", ",io=pread,buf=1,rs=8",
+	};
+	static const uint32_t all8[] = { 0, 1, 2, 3, 4, 5, 6, 7 };
+	const uint32_t *mb[] = { all8 };
+	uint32_t n[] = { 8 };
+	const int steps = 8;
+	size_t cnt = (size_t)steps * T_LAYERS * T_SEQS * T_QH * T_HD;
+	float *ref = malloc(cnt * sizeof(float));
+	float *got = malloc(cnt * sizeof(float));
+	char opts[400];
+	size_t i;
+
+	CU_ASSERT_FATAL(ref && got);
+	for (i = 0; i < sizeof(extra) / sizeof(extra[0]); i++) {
+		memset(ref, 0, cnt * sizeof(float));
+		memset(got, 0xff, cnt * sizeof(float));
+		snprintf(opts, sizeof(opts), "dir=%s%s", tmpdir(), extra[i]);
+		fg_record(opts, steps, ref);
+		/* 0.05 GB/s: the test's few hundred KiB per step pace visibly */
+		snprintf(opts, sizeof(opts), "dir=%s%s,ssd_gbps=0.05",
+			 tmpdir(), extra[i]);
+		fg_record(opts, steps, got);
+		CU_ASSERT(memcmp(ref, got, cnt * sizeof(float)) == 0);
+	}
+	free(ref);
+	free(got);
+	snprintf(opts, sizeof(opts), "dir=%s,ssd_gbps=7", tmpdir());
+	CU_ASSERT(run_workload(opts, mixed_prompt, mb, n, 1, 8, NULL) ==
+		  8 * T_LAYERS * 8);
+}
+
 /* the file is really used: written, read back, raw read of the same file */
 static void test_flexgen_file(void)
 {
@@ -577,6 +676,12 @@ static void test_errors(void)
 	CU_ASSERT(rt_backend_flexgen.open(&s, "qd=0", &b) == -EINVAL);
 	CU_ASSERT(rt_backend_flexgen.open(&s, "io=aio", &b) == -EINVAL);
 	CU_ASSERT(rt_backend_flexgen.open(&s, "buf=lots", &b) == -EINVAL);
+	CU_ASSERT(rt_backend_flexgen.open(&s, "ssd_gbps=0", &b) == -EINVAL);
+	CU_ASSERT(rt_backend_flexgen.open(&s, "ssd_gbps=-7", &b) == -EINVAL);
+	CU_ASSERT(rt_backend_flexgen.open(&s, "ssd_gbps=fast", &b) == -EINVAL);
+	CU_ASSERT(rt_backend_flexgen.open(&s, "ssd_gbps=7x", &b) == -EINVAL);
+	CU_ASSERT(rt_backend_flexgen.open(&s, "ssd_gbps=", &b) == -EINVAL);
+	CU_ASSERT(rt_backend_flexgen.open(&s, "ssd_gbps=nan", &b) == -EINVAL);
 	CU_ASSERT(rt_backend_flexgen.open(&s, "/etc/passwd", &b) == -ENOTDIR);
 	CU_ASSERT(rt_backend_csd.open(&s, "bogus:", &b) < 0);
 	CU_ASSERT(b == NULL);
@@ -618,6 +723,7 @@ static CU_TestInfo attn_tests[] = {
 	{ "flexgen_pread", test_flexgen_pread },
 	{ "flexgen_pread_small_pool", test_flexgen_pread_small_pool },
 	{ "flexgen_file", test_flexgen_file },
+	{ "flexgen_ssd_pacing", test_flexgen_ssd_pacing },
 	{ "reset", test_reset },
 	{ "errors", test_errors },
 	CU_TEST_INFO_NULL,
