@@ -50,6 +50,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -201,6 +202,35 @@ static void fg_note_host(struct fg_be *be)
 
 /* ---- I/O primitives ------------------------------------------------- */
 
+#define FG_HUGE		(2u << 20)
+
+/*
+ * A buffer for O_DIRECT reads (staging blocks, the raw read's buffers),
+ * faulted in.  From @len >= 2 MiB on it is 2 MiB aligned and asks for
+ * transparent huge pages: an O_DIRECT request becomes one block-layer
+ * segment per physically contiguous run of its buffer, and the virtual
+ * disk takes at most max_segments (e.g. 254) per request, so a 4 MiB read
+ * into scattered 4 KiB pages is split into several device requests and the
+ * stream runs ~35% slower than into huge pages (measured here: 1.4 vs
+ * 2.2 GB/s at 32 x 4 MiB in flight).  Both flexgen's blocks and the raw
+ * reference use this, so neither has an edge.  Free with free().
+ */
+static void *fg_io_alloc(size_t len)
+{
+	size_t al = len >= FG_HUGE ? FG_HUGE : FG_ALIGN;
+	size_t sz = (len + al - 1) / al * al;
+	void *p = aligned_alloc(al, sz);
+
+	if (!p)
+		return NULL;
+#ifdef MADV_HUGEPAGE
+	if (al == FG_HUGE)
+		(void)madvise(p, sz, MADV_HUGEPAGE);	/* a hint only */
+#endif
+	memset(p, 0, sz);
+	return p;
+}
+
 static int fg_pio(int fd, int wr, void *buf, size_t len, uint64_t off)
 {
 	size_t done = 0;
@@ -330,7 +360,7 @@ static int fg_blk_get(struct fg_be *be, int may_grow, uint32_t *idx)
 		be->freeblk = nf;
 		be->capblk = ncap;
 	}
-	be->blk[be->nblk] = aligned_alloc(FG_ALIGN, be->block_bytes);
+	be->blk[be->nblk] = fg_io_alloc(be->block_bytes);
 	if (!be->blk[be->nblk])
 		return -ENOMEM;
 	*idx = be->nblk++;
@@ -1397,7 +1427,8 @@ int rt_flexgen_get_info(struct rt_backend *b, struct rt_flexgen_info *info)
  * rate is compared with, so it must be a strong one: the same file and fd
  * (O_DIRECT), every region's full chunks in file order with adjacent regions
  * merged into one extent, FG_RAW_RS-byte aligned reads, FG_RAW_QD of them in
- * flight on a private io_uring, into registered buffers (plain reads if the
+ * flight on a private io_uring, into registered huge-page buffers from
+ * fg_io_alloc() like flexgen's staging blocks (plain reads if the
  * registration fails), a request resubmitted as soon as one completes; the
  * best of FG_RAW_PASSES passes is reported.
  * Runs next to the worker (reads only; call it between steps).
@@ -1470,7 +1501,8 @@ static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
 			rs = want ? (size_t)(want + FG_ALIGN - 1) / FG_ALIGN *
 				    FG_ALIGN : FG_ALIGN;
 	}
-	mem = aligned_alloc(FG_ALIGN, (size_t)qd * rs);
+	/* faulted in (before the clock starts), huge pages if possible */
+	mem = fg_io_alloc((size_t)qd * rs);
 	if (!mem)
 		return -ENOMEM;
 	ret = io_uring_queue_init(qd * 2, &ring, 0);
@@ -1483,8 +1515,6 @@ static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
 		iov[i].iov_len = rs;
 		freeb[nfree++] = qd - 1 - i;
 	}
-	/* fault the buffers in before the clock starts */
-	memset(mem, 0, (size_t)qd * rs);
 	fixed = io_uring_register_buffers(&ring, iov, qd) == 0;
 	ret = 0;
 	*ns = fg_now_ns();
@@ -1555,7 +1585,7 @@ static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
 static int fg_raw_pread(int fd, const struct fg_ext *ext, size_t n,
 			uint64_t max_bytes, uint64_t *bytes, uint64_t *ns)
 {
-	char *buf = aligned_alloc(FG_ALIGN, FG_RAW_RS);
+	char *buf = fg_io_alloc(FG_RAW_RS);
 	uint64_t total = 0, pos, t0 = fg_now_ns();
 	size_t e;
 	int ret = 0;
