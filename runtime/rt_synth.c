@@ -244,6 +244,11 @@ static int write_vocab(struct rt_gguf_writer *w)
 	rt_gguf_w_u32(w, "tokenizer.ggml.bos_token_id", 1);
 	rt_gguf_w_u32(w, "tokenizer.ggml.eos_token_id", 2);
 	rt_gguf_w_bool(w, "tokenizer.ggml.add_bos_token", 1);
+	/*
+	 * The vocabulary is bytes only (no SentencePiece "\u2581" piece);
+	 * llama.cpp's SPM tokenizer prepends one unless told not to.
+	 */
+	rt_gguf_w_bool(w, "tokenizer.ggml.add_space_prefix", 0);
 	ret = rt_gguf_w_bool(w, "tokenizer.ggml.add_eos_token", 0);
 	free(names);
 	return ret;
