@@ -73,7 +73,7 @@ int ivshm_listen(const char *path)
 		return rc;
 	}
 	if (listen(fd, 16) < 0 ||
-	    (strcmp(tmp.sun_path, path) && rename(tmp.sun_path, path) < 0)) {
+	    (strcmp(tmp.sun_path, path) != 0 && rename(tmp.sun_path, path) < 0)) {
 		rc = -errno;
 		unlink(tmp.sun_path);
 		close(fd);

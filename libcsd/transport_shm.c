@@ -198,7 +198,7 @@ static int recv_msg(int sock, int64_t *val, int *fd)
 /* Expect a message with value @want carrying an fd. */
 static int recv_fd(int sock, int64_t want, int *fd)
 {
-	int64_t v;
+	int64_t v = -1;
 	int rc = recv_msg(sock, &v, fd);
 
 	if (rc)
@@ -277,7 +277,7 @@ static int map_layout(struct shm_tp *t)
 static int shm_connect(struct shm_tp *t, const char *path)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
-	int64_t v;
+	int64_t v = -1;
 	uint32_t i;
 	struct stat st;
 	int fd = -1, rc;

@@ -1051,7 +1051,6 @@ static int fg_open_file(struct fg_be *be, uint64_t size)
 		return -errno;
 	if (!S_ISDIR(sb.st_mode))
 		return -ENOTDIR;
-	fd = -1;
 	if (be->direct) {
 		fd = open(be->dir, flags | O_TMPFILE | O_DIRECT, 0600);
 		if (fd < 0) {
@@ -1167,7 +1166,8 @@ static int fg_open(const struct rt_shape *s, const char *opts,
 	be->tok_kv_bytes = (size_t)s->kv_heads * s->head_dim * 2 * 2;
 	be->chunks_per_block = (uint32_t)(((size_t)rs_kb * 1024) /
 					  be->chunk_bytes);
-	maxchunks = (s->max_tokens + FG_TPP - 1) / FG_TPP;
+	/* 64-bit: max_tokens near UINT32_MAX must not wrap to 0 chunks */
+	maxchunks = (uint32_t)(((uint64_t)s->max_tokens + FG_TPP - 1) / FG_TPP);
 	if (be->chunks_per_block > maxchunks)
 		be->chunks_per_block = maxchunks;
 	if (!be->chunks_per_block)
@@ -1187,6 +1187,10 @@ static int fg_open(const struct rt_shape *s, const char *opts,
 	if (!be->streams || !be->busy || !be->tasks)
 		goto err;
 	maxblk = (maxchunks + be->chunks_per_block - 1) / be->chunks_per_block;
+	if (!maxblk) {		/* cannot happen: max_tokens >= 1 */
+		ret = -EINVAL;
+		goto err;
+	}
 	for (i = 0; i < be->ntasks; i++) {
 		be->tasks[i].be = be;
 		be->tasks[i].blocks = calloc(maxblk, sizeof(uint32_t));

@@ -68,8 +68,8 @@ struct e2e_run {
 };
 
 struct e2e_point {
-	uint32_t batch;
 	struct e2e_run csd, fg;
+	uint32_t batch;
 	int match;			/* -1: flexgen not run */
 	double meas_ratio;
 	/* modeled, per decode step */

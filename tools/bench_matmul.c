@@ -108,6 +108,7 @@ static int parse_simd(const char *s, uint32_t *v)
 
 static int parse_opts(int argc, char **argv, struct opts *o)
 {
+	char *end;
 	static const struct option lo[] = {
 		{ "types", required_argument, NULL, 't' },
 		{ "simd", required_argument, NULL, 's' },
@@ -146,6 +147,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	o->threads = 2;
 	o->reps = 5;
 	o->min_ms = 200;
+	end = NULL;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -185,8 +187,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			o->reps = v;
 			break;
 		case 'm':
-			o->min_ms = atof(optarg);
-			if (o->min_ms <= 0)
+			o->min_ms = strtod(optarg, &end);
+			if (end == optarg || *end || !(o->min_ms > 0))
 				goto bad;
 			break;
 		case 'J':
@@ -372,6 +374,10 @@ int bench_matmul_main(int argc, char **argv)
 		maxB = o.batches[i] > maxB ? o.batches[i] : maxB;
 	for (i = 0; i < o.nns; i++)
 		maxN = o.ns[i] > maxN ? o.ns[i] : maxN;
+	if (!maxB || !maxN || !o.K || !o.ntypes || !o.nsimds) {
+		fprintf(stderr, "csd-bench matmul: empty batch/N/K/type/simd list\n");
+		return 2;
+	}
 	for (i = 0; i < o.ntypes; i++)
 		if (!rt_type_row_bytes(o.types[i], o.K)) {
 			fprintf(stderr, "csd-bench matmul: K %u invalid for %s\n",
