@@ -17,6 +17,7 @@
 #include <csd.h>
 
 #include "backend.h"
+#include "rt_ops.h"
 
 #define CSDB_MAX_OPS	256	/* attention calls in flight */
 
@@ -36,14 +37,6 @@ struct csdb_be {
 	struct csdb_op opt[CSDB_MAX_OPS];
 	struct rt_backend_stats st;
 };
-
-static uint64_t csdb_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static struct csdb_be *to_be(struct rt_backend *b)
 {
@@ -131,7 +124,7 @@ static int csdb_submit(struct rt_backend *b, uint32_t layer, uint32_t nseq,
 		       float *out)
 {
 	struct csdb_be *be = to_be(b);
-	uint64_t t0 = csdb_now_ns();
+	uint64_t t0 = rt_now_ns();
 	struct csdb_op *op;
 	int slot, ret;
 
@@ -162,7 +155,7 @@ static int csdb_submit(struct rt_backend *b, uint32_t layer, uint32_t nseq,
 	be->st.link_bytes += (uint64_t)nseq *
 			     ((uint64_t)be->shape.q_heads * be->shape.head_dim *
 			      4 * 2 + be->tok_kv_bytes);
-	be->st.attn_ns += csdb_now_ns() - t0;
+	be->st.attn_ns += rt_now_ns() - t0;
 	return slot;
 }
 
@@ -170,7 +163,7 @@ static int csdb_wait(struct rt_backend *b, int ticket)
 {
 	struct csdb_be *be = to_be(b);
 	struct csd_attn_result res;
-	uint64_t t0 = csdb_now_ns();
+	uint64_t t0 = rt_now_ns();
 	struct csdb_op *op;
 	int ret;
 
@@ -185,7 +178,7 @@ static int csdb_wait(struct rt_backend *b, int ticket)
 	op->op = NULL;
 	be->st.modeled_ns += res.modeled_ns;
 	be->st.kv_bytes_read += res.tokens * be->tok_kv_bytes;
-	be->st.attn_ns += csdb_now_ns() - t0;
+	be->st.attn_ns += rt_now_ns() - t0;
 	return ret < 0 ? ret : 0;
 }
 

@@ -60,6 +60,7 @@
 
 #include "attn.h"
 #include "backend.h"
+#include "rt_ops.h"
 
 #define FG_TPP		16		/* tokens per page (4 KiB at hd 128) */
 #define FG_ALIGN	4096u
@@ -152,14 +153,6 @@ struct fg_be {
 	uint64_t peak_host;
 	struct rt_backend_stats st;
 };
-
-static uint64_t fg_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 /* Sleep (lock not held) until CLOCK_MONOTONIC reaches @due ns. */
 static void fg_sleep_until(uint64_t due)
@@ -582,7 +575,7 @@ static uint64_t fg_read_due(struct fg_be *be, uint64_t ud)
 /* Lock held; the due time of a @len-byte read issued now (SSD pacing). */
 static uint64_t fg_ssd_due(struct fg_be *be, size_t len)
 {
-	uint64_t now = fg_now_ns(), start;
+	uint64_t now = rt_now_ns(), start;
 
 	start = be->ssd_clock > now ? be->ssd_clock : now;
 	be->ssd_clock = start + (uint64_t)((double)len / be->ssd_gbps + 0.5);
@@ -616,7 +609,7 @@ static void fg_reap(struct fg_be *be, int wait)
 		uint64_t ud = io_uring_cqe_get_data64(cqe), due;
 
 		due = fg_read_due(be, ud);
-		if (due && due > fg_now_ns()) {
+		if (due && due > rt_now_ns()) {
 			/*
 			 * SSD pacing: not due yet.  Once something was
 			 * reaped, leave it in the ring and let the caller
@@ -914,7 +907,7 @@ static void *fg_worker(void *arg)
 				tn = t->next;
 			}
 			if (t->done == t->nblocks) {
-				t->op->t_reads_done = fg_now_ns();
+				t->op->t_reads_done = rt_now_ns();
 				fg_task_compute(be, t);
 				progress = 1;
 			}
@@ -1276,7 +1269,7 @@ static int fg_submit(struct rt_backend *b, uint32_t layer, uint32_t nseq,
 		     const uint16_t *k_new, const uint16_t *v_new, float *out)
 {
 	struct fg_be *be = to_be(b);
-	uint64_t t0 = fg_now_ns();
+	uint64_t t0 = rt_now_ns();
 	struct fg_op *op = NULL;
 	uint32_t i, j;
 	int slot, ret = 0;
@@ -1332,7 +1325,7 @@ static int fg_submit(struct rt_backend *b, uint32_t layer, uint32_t nseq,
 	fg_kick(be);
 	ret = slot;
 out:
-	be->st.attn_ns += fg_now_ns() - t0;
+	be->st.attn_ns += rt_now_ns() - t0;
 	pthread_mutex_unlock(&be->lock);
 	return ret;
 }
@@ -1340,7 +1333,7 @@ out:
 static int fg_wait(struct rt_backend *b, int ticket)
 {
 	struct fg_be *be = to_be(b);
-	uint64_t t0 = fg_now_ns(), t1;
+	uint64_t t0 = rt_now_ns(), t1;
 	struct fg_op *op;
 	uint32_t i;
 	int ret;
@@ -1355,7 +1348,7 @@ static int fg_wait(struct rt_backend *b, int ticket)
 	}
 	while (!op->done)
 		pthread_cond_wait(&be->cond, &be->lock);
-	t1 = fg_now_ns();
+	t1 = rt_now_ns();
 	if (op->t_reads_done > t0)
 		be->st.xfer_ns += (op->t_reads_done < t1 ? op->t_reads_done
 							 : t1) - t0;
@@ -1521,7 +1514,7 @@ static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
 	}
 	fixed = io_uring_register_buffers(&ring, iov, qd) == 0;
 	ret = 0;
-	*ns = fg_now_ns();
+	*ns = rt_now_ns();
 	for (;;) {
 		struct io_uring_cqe *cqe;
 		unsigned int head, seen = 0;
@@ -1579,7 +1572,7 @@ static int fg_raw_uring(int fd, const struct fg_ext *ext, size_t n,
 		}
 		io_uring_cq_advance(&ring, seen);
 	}
-	*ns = fg_now_ns() - *ns;
+	*ns = rt_now_ns() - *ns;
 	io_uring_queue_exit(&ring);
 	free(mem);
 	*bytes = total;
@@ -1590,7 +1583,7 @@ static int fg_raw_pread(int fd, const struct fg_ext *ext, size_t n,
 			uint64_t max_bytes, uint64_t *bytes, uint64_t *ns)
 {
 	char *buf = fg_io_alloc(FG_RAW_RS);
-	uint64_t total = 0, pos, t0 = fg_now_ns();
+	uint64_t total = 0, pos, t0 = rt_now_ns();
 	size_t e;
 	int ret = 0;
 
@@ -1608,7 +1601,7 @@ static int fg_raw_pread(int fd, const struct fg_ext *ext, size_t n,
 			total += len;
 			pos += len;
 		}
-	*ns = fg_now_ns() - t0;
+	*ns = rt_now_ns() - t0;
 	free(buf);
 	*bytes = total;
 	return ret;

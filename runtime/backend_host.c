@@ -23,6 +23,7 @@
 
 #include "attn.h"
 #include "backend.h"
+#include "rt_ops.h"
 
 #define HOST_TPP	32	/* tokens per page */
 #define HOST_MAX_OPS	256	/* attention calls in flight */
@@ -62,14 +63,6 @@ struct host_be {
 	uint64_t kv_bytes, kv_peak;
 	struct rt_backend_stats st;
 };
-
-static uint64_t host_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static struct host_be *to_be(struct rt_backend *b)
 {
@@ -321,7 +314,7 @@ static int host_submit(struct rt_backend *b, uint32_t layer, uint32_t nseq,
 	struct host_be *be = to_be(b);
 	size_t kv_tok = be ? (size_t)be->shape.kv_heads * be->shape.head_dim
 			   : 0;
-	uint64_t t0 = host_now_ns(), kvb = 0;
+	uint64_t t0 = rt_now_ns(), kvb = 0;
 	struct host_op *op = NULL;
 	uint32_t i, j;
 	int slot, ret;
@@ -393,7 +386,7 @@ static int host_submit(struct rt_backend *b, uint32_t layer, uint32_t nseq,
 	}
 	be->st.attn_calls++;
 	be->st.kv_bytes_read += kvb;
-	be->st.attn_ns += host_now_ns() - t0;
+	be->st.attn_ns += rt_now_ns() - t0;
 	return slot;
 err:
 	pthread_mutex_lock(&be->lock);
@@ -405,7 +398,7 @@ err:
 static int host_wait(struct rt_backend *b, int ticket)
 {
 	struct host_be *be = to_be(b);
-	uint64_t t0 = host_now_ns();
+	uint64_t t0 = rt_now_ns();
 	struct host_op *op;
 	uint32_t i;
 
@@ -423,7 +416,7 @@ static int host_wait(struct rt_backend *b, int ticket)
 	pthread_mutex_unlock(&be->lock);
 	for (i = 0; i < op->job.nseq; i++)
 		be->busy[op->seqs[i]]--;
-	be->st.attn_ns += host_now_ns() - t0;
+	be->st.attn_ns += rt_now_ns() - t0;
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "rt_decode.h"
+#include "rt_ops.h"
 
 struct half {
 	uint32_t s0, n;			/* sequences [s0, s0 + n) */
@@ -52,14 +53,6 @@ struct rt_decoder {
 	float **att_scratch;		/* [threads][max_tokens] prefill */
 	struct rt_decode_stats st;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 
 void rt_decoder_config_init(struct rt_decoder_config *c, uint32_t batch,
@@ -315,10 +308,10 @@ static int pre(struct rt_decoder *d, struct half *h, uint32_t l)
 	}
 	rt_fp32_to_fp16_row(h->k, h->k16, (size_t)n * d->kvd);
 	rt_fp32_to_fp16_row(h->v, h->v16, (size_t)n * d->kvd);
-	t0 = now_ns();
+	t0 = rt_now_ns();
 	ret = d->ops->submit(d->be, l, n, h->seqs, h->q, h->k16, h->v16,
 			     h->att);
-	d->st.submit_ns += now_ns() - t0;
+	d->st.submit_ns += rt_now_ns() - t0;
 	if (ret < 0)
 		return ret;
 	h->ticket = ret;
@@ -327,14 +320,14 @@ static int pre(struct rt_decoder *d, struct half *h, uint32_t l)
 
 static int wait_half(struct rt_decoder *d, struct half *h)
 {
-	uint64_t t0 = now_ns();
+	uint64_t t0 = rt_now_ns();
 	int ret;
 
 	if (h->ticket < 0)
 		return 0;
 	ret = d->ops->wait(d->be, h->ticket);
 	h->ticket = -1;
-	d->st.wait_ns += now_ns() - t0;
+	d->st.wait_ns += rt_now_ns() - t0;
 	return ret < 0 ? ret : 0;
 }
 
@@ -384,7 +377,7 @@ static void drain(struct rt_decoder *d)
 
 int rt_decoder_step(struct rt_decoder *d, const int32_t *in, int32_t *out)
 {
-	uint64_t t0 = now_ns(), w0 = d->st.wait_ns, s0 = d->st.submit_ns;
+	uint64_t t0 = rt_now_ns(), w0 = d->st.wait_ns, s0 = d->st.submit_ns;
 	uint32_t s, l, i;
 	int ret;
 
@@ -428,8 +421,8 @@ int rt_decoder_step(struct rt_decoder *d, const int32_t *in, int32_t *out)
 	}
 	d->st.steps++;
 	d->st.tokens += d->B;
-	d->st.decode_ns += now_ns() - t0;
-	d->st.host_ns += (now_ns() - t0) - (d->st.wait_ns - w0) -
+	d->st.decode_ns += rt_now_ns() - t0;
+	d->st.host_ns += (rt_now_ns() - t0) - (d->st.wait_ns - w0) -
 			 (d->st.submit_ns - s0);
 	return 0;
 fail:
@@ -586,9 +579,9 @@ static int prefill_seq(struct rt_decoder *d, struct pf_buf *b, uint32_t s,
 			if (ret)
 				return ret;
 		}
-		t0 = now_ns();
+		t0 = rt_now_ns();
 		ret = d->ops->append(d->be, s, l, 0, L, b->k16, b->v16);
-		d->st.append_ns += now_ns() - t0;
+		d->st.append_ns += rt_now_ns() - t0;
 		if (ret < 0)
 			return ret;
 	}
@@ -622,7 +615,7 @@ int rt_decoder_prefill(struct rt_decoder *d, const int32_t *const *prompts,
 		       const uint32_t *lens, int32_t *first)
 {
 	struct pf_buf b;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = rt_now_ns();
 	uint32_t s, i, maxl = 0;
 	int ret;
 
@@ -650,7 +643,7 @@ int rt_decoder_prefill(struct rt_decoder *d, const int32_t *const *prompts,
 		}
 	}
 	pf_free(&b);
-	d->st.prefill_ns += now_ns() - t0;
+	d->st.prefill_ns += rt_now_ns() - t0;
 	return ret;
 }
 
@@ -658,7 +651,7 @@ int rt_decoder_prefill_synthetic(struct rt_decoder *d, const uint32_t *lens,
 				 uint64_t seed, int32_t tok)
 {
 	const uint32_t chunk = 256;
-	uint64_t t0 = now_ns();
+	uint64_t t0 = rt_now_ns();
 	uint16_t *kb, *vb;
 	uint32_t s, l, c;
 	size_t i, n;
@@ -712,8 +705,8 @@ int rt_decoder_prefill_synthetic(struct rt_decoder *d, const uint32_t *lens,
 out:
 	free(kb);
 	free(vb);
-	d->st.prefill_ns += now_ns() - t0;
-	d->st.append_ns += now_ns() - t0;
+	d->st.prefill_ns += rt_now_ns() - t0;
+	d->st.append_ns += rt_now_ns() - t0;
 	return ret;
 }
 

@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -201,6 +202,14 @@ int rt_errf(char *err, size_t errlen, int ret, const char *fmt, ...)
 		va_end(ap);
 	}
 	return ret;
+}
+
+uint64_t rt_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 void rt_dequant_row(uint32_t type, const void *row, float *y, size_t k)

@@ -60,6 +60,9 @@ void rt_dequant_row(uint32_t type, const void *row, float *y, size_t k);
 int rt_errf(char *err, size_t errlen, int ret, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
+/* CLOCK_MONOTONIC in nanoseconds (the runtime's and its tools' clock). */
+uint64_t rt_now_ns(void);
+
 /* ISA selection, like the firmware: CSD_SIMD=scalar|avx2|avx512 env. */
 enum rt_simd {
 	RT_SIMD_AUTO = -1,

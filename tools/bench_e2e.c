@@ -78,14 +78,6 @@ struct e2e_point {
 	double ratio_e2e, ratio_serial, ratio_attn, ratio_cpu;
 };
 
-static uint64_t e2e_now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void e2e_usage(FILE *f)
 {
 	fprintf(f,
@@ -698,7 +690,7 @@ int bench_e2e_main(int argc, char **argv)
 	memset(pts, 0, sizeof(pts));
 	for (i = 0; i < o.nbatch; i++) {
 		struct e2e_point *p = &pts[i];
-		uint64_t t0 = e2e_now_ns();
+		uint64_t t0 = rt_now_ns();
 
 		p->batch = o.batches[i];
 		p->match = -1;
@@ -733,7 +725,7 @@ int bench_e2e_main(int argc, char **argv)
 		e2e_model(&o, m, p);
 		if (tty)
 			fprintf(stderr, " %.1f s\n",
-				(double)(e2e_now_ns() - t0) / 1e9);
+				(double)(rt_now_ns() - t0) / 1e9);
 	}
 	if (o.json)
 		e2e_json(stdout, &o, m, fg_opts, pts, o.nbatch);

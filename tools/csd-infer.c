@@ -56,14 +56,6 @@ struct result {
 	int32_t *tokens;	/* [batch][gen] */
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 static void usage(FILE *f)
 {
 	fprintf(f,
@@ -330,7 +322,7 @@ static int load_model(const struct opts *o, struct rt_model **mp)
 static void progress(const char *what, uint32_t done, uint32_t total,
 		     uint64_t t0)
 {
-	double s = (double)(now_ns() - t0) / 1e9;
+	double s = (double)(rt_now_ns() - t0) / 1e9;
 	int w = 30, fill = total ? (int)((uint64_t)done * w / total) : w;
 
 	fprintf(stderr, "\r%-8s [%.*s%*s] %u/%u  %.1fs", what, fill,
@@ -407,7 +399,7 @@ static int run_one(const struct opts *o, const struct rt_model *m,
 				sizeof(r->err));
 	if (ret < 0)
 		goto fail;
-	t0 = now_ns();
+	t0 = rt_now_ns();
 	if (tty)
 		fprintf(stderr, "%s: prefill %" PRIu64 " tokens...", backend,
 			r->prompt_tokens);
@@ -424,8 +416,8 @@ static int run_one(const struct opts *o, const struct rt_model *m,
 			 strerror(-ret));
 		goto fail;
 	}
-	r->prefill_s = (double)(now_ns() - t0) / 1e9;
-	t0 = now_ns();
+	r->prefill_s = (double)(rt_now_ns() - t0) / 1e9;
+	t0 = rt_now_ns();
 	for (g = 0; g < o->gen; g++) {
 		ret = rt_decoder_step(d, NULL, out);
 		if (ret < 0) {
