@@ -98,4 +98,40 @@ void kv_ctx_info(const struct kv_ctx *c, struct csd_ctx_info *info,
 uint64_t kv_store_bytes_stored(const struct kv_store *s);
 uint64_t kv_store_bytes_used(const struct kv_store *s);
 
+/* ---- SparF support (command set v0.2) ----------------------------------
+ *
+ * Channel-indexed K: besides the token-indexed pages, every complete
+ * "chunk" of kv_chan_tokens(c) = page_size / dtype-size consecutive tokens
+ * of a K stream is also stored dimension-major: head_dim pages, page j
+ * holding dim j of the chunk's tokens in token order.  The copy is written
+ * by kv_append when a chunk completes (costs head_dim pages per chunk, i.e.
+ * K stored twice for complete chunks); tokens of the incomplete tail chunk
+ * exist only token-indexed.  Pages come from the sequence's blocks (freed
+ * with it) and are striped over the channels.
+ */
+uint32_t kv_chan_tokens(const struct kv_ctx *c);
+/* Complete chunks of (seq, layer) = kv_len / kv_chan_tokens (acquire;
+ * a chunk's pages are published before the length that completes it). */
+uint32_t kv_chan_chunks(const struct kv_ctx *c, uint32_t seq, uint32_t layer);
+/* Dim @dim of chunk @chunk of the K stream of @kv_head: kv_chan_tokens(c)
+ * elements of the context dtype.  The chunk must be complete. */
+const void *kv_chan_page(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+			 uint32_t kv_head, uint32_t dim, uint32_t chunk);
+/* Flash channel of a token-indexed page / of a channel-indexed page
+ * (for the timing model's per-channel accounting). */
+uint32_t kv_page_chan(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		      uint32_t kv_head, enum kv_which which, uint32_t page_idx);
+uint32_t kv_chan_page_chan(const struct kv_ctx *c, uint32_t seq,
+			   uint32_t layer, uint32_t kv_head, uint32_t dim,
+			   uint32_t chunk);
+/*
+ * Running sum of V over every stored token of (seq, layer), all kv heads:
+ * fills @sum[kv_heads][head_dim] and returns the number of tokens it covers
+ * (a consistent snapshot: the sum is of exactly the first n tokens, even
+ * with an append to the sequence in progress).  Kept in device DRAM,
+ * updated by kv_append, cleared by kv_seq_reset; O(kv_heads * head_dim).
+ */
+uint32_t kv_vsum(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		 float *sum);
+
 #endif /* CSDFW_KV_H */

@@ -22,6 +22,13 @@ struct model_work {
 	uint64_t flops;			/* attention arithmetic */
 	uint32_t rd_pages[CSDFW_MAX_CHANNELS];	/* pages read per channel */
 	uint32_t wr_pages[CSDFW_MAX_CHANNELS];	/* pages programmed per channel */
+	/*
+	 * Partial-page reads (SparF): a page sensed (tR) of which only some
+	 * bytes cross the channel bus (NAND column read).  Priced as
+	 * rd_part_pages senses plus rd_part_bytes of transfer per channel.
+	 */
+	uint32_t rd_part_pages[CSDFW_MAX_CHANNELS];
+	uint64_t rd_part_bytes[CSDFW_MAX_CHANNELS];
 };
 
 struct model {

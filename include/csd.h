@@ -185,6 +185,23 @@ int csd_kv_read(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
 enum csd_attn_req_flags {
 	CSD_ATTN_FUSED_KV = 1u << 0,	/* append k_new/v_new, then attend */
 	CSD_ATTN_LSE = 1u << 1,		/* fill lse */
+	CSD_ATTN_SPARSE = 1u << 2,	/* SparF approximate attention: @sparse */
+};
+
+/*
+ * SparF parameters (with CSD_ATTN_SPARSE; spec v0.2).  Either @ratio > 0:
+ * the target fraction of the dense KV bytes read per call (e.g. 0.125), from
+ * which the library derives r = round(ratio * head_dim) (>= 1) and keeps
+ * ceil(ratio / 2 * n) tokens of every sequence of n attended tokens; or
+ * @ratio == 0 and explicit @r (dims of q used for approximate scores,
+ * 1..head_dim) and @k (tokens kept per sequence and q head, >= 1; k >= n
+ * means all tokens, which equals dense attention).  Not combinable with a
+ * non-zero window.  See csd_attn_submit(3) and command-set.md.
+ */
+struct csd_attn_sparse {
+	float ratio;
+	uint32_t r;
+	uint32_t k;
 };
 
 struct csd_attn_req {
@@ -199,6 +216,7 @@ struct csd_attn_req {
 	const void *v_new;
 	float *out;		/* [nseq][q_heads][head_dim] */
 	float *lse;		/* LSE: [nseq][q_heads] */
+	struct csd_attn_sparse sparse;	/* with CSD_ATTN_SPARSE */
 };
 
 /*
@@ -218,6 +236,33 @@ int csd_attn_wait(struct csd_attn *op, struct csd_attn_result *res);
 /* Submit and wait. */
 int csd_attn_run(struct csd_ctx *ctx, const struct csd_attn_req *req,
 		 struct csd_attn_result *res);
+
+/* ---- device groups: several drives as one ---------------------------- */
+
+enum csd_group_split {
+	CSD_SPLIT_HEADS = 0,	/* each drive holds a share of the KV heads */
+	CSD_SPLIT_TOKENS = 1,	/* each drive holds a share of every sequence's
+				 * tokens; outputs merged by log-sum-exp */
+};
+
+struct csd_group_opts {
+	uint32_t split;		/* enum csd_group_split */
+	uint32_t chunk_tokens;	/* CSD_SPLIT_TOKENS: tokens per stripe unit
+				 * (0 = library default) */
+};
+
+/*
+ * Open @n drives (device strings as for csd_dev_open()) as one device.
+ * The returned handle is used exactly like a single drive: contexts, KV
+ * and attention are spread over the members and results gathered.
+ * @opts may be NULL (split by heads).  csd_dev_open("A,B,...") with every
+ * element starting with a transport prefix ("embedded:", "shm:", "/dev/")
+ * opens a head-split group too.
+ */
+int csd_group_open(const char *const *specs, unsigned int n,
+		   const struct csd_group_opts *opts, struct csd_dev **devp);
+/* Number of member drives of @dev (1 for a single drive). */
+unsigned int csd_dev_get_members(const struct csd_dev *dev);
 
 #ifdef __cplusplus
 }

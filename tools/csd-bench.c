@@ -22,6 +22,12 @@ static const struct bench_cmd cmds[] = {
 	  "runtime matmul GFLOP/s and weight GB/s per type x ISA x batch" },
 	{ "e2e", bench_e2e_main,
 	  "csd vs flexgen decode tokens/s over a batch sweep, measured + modeled" },
+	{ "rtt", bench_rtt_main,
+	  "admin round trip: embedded, shm (irq/polled), eventfd ping-pong, io_uring NOP" },
+	{ "sparf", bench_sparf_main,
+	  "SparF accuracy (NMSE, greedy agreement) and speed vs dense" },
+	{ "drives", bench_drives_main,
+	  "modeled decode throughput with 1, 2, 4, 8 drives" },
 	{ NULL, NULL, NULL },
 };
 

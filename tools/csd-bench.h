@@ -10,5 +10,8 @@
 int bench_attn_main(int argc, char **argv);
 int bench_matmul_main(int argc, char **argv);
 int bench_e2e_main(int argc, char **argv);
+int bench_rtt_main(int argc, char **argv);
+int bench_sparf_main(int argc, char **argv);
+int bench_drives_main(int argc, char **argv);
 
 #endif /* CSD_BENCH_H */
