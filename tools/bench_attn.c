@@ -268,6 +268,138 @@ out:
 	return t1;
 }
 
+/* ---- compute roof: f32 FMA peak of the same threads --------------------- */
+
+/*
+ * Decode attention does group = q_heads / kv_heads f32 FMAs per K element
+ * (one dot per query head of the group) and as many per V element (the
+ * weighted sum), i.e. group / dtype-size FMAs per KV byte, plus conversions
+ * and softmax on top.  The FMA peak of the threads therefore bounds the KV
+ * bytes/s any f32-arithmetic kernel can reach, independently of memory:
+ * roof = fma_per_s * dtype-size / group.  Twelve independent accumulator
+ * chains hide the FMA latency (4 cycles x 2 pipes on Zen 4 needs >= 8).
+ */
+#define FMA_CHAINS	12
+#define FMA_ITERS	(1u << 22)
+
+/* Twelve named accumulators (an array would be kept in memory). */
+#define FMA12(F, m, c)							\
+	do {								\
+		a0 = F(a0, m, c); a1 = F(a1, m, c); a2 = F(a2, m, c);	\
+		a3 = F(a3, m, c); a4 = F(a4, m, c); a5 = F(a5, m, c);	\
+		a6 = F(a6, m, c); a7 = F(a7, m, c); a8 = F(a8, m, c);	\
+		a9 = F(a9, m, c); a10 = F(a10, m, c); a11 = F(a11, m, c); \
+	} while (0)
+
+__attribute__((target("avx512f")))
+static double fma_avx512(uint64_t *sink)
+{
+	const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+	__m512 a0 = _mm512_set1_ps(0.f), a1 = _mm512_set1_ps(1.f);
+	__m512 a2 = _mm512_set1_ps(2.f), a3 = _mm512_set1_ps(3.f);
+	__m512 a4 = _mm512_set1_ps(4.f), a5 = _mm512_set1_ps(5.f);
+	__m512 a6 = _mm512_set1_ps(6.f), a7 = _mm512_set1_ps(7.f);
+	__m512 a8 = _mm512_set1_ps(8.f), a9 = _mm512_set1_ps(9.f);
+	__m512 a10 = _mm512_set1_ps(10.f), a11 = _mm512_set1_ps(11.f);
+	float r[16];
+
+	for (uint32_t i = 0; i < FMA_ITERS; i++)
+		FMA12(_mm512_fmadd_ps, m, c);
+	a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+			   _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+	a0 = _mm512_add_ps(a0, _mm512_add_ps(_mm512_add_ps(a8, a9),
+					     _mm512_add_ps(a10, a11)));
+	_mm512_storeu_ps(r, a0);
+	*sink ^= (uint64_t)r[3];
+	return (double)FMA_ITERS * FMA_CHAINS * 16;
+}
+
+__attribute__((target("avx2,fma")))
+static double fma_avx2(uint64_t *sink)
+{
+	const __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+	__m256 a0 = _mm256_set1_ps(0.f), a1 = _mm256_set1_ps(1.f);
+	__m256 a2 = _mm256_set1_ps(2.f), a3 = _mm256_set1_ps(3.f);
+	__m256 a4 = _mm256_set1_ps(4.f), a5 = _mm256_set1_ps(5.f);
+	__m256 a6 = _mm256_set1_ps(6.f), a7 = _mm256_set1_ps(7.f);
+	__m256 a8 = _mm256_set1_ps(8.f), a9 = _mm256_set1_ps(9.f);
+	__m256 a10 = _mm256_set1_ps(10.f), a11 = _mm256_set1_ps(11.f);
+	float r[8];
+
+	for (uint32_t i = 0; i < FMA_ITERS; i++)
+		FMA12(_mm256_fmadd_ps, m, c);
+	a0 = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+			   _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+	a0 = _mm256_add_ps(a0, _mm256_add_ps(_mm256_add_ps(a8, a9),
+					     _mm256_add_ps(a10, a11)));
+	_mm256_storeu_ps(r, a0);
+	*sink ^= (uint64_t)r[3];
+	return (double)FMA_ITERS * FMA_CHAINS * 8;
+}
+
+struct fthread {
+	int isa;
+	pthread_barrier_t *bar;
+	uint64_t sink;
+	double fmas, t_begin, t_end;
+};
+
+static void *fma_thread(void *arg)
+{
+	struct fthread *t = arg;
+
+	pthread_barrier_wait(t->bar);
+	t->t_begin = now_s();
+	t->fmas = t->isa == CSD_SIMD_AVX512 ? fma_avx512(&t->sink) :
+		  fma_avx2(&t->sink);
+	t->t_end = now_s();
+	return NULL;
+}
+
+/* f32 FMAs per second of @threads threads running at once; 0 on failure. */
+static double run_fma(unsigned int threads, int isa, uint64_t *sink)
+{
+	struct fthread *t = calloc(threads, sizeof(*t));
+	pthread_t *tid = calloc(threads, sizeof(*tid));
+	pthread_barrier_t bar;
+	unsigned int started = 0;
+	double t0, t1, fmas = 0, rate = 0;
+
+	if (isa == CSD_SIMD_SCALAR || !t || !tid ||
+	    pthread_barrier_init(&bar, NULL, threads + 1))
+		goto out;
+	for (; started < threads; started++) {
+		t[started].isa = isa;
+		t[started].bar = &bar;
+		if (pthread_create(&tid[started], NULL, fma_thread,
+				   &t[started])) {
+			fprintf(stderr, "csd-bench: pthread_create failed\n");
+			exit(1);
+		}
+	}
+	pthread_barrier_wait(&bar);
+	for (unsigned int i = 0; i < threads; i++) {
+		pthread_join(tid[i], NULL);
+		*sink ^= t[i].sink;
+		fmas += t[i].fmas;
+	}
+	t0 = t[0].t_begin;
+	t1 = t[0].t_end;
+	for (unsigned int i = 1; i < threads; i++) {
+		if (t[i].t_begin < t0)
+			t0 = t[i].t_begin;
+		if (t[i].t_end > t1)
+			t1 = t[i].t_end;
+	}
+	if (t1 > t0)
+		rate = fmas / (t1 - t0);
+	pthread_barrier_destroy(&bar);
+out:
+	free(t);
+	free(tid);
+	return rate;
+}
+
 /* ---- options ------------------------------------------------------------ */
 
 static void usage(FILE *f)
@@ -285,7 +417,9 @@ static void usage(FILE *f)
 "  --kernels LIST   comma separated: scalar,avx2,avx512 (all supported)\n"
 "  --json           one JSON object on stdout\n"
 "KV bytes/s of each kernel are measured interleaved with a SIMD read of the\n"
-"same bytes (same threads); ratio = kernel / stream (best of N).\n");
+"same bytes (same threads); ratio = kernel / stream (best of N).  The f32 FMA\n"
+"peak of the same threads gives the compute roof: decode attention needs\n"
+"(q_heads / kv_heads) / dtype-size FMAs per KV byte.\n");
 }
 
 static int parse_u32(const char *s, uint32_t min, uint32_t max, uint32_t *v)
@@ -502,7 +636,7 @@ int bench_attn_main(int argc, char **argv)
 	float *q = NULL, *out = NULL, *lse = NULL, *ref = NULL, *ref_lse = NULL;
 	size_t row, npages, nout, nlse;
 	uint64_t sink = 0, s = 42;
-	double kv_bytes, scalar_best = 0;
+	double kv_bytes, scalar_best = 0, fma_rate = 0, roof;
 	int stream_isa, rc = 1, best = -1;
 
 	rc = parse_opts(argc, argv, &o);
@@ -603,6 +737,16 @@ int bench_attn_main(int argc, char **argv)
 		       o.kv_heads, o.head_dim, kv.tpp, o.threads,
 		       kv_bytes / 1048576.0, o.iters, attn_simd_name(stream_isa));
 
+	for (int i = 0; i < 3; i++) {
+		double f = run_fma(o.threads, stream_isa, &sink);
+
+		if (f > fma_rate)
+			fma_rate = f;
+	}
+	/* KV bytes/s the FMA peak allows: group / dtype-size FMAs per byte */
+	roof = fma_rate * csd_dtype_size(o.dtype) /
+	       ((double)o.q_heads / o.kv_heads);
+
 	for (int ki = 0; ki < o.nkernels; ki++) {
 		struct kres *r = &res[ki];
 		struct attn_engine *e;
@@ -684,10 +828,14 @@ fail_engine:
 			       r->ok ? "true" : "false");
 		}
 		printf("],\"best\":\"%s\",\"ratio\":%.4f,\"gbps\":%.3f,"
-		       "\"stream_gbps\":%.3f}\n",
+		       "\"stream_gbps\":%.3f,\"fma_gflops\":%.2f,"
+		       "\"compute_roof_gbps\":%.3f,\"roof_over_stream\":%.4f,"
+		       "\"ratio_vs_roofline\":%.4f}\n",
 		       attn_simd_name(res[best].simd),
 		       res[best].best / res[best].sbest, res[best].best,
-		       res[best].sbest);
+		       res[best].sbest, fma_rate * 1e-9, roof * 1e-9,
+		       roof * 1e-9 / res[best].sbest,
+		       res[best].best / fmin(res[best].sbest, roof * 1e-9));
 	} else {
 		printf("%-8s %9s %9s %10s %10s %7s %8s %10s %10s\n", "kernel",
 		       "GB/s", "median", "stream", "s.median", "ratio",
@@ -709,6 +857,13 @@ fail_engine:
 		       attn_simd_name(res[best].simd),
 		       res[best].best / res[best].sbest, res[best].best,
 		       res[best].sbest);
+		printf("compute roof: %.1f G f32 FMA/s on %u threads at %.2g FMA per KV byte"
+		       " -> %.2f GB/s = %.3f of STREAM;\n"
+		       "best kernel = %.3f of the roofline min(STREAM, compute roof)\n",
+		       fma_rate * 1e-9, o.threads,
+		       (double)o.q_heads / o.kv_heads / csd_dtype_size(o.dtype),
+		       roof * 1e-9, roof * 1e-9 / res[best].sbest,
+		       res[best].best / fmin(res[best].sbest, roof * 1e-9));
 	}
 	rc = 0;
 	for (int ki = 0; ki < o.nkernels; ki++)
