@@ -101,10 +101,21 @@ KVER ?= $(shell ls /usr/src 2>/dev/null | \
 	while read -r v; do [ -r /boot/vmlinuz-$$v ] && echo $$v; done | tail -n 1)
 KDIR ?= /usr/src/linux-headers-$(KVER)
 
-.PHONY: kmod qemu-test
+.PHONY: kmod kmod-install dkms-check qemu-test
 kmod:
 	scripts/deps.sh --kmod
 	$(MAKE) -C $(KDIR) M=$(CURDIR) W=1 modules
+
+# Install csd.ko for KVER (/lib/modules/<ver>/updates) and the udev rule.
+# Or use DKMS: see dkms.conf and Documentation/driver.md.
+kmod-install: kmod
+	$(MAKE) -C $(KDIR) M=$(CURDIR) INSTALL_MOD_DIR=updates modules_install
+	install -D -m 0644 kmod/60-csd.rules $(DESTDIR)/etc/udev/rules.d/60-csd.rules
+	-udevadm control --reload-rules
+
+# `dkms build` of this tree in a private DKMS tree (also part of make check).
+dkms-check:
+	scripts/dkms-check.sh
 
 # Boot Debian's kernel under QEMU (TCG) with csd-fw and test csd.ko in it.
 qemu-test: kmod

@@ -1,16 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * core.c - controller attach, queues, command submission and completion,
- * timeouts and the liveness watchdog of csd.ko.
+ * timeouts, the liveness watchdog and controller death of csd.ko.
  *
- * Data moves through the client's data window in BAR2 (bounce buffers);
- * see Documentation/driver.md for why and what replaces it.
+ * A request is owned by two sides (see struct csd_req): the device while its
+ * CID is on a queue, and the submitter until it has a result.  Timeouts and
+ * controller death end the submitter side early; the buffers stay with the
+ * device side until the device completes the command or can no longer touch
+ * memory (the daemon is gone), because the device interface has no abort and
+ * no reset (Documentation/driver.md, "Errors").
  */
-#include <linux/bitmap.h>
 #include <linux/delay.h>
 #include <linux/interrupt.h>
 #include <linux/io.h>
 #include <linux/jiffies.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
@@ -20,110 +24,118 @@
 #error "csd.ko writes little-endian queue entries natively"
 #endif
 
-#define CSD_PRP_PER_PAGE	(CSD_DEVIF_PAGE / sizeof(u64))
-#define CSD_MAX_CHUNKS		64
-#define CSD_NO_CHUNK		(-1)
+#define CSD_WATCHDOG_MS		250
 
-struct csd_req {
-	struct csd_cmd cmd;
-	struct csd_queue *q;
-	int chunk;
-	bool abandoned;		/* waiter gave up; the IRQ frees the request */
-};
-
-static void csd_win_put(struct csd_window *win, int chunk)
+static unsigned long csd_timeout(bool admin, unsigned int timeout_ms)
 {
-	unsigned long flags;
+	unsigned int tmo_s = admin ? READ_ONCE(csd_admin_timeout) :
+				     READ_ONCE(csd_io_timeout);
+	u64 tmo_ms = max_t(u64, (u64)tmo_s * 1000, 1);
 
-	if (chunk == CSD_NO_CHUNK)
-		return;
-	spin_lock_irqsave(&win->lock, flags);
-	clear_bit(chunk, win->busy);
-	spin_unlock_irqrestore(&win->lock, flags);
-	up(&win->free);
+	if (timeout_ms && timeout_ms < tmo_ms)
+		tmo_ms = timeout_ms;
+	return msecs_to_jiffies(tmo_ms);
 }
 
-static int csd_win_get(struct csd_window *win, unsigned long timeout)
-{
-	unsigned long flags;
-	unsigned int i;
+static void csd_req_free_work(struct work_struct *work);
 
-	if (down_timeout(&win->free, timeout))
-		return -ETIMEDOUT;
-	spin_lock_irqsave(&win->lock, flags);
-	i = find_first_zero_bit(win->busy, win->nr_chunks);
-	if (!WARN_ON_ONCE(i >= win->nr_chunks))
-		set_bit(i, win->busy);
-	spin_unlock_irqrestore(&win->lock, flags);
-	if (i >= win->nr_chunks) {
-		up(&win->free);
-		return -EIO;
-	}
-	return i;
+struct csd_req *csd_req_alloc(struct csd_ctrl *ctrl, struct csd_file *file)
+{
+	struct csd_req *req = kzalloc(sizeof(*req), GFP_KERNEL);
+
+	if (!req)
+		return NULL;
+	req->ctrl = ctrl;
+	req->file = file;
+	req->data.chunk = CSD_NO_CHUNK;
+	INIT_WORK(&req->free_work, csd_req_free_work);
+	csd_ctrl_get(ctrl);
+	atomic_inc(&ctrl->nr_reqs);
+	return req;
 }
 
-static void *csd_win_addr(struct csd_window *win, int chunk)
+/* Process context; the device no longer owns @req. */
+void csd_req_free(struct csd_req *req)
 {
-	return win->base + (size_t)chunk * win->chunk_size;
-}
+	struct csd_ctrl *ctrl = req->ctrl;
 
-/* Describe @len bytes at the start of @chunk with PRPs (window addresses). */
-static void csd_build_prps(struct csd_window *win, int chunk, u32 len,
-			   struct csd_sqe *sqe)
-{
-	u64 off = (u64)chunk * win->chunk_size;
-	u32 npages = DIV_ROUND_UP(len, CSD_DEVIF_PAGE);
-	u64 list_off;
-	u64 *list;
-	u32 i, idx;
-
-	sqe->prp1 = CSD_DEVIF_ADDR_WINDOW | off;
-	sqe->prp2 = 0;
-	if (npages <= 1)
-		return;
-	if (npages == 2) {
-		sqe->prp2 = CSD_DEVIF_ADDR_WINDOW | (off + CSD_DEVIF_PAGE);
-		return;
-	}
-	list_off = off + win->data_size;
-	list = win->base + list_off;
-	sqe->prp2 = CSD_DEVIF_ADDR_WINDOW | list_off;
-	for (i = 1, idx = 0; i < npages; i++) {
-		if (idx == CSD_PRP_PER_PAGE - 1 && i < npages - 1) {
-			list_off += CSD_DEVIF_PAGE;
-			WRITE_ONCE(list[idx], CSD_DEVIF_ADDR_WINDOW | list_off);
-			list = win->base + list_off;
-			idx = 0;
-		}
-		WRITE_ONCE(list[idx++], CSD_DEVIF_ADDR_WINDOW |
-			   (off + (u64)i * CSD_DEVIF_PAGE));
-	}
-}
-
-static void csd_req_free(struct csd_ctrl *ctrl, struct csd_req *req)
-{
-	csd_win_put(&ctrl->win, req->chunk);
+	csd_data_release(req);
 	kfree(req);
+	atomic_dec(&ctrl->nr_reqs);
+	wake_up_all(&ctrl->req_wait);
+	csd_ctrl_put(ctrl);
 }
 
-/* Called with q->lock held once the request left the queue. */
-static void csd_req_finish(struct csd_queue *q, struct csd_req *req)
+/* An abandoned request the device finished with (or can no longer touch). */
+static void csd_req_free_work(struct work_struct *work)
 {
+	struct csd_req *req = container_of(work, struct csd_req, free_work);
+	struct csd_ctrl *ctrl = req->ctrl;
+
+	/*
+	 * A context created for a submitter that gave up: nobody knows its
+	 * id, so destroy it rather than leak it on the device.
+	 */
+	if (req->device_done && !req->status && req->q->qid &&
+	    req->sqe.opcode == CSD_IO_CTX_CREATE && !READ_ONCE(ctrl->dead)) {
+		struct csd_sqe sqe = {
+			.opcode = CSD_IO_CTX_DESTROY,
+			.nsid = CSD_NSID,
+			.cdw12 = lower_32_bits(req->result),
+		};
+
+		csd_submit_sync(ctrl, 1, &sqe, NULL, 0, false, NULL);
+	}
+	csd_req_free(req);
+}
+
+/*
+ * End the submitter side of @req, once, with the completion (@error 0: the
+ * submitter now owns the request) or an error (the request is abandoned to
+ * the device side).  Called with q->lock held, any context.
+ */
+static void csd_req_end_submitter(struct csd_req *req, int error)
+{
+	if (error)
+		req->abandoned = true;
+	if (req->wait) {
+		struct csd_wait *w = req->wait;
+
+		req->wait = NULL;
+		w->error = error;
+		w->req = error ? NULL : req;
+		complete(&w->done);
+	} else if (req->end_io) {
+		void (*end_io)(struct csd_req *req, int error) = req->end_io;
+
+		req->end_io = NULL;
+		end_io(req, error);
+	}
+}
+
+/* The device is done with @req (removed from q->cmds).  q->lock held. */
+static void csd_req_device_end(struct csd_queue *q, struct csd_req *req)
+{
+	struct csd_ctrl *ctrl = q->ctrl;
+
 	q->inflight--;
+	atomic_dec(&ctrl->outstanding);
+	wake_up(&q->wait);
+	wake_up_all(&ctrl->req_wait);
 	if (req->abandoned) {
-		up(&q->slots);
-		csd_req_free(q->ctrl, req);
+		queue_work(csd_wq, &req->free_work);
 		return;
 	}
-	complete(&req->cmd.done);
+	csd_req_end_submitter(req, 0);
 }
 
 irqreturn_t csd_irq(int irq, void *data)
 {
 	struct csd_queue *q = data;
+	unsigned long flags;
 	bool found = false;
 
-	spin_lock(&q->lock);
+	spin_lock_irqsave(&q->lock, flags);
 	for (;;) {
 		struct csd_cqe *cqe = &q->cq[q->cq_head];
 		/* pairs with the daemon's release store: fields before it are valid */
@@ -145,156 +157,170 @@ irqreturn_t csd_irq(int irq, void *data)
 					     q->qid, cid);
 			continue;
 		}
-		req = container_of(q->cmds[cid], struct csd_req, cmd);
+		req = q->cmds[cid];
 		q->cmds[cid] = NULL;
-		req->cmd.status = st >> 1;
-		req->cmd.result = READ_ONCE(cqe->dw0);
-		csd_req_finish(q, req);
+		req->status = st >> 1;
+		req->result = READ_ONCE(cqe->dw0) |
+			      (u64)READ_ONCE(cqe->dw1) << 32;
+		req->device_done = true;
+		if (req->status & 0x7fff)
+			atomic64_inc(&q->ctrl->errors);
+		csd_req_device_end(q, req);
 	}
 	if (found)
 		/* publish entries/consumption before the daemon reads the index */
 		smp_store_release(&q->db->cq_head, q->cq_head);
-	spin_unlock(&q->lock);
+	spin_unlock_irqrestore(&q->lock, flags);
 	return IRQ_HANDLED;
 }
 
 /*
- * The device cannot come back (device-interface.md section 2): complete every
- * pending command with -EIO and refuse new ones.
+ * The device cannot come back (device-interface.md section 2): every
+ * submitter still waiting gets -EIO and new commands fail with -EIO.
+ * @dma_stopped: the daemon can no longer touch our memory (it is gone), so
+ * the buffers of commands it still owned are released too; otherwise they
+ * stay pinned until it completes them.
  */
-void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why)
+void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why, bool dma_stopped)
 {
-	unsigned int v, cid;
 	unsigned long flags;
+	unsigned int v, cid;
 
 	for (v = 0; v <= ctrl->nr_io_queues; v++) {
 		struct csd_queue *q = &ctrl->queues[v];
 
 		spin_lock_irqsave(&q->lock, flags);
-		if (v == 0 && !ctrl->dead && why)
-			dev_err(&ctrl->pdev->dev, "controller dead: %s\n", why);
-		WRITE_ONCE(ctrl->dead, true);
+		if (v == 0) {
+			if (!ctrl->dead && why)
+				dev_err(&ctrl->pdev->dev, "controller dead: %s\n",
+					why);
+			WRITE_ONCE(ctrl->dead, true);
+			if (dma_stopped)
+				WRITE_ONCE(ctrl->dma_stopped, true);
+		}
 		for (cid = 0; cid < q->depth; cid++) {
-			struct csd_req *req;
+			struct csd_req *req = q->cmds[cid];
 
-			if (!q->cmds[cid])
+			if (!req)
 				continue;
-			req = container_of(q->cmds[cid], struct csd_req, cmd);
-			q->cmds[cid] = NULL;
-			req->cmd.error = -EIO;
-			csd_req_finish(q, req);
+			if (!req->abandoned)
+				csd_req_end_submitter(req, -EIO);
+			if (dma_stopped) {
+				q->cmds[cid] = NULL;
+				csd_req_device_end(q, req);
+			}
 		}
 		spin_unlock_irqrestore(&q->lock, flags);
+		wake_up_all(&q->wait);
 	}
+	csd_window_wake(ctrl);
+	wake_up_all(&ctrl->req_wait);
 }
 
-static int csd_queue_submit(struct csd_ctrl *ctrl, struct csd_queue *q,
-			    struct csd_req *req)
+/*
+ * Put @req on @q: wait (or -EAGAIN with @nowait) for a slot, so at most
+ * depth - 1 commands are outstanding (device-interface.md 4.3).  On success
+ * the device owns @req and it may already have completed on return.
+ */
+static int csd_queue_submit(struct csd_queue *q, struct csd_req *req,
+			    bool nowait, long timeout)
 {
+	struct csd_ctrl *ctrl = q->ctrl;
 	unsigned long flags;
 	unsigned int cid;
 	u16 tail;
 
-	spin_lock_irqsave(&q->lock, flags);
-	if (ctrl->dead) {
+	for (;;) {
+		spin_lock_irqsave(&q->lock, flags);
+		if (ctrl->dead) {
+			spin_unlock_irqrestore(&q->lock, flags);
+			return -EIO;
+		}
+		if (q->inflight < q->depth - 1)
+			break;
 		spin_unlock_irqrestore(&q->lock, flags);
-		return -EIO;
+		if (nowait)
+			return -EAGAIN;
+		timeout = wait_event_killable_timeout(q->wait,
+						      READ_ONCE(q->inflight) < q->depth - 1 ||
+						      READ_ONCE(ctrl->dead),
+						      timeout);
+		if (timeout < 0)
+			return -EINTR;
+		if (!timeout)
+			return -ETIMEDOUT;
 	}
 	for (cid = 0; cid < q->depth; cid++)
 		if (!q->cmds[cid])
 			break;
-	if (WARN_ON_ONCE(cid == q->depth)) {
-		spin_unlock_irqrestore(&q->lock, flags);
-		return -EIO;
-	}
-	q->cmds[cid] = &req->cmd;
+	q->cmds[cid] = req;
 	q->inflight++;
-	req->cmd.sqe.cid = cid;
+	atomic_inc(&ctrl->outstanding);
+	req->q = q;
+	req->start = jiffies;
+	req->sqe.cid = cid;
 	tail = q->sq_tail;
-	memcpy(&q->sq[tail], &req->cmd.sqe, sizeof(req->cmd.sqe));
-	WRITE_ONCE(q->sqx[tail].data_len, req->cmd.data_len);
+	memcpy(&q->sq[tail], &req->sqe, sizeof(req->sqe));
+	WRITE_ONCE(q->sqx[tail].data_len, req->data.len);
 	WRITE_ONCE(q->sqx[tail].flags, 0);
 	if (++tail == q->depth)
 		tail = 0;
 	q->sq_tail = tail;
-	/* publish entries/consumption before the daemon reads the index */
+	/* publish the entry and the data before the daemon reads the index */
 	smp_store_release(&q->db->sq_tail, tail);
 	wmb(); /* tail visible before the doorbell write */
 	writel(CSD_DEVIF_DAEMON_PEER << 16 | q->qid,
 	       ctrl->bar0 + CSD_IVSHM_DOORBELL);
 	spin_unlock_irqrestore(&q->lock, flags);
+	atomic64_inc(&ctrl->commands);
 	return 0;
 }
 
 /*
- * Run one request on queue @qid and wait up to @timeout jiffies.  On timeout
- * the request is abandoned: it keeps its CID and window chunk until the
- * device completes it (or the controller dies), and the caller gets
- * -ETIMEDOUT.  Returns 0 (see req->cmd.status) or a negative errno.
+ * Run @req and wait up to @timeout.  *@owned says whether the caller still
+ * owns @req: yes on success (see req->status) and when it was never queued;
+ * no when the wait ended with -ETIMEDOUT, -EINTR or -EIO (the request is
+ * abandoned and the device side frees it).
  */
-static int csd_exec(struct csd_ctrl *ctrl, unsigned int qid,
-		    struct csd_req *req, unsigned long timeout, bool *owned)
+static int csd_exec_sync(struct csd_req *req, unsigned long timeout,
+			 bool *owned)
 {
-	struct csd_queue *q = &ctrl->queues[qid];
+	struct csd_queue *q = req->q;
+	struct csd_ctrl *ctrl = req->ctrl;
+	u8 opcode = req->sqe.opcode;
 	unsigned long flags;
+	struct csd_wait w;
+	long left;
 	int ret;
 
+	init_completion(&w.done);
+	w.req = NULL;
+	w.error = 0;
+	req->wait = &w;
 	*owned = true;
-	req->q = q;
-	if (down_timeout(&q->slots, timeout))
-		return -ETIMEDOUT;
-	ret = csd_queue_submit(ctrl, q, req);
+	ret = csd_queue_submit(q, req, false, timeout);
 	if (ret) {
-		up(&q->slots);
+		req->wait = NULL;
 		return ret;
 	}
-	atomic64_inc(&ctrl->commands);
-	if (!wait_for_completion_timeout(&req->cmd.done, timeout)) {
+	left = wait_for_completion_killable_timeout(&w.done, timeout);
+	if (left <= 0) {
 		spin_lock_irqsave(&q->lock, flags);
-		if (!completion_done(&req->cmd.done)) {
+		if (req->wait) {
+			req->wait = NULL;
 			req->abandoned = true;
-			*owned = false;
+			w.error = left ? -EINTR : -ETIMEDOUT;
 		}
 		spin_unlock_irqrestore(&q->lock, flags);
-		if (!*owned) {
+		if (w.error == -ETIMEDOUT) {
 			atomic64_inc(&ctrl->timeouts);
 			dev_warn_ratelimited(&ctrl->pdev->dev,
 					     "queue %u: command %#x timed out\n",
-					     qid, req->cmd.sqe.opcode);
-			return -ETIMEDOUT;
+					     q->qid, opcode);
 		}
 	}
-	up(&q->slots);
-	if (req->cmd.error)
-		return req->cmd.error;
-	if (req->cmd.status)
-		atomic64_inc(&ctrl->errors);
-	return 0;
-}
-
-static struct csd_req *csd_req_alloc(struct csd_ctrl *ctrl, u32 data_len,
-				     unsigned long timeout, int *err)
-{
-	struct csd_req *req = kzalloc(sizeof(*req), GFP_KERNEL);
-
-	if (!req) {
-		*err = -ENOMEM;
-		return NULL;
-	}
-	init_completion(&req->cmd.done);
-	req->chunk = CSD_NO_CHUNK;
-	if (data_len) {
-		int chunk = csd_win_get(&ctrl->win, timeout);
-
-		if (chunk < 0) {
-			kfree(req);
-			*err = chunk;
-			return NULL;
-		}
-		req->chunk = chunk;
-	}
-	req->cmd.data_len = data_len;
-	return req;
+	*owned = w.req;
+	return w.error;
 }
 
 /* Kernel-internal synchronous command (Identify at probe, context cleanup). */
@@ -302,34 +328,32 @@ int csd_submit_sync(struct csd_ctrl *ctrl, unsigned int qid,
 		    struct csd_sqe *sqe, void *buf, u32 data_len,
 		    bool to_dev, u32 *result)
 {
-	unsigned long timeout = msecs_to_jiffies(csd_admin_timeout * 1000);
+	unsigned long timeout = csd_timeout(true, 0);
 	struct csd_req *req;
 	bool owned;
 	int ret;
 
-	if (data_len > ctrl->win.data_size)
-		return -EINVAL;
-	req = csd_req_alloc(ctrl, data_len, timeout, &ret);
+	req = csd_req_alloc(ctrl, NULL);
 	if (!req)
-		return ret;
-	req->cmd.sqe = *sqe;
-	if (data_len) {
-		void *p = csd_win_addr(&ctrl->win, req->chunk);
-
-		if (to_dev)
-			memcpy(p, buf, data_len);
-		csd_build_prps(&ctrl->win, req->chunk, data_len, &req->cmd.sqe);
-	}
-	ret = csd_exec(ctrl, qid, req, timeout, &owned);
+		return -ENOMEM;
+	req->sqe = *sqe;
+	req->q = &ctrl->queues[qid];
+	ret = csd_data_map_kernel(req, buf, data_len, to_dev, timeout);
+	if (ret)
+		goto out;
+	ret = csd_exec_sync(req, timeout, &owned);
 	if (!owned)
 		return ret;
-	if (!ret && req->cmd.status)
+	if (ret)
+		goto out;
+	if (req->status & 0x7fff)
 		ret = -EIO;
-	if (!ret && data_len && !to_dev)
-		memcpy(buf, csd_win_addr(&ctrl->win, req->chunk), data_len);
+	else
+		ret = csd_data_finish(req);
 	if (!ret && result)
-		*result = req->cmd.result;
-	csd_req_free(ctrl, req);
+		*result = lower_32_bits(req->result);
+out:
+	csd_req_free(req);
 	return ret;
 }
 
@@ -350,81 +374,119 @@ static bool csd_opc_names_ctx(u8 opc)
 }
 
 /*
- * Submit a user passthrough command.  The caller validated every field.
- * Returns a negative errno, or the NVMe status field (>= 0) with *result.
+ * Check ownership, pick the queue and map the data of a validated user
+ * command.  The caller frees @req on error.
  */
-int csd_submit_user(struct csd_ctrl *ctrl, struct csd_file *file, bool admin,
-		    struct csd_sqe *sqe, void __user *ubuf, u32 data_len,
-		    unsigned int timeout_ms, u32 *result)
+int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,
+			 bool nowait)
 {
-	unsigned int tmo_s = admin ? csd_admin_timeout : csd_io_timeout;
-	unsigned long timeout;
-	struct csd_req *req;
+	struct csd_ctrl *ctrl = req->ctrl;
+	u8 opc = uc->sqe.opcode;
 	unsigned int qid;
-	bool to_dev = CSD_OPC_XFER(sqe->opcode) == CSD_XFER_TO_DEV;
-	bool owned;
-	void *p = NULL;
-	int ret;
 
-	if (timeout_ms && timeout_ms < tmo_s * 1000)
-		timeout = msecs_to_jiffies(timeout_ms);
-	else
-		timeout = msecs_to_jiffies(tmo_s * 1000);
+	if (READ_ONCE(ctrl->dead))
+		return -EIO;
+	if (!uc->admin && csd_opc_names_ctx(opc)) {
+		void *owner = xa_load(&ctrl->contexts, uc->sqe.cdw12);
 
-	if (!admin && csd_opc_names_ctx(sqe->opcode)) {
-		void *owner = xa_load(&ctrl->contexts, sqe->cdw12);
-
-		if (owner && owner != file)
+		if (owner && owner != req->file)
 			return -EACCES;
 	}
-
-	req = csd_req_alloc(ctrl, data_len, timeout, &ret);
-	if (!req)
-		return ret;
-	req->cmd.sqe = *sqe;
-	if (data_len) {
-		p = csd_win_addr(&ctrl->win, req->chunk);
-		if (to_dev && copy_from_user(p, ubuf, data_len)) {
-			csd_req_free(ctrl, req);
-			return -EFAULT;
-		}
-		csd_build_prps(&ctrl->win, req->chunk, data_len, &req->cmd.sqe);
-	}
-	if (admin) {
+	req->sqe = uc->sqe;
+	if (uc->admin) {
 		qid = 0;
 	} else {
 		qid = atomic_inc_return(&ctrl->next_ioq);
 		qid = qid % ctrl->nr_io_queues + 1;
 	}
-	ret = csd_exec(ctrl, qid, req, timeout, &owned);
+	req->q = &ctrl->queues[qid];
+	return csd_data_map_user(req, u64_to_user_ptr(uc->addr), uc->data_len,
+				 CSD_OPC_XFER(opc) == CSD_XFER_TO_DEV, nowait,
+				 csd_timeout(uc->admin, uc->timeout_ms));
+}
+
+/* Queue a prepared asynchronous request (req->end_io set). */
+int csd_req_start(struct csd_req *req, unsigned int timeout_ms, bool nowait)
+{
+	unsigned long tmo = csd_timeout(!req->q->qid, timeout_ms);
+
+	req->deadline = jiffies + tmo;
+	return csd_queue_submit(req->q, req, nowait, tmo);
+}
+
+/* Track the contexts a successful command created or destroyed. */
+static void csd_track_contexts(struct csd_req *req)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+
+	if (!req->file || !req->q->qid)
+		return;
+	if (req->sqe.opcode == CSD_IO_CTX_CREATE) {
+		u32 id = lower_32_bits(req->result);
+		int err = xa_err(xa_store(&ctrl->contexts, id, req->file,
+					  GFP_KERNEL));
+
+		if (err)
+			dev_warn(&ctrl->pdev->dev,
+				 "cannot track context %u: %d\n", id, err);
+	} else if (req->sqe.opcode == CSD_IO_CTX_DESTROY) {
+		xa_cmpxchg(&ctrl->contexts, req->sqe.cdw12, req->file, NULL,
+			   GFP_KERNEL);
+	}
+}
+
+/*
+ * The submitter's side of a completed user command, in its process context:
+ * deliver bounced read data, track contexts, free @req.  Returns the NVMe
+ * status field (>= 0, with *@result = CQE dw0 | dw1 << 32) or a negative
+ * errno.
+ */
+int csd_req_user_finish(struct csd_req *req, u64 *result)
+{
+	int ret = req->status & 0x7fff;
+
+	*result = req->result;
+	if (!ret) {
+		csd_track_contexts(req);
+		ret = csd_data_finish(req);
+	}
+	csd_req_free(req);
+	return ret;
+}
+
+/*
+ * Synchronous user passthrough command (ioctl); @uc is validated.  Returns a
+ * negative errno, or the NVMe status field (>= 0) with *@result.
+ */
+int csd_submit_user(struct csd_ctrl *ctrl, struct csd_file *file,
+		    const struct csd_ucmd *uc, u64 *result)
+{
+	struct csd_req *req;
+	bool owned;
+	int ret;
+
+	req = csd_req_alloc(ctrl, file);
+	if (!req)
+		return -ENOMEM;
+	ret = csd_req_prepare_user(req, uc, false);
+	if (ret)
+		goto out;
+	ret = csd_exec_sync(req, csd_timeout(uc->admin, uc->timeout_ms),
+			    &owned);
 	if (!owned)
 		return ret;
 	if (ret)
 		goto out;
-	ret = req->cmd.status & 0x7fff;
-	*result = req->cmd.result;
-	if (!ret && data_len && !to_dev && copy_to_user(ubuf, p, data_len))
-		ret = -EFAULT;
-	if (!admin && !(req->cmd.status & 0x7fff)) {
-		if (sqe->opcode == CSD_IO_CTX_CREATE) {
-			int err = xa_err(xa_store(&ctrl->contexts,
-						  req->cmd.result, file,
-						  GFP_KERNEL));
-			if (err)
-				dev_warn(&ctrl->pdev->dev,
-					 "cannot track context %u: %d\n",
-					 req->cmd.result, err);
-		} else if (sqe->opcode == CSD_IO_CTX_DESTROY) {
-			xa_cmpxchg(&ctrl->contexts, sqe->cdw12, file, NULL,
-				   GFP_KERNEL);
-		}
-	}
+	return csd_req_user_finish(req, result);
 out:
-	csd_req_free(ctrl, req);
+	csd_req_free(req);
 	return ret;
 }
 
-/* Destroy every context @file created (the file is being released). */
+/*
+ * Destroy every context @file created (the file is being released), or
+ * every tracked context (@file NULL: the device is going away).
+ */
 void csd_release_contexts(struct csd_ctrl *ctrl, struct csd_file *file)
 {
 	unsigned long id;
@@ -437,11 +499,62 @@ void csd_release_contexts(struct csd_ctrl *ctrl, struct csd_file *file)
 			.cdw12 = id,
 		};
 
-		if (owner != file)
+		if (file && owner != file)
 			continue;
-		xa_erase(&ctrl->contexts, id);
+		/* whoever takes the entry out sends the destroy */
+		if (xa_cmpxchg(&ctrl->contexts, id, owner, NULL,
+			       GFP_KERNEL) != owner)
+			continue;
 		if (!READ_ONCE(ctrl->dead))
 			csd_submit_sync(ctrl, 1, &sqe, NULL, 0, false, NULL);
+	}
+}
+
+/*
+ * Timeouts of asynchronous submitters (synchronous ones time out in
+ * csd_exec_sync()), and hung commands: the interface has neither abort nor
+ * reset, so a command the device has not completed in twice the module
+ * timeout marks the controller dead.
+ */
+static void csd_check_timeouts(struct csd_ctrl *ctrl)
+{
+	unsigned long now = jiffies, flags;
+	unsigned int v, cid, hung_qid = 0;
+	u8 hung_opc = 0;
+	bool hung = false;
+
+	for (v = 0; v <= ctrl->nr_io_queues; v++) {
+		struct csd_queue *q = &ctrl->queues[v];
+		unsigned long hard = 2 * csd_timeout(!v, 0);
+
+		spin_lock_irqsave(&q->lock, flags);
+		for (cid = 0; q->inflight && cid < q->depth; cid++) {
+			struct csd_req *req = q->cmds[cid];
+
+			if (!req)
+				continue;
+			if (!req->abandoned && req->end_io &&
+			    time_after_eq(now, req->deadline)) {
+				atomic64_inc(&ctrl->timeouts);
+				dev_warn_ratelimited(&ctrl->pdev->dev,
+						     "queue %u: command %#x timed out\n",
+						     v, req->sqe.opcode);
+				csd_req_end_submitter(req, -ETIMEDOUT);
+			}
+			if (!hung && time_after(now, req->start + hard)) {
+				hung = true;
+				hung_qid = v;
+				hung_opc = req->sqe.opcode;
+			}
+		}
+		spin_unlock_irqrestore(&q->lock, flags);
+	}
+	if (hung) {
+		dev_err(&ctrl->pdev->dev,
+			"queue %u: command %#x not completed in %u ms; no abort or reset in this interface\n",
+			hung_qid, hung_opc,
+			jiffies_to_msecs(2 * csd_timeout(!hung_qid, 0)));
+		csd_ctrl_kill(ctrl, "command timeout", false);
 	}
 }
 
@@ -454,26 +567,31 @@ static void csd_watchdog(struct work_struct *work)
 	/* pairs with the daemon's release store: fields before it are valid */
 	u32 status = smp_load_acquire(&ctrl->regs->status);
 	u64 hb = READ_ONCE(ctrl->regs->heartbeat);
+	bool stalled = false;
 
-	if (ctrl->dead)
-		return;
-	if (status & (CSD_DEVIF_STS_CFS | CSD_DEVIF_STS_SHST) ||
-	    !(status & CSD_DEVIF_STS_RDY)) {
-		csd_ctrl_kill(ctrl, "daemon shut down or fatal status");
-		return;
-	}
-	if (READ_ONCE(ctrl->client->state) != CSD_DEVIF_CLIENT_ACTIVE) {
-		csd_ctrl_kill(ctrl, "client slot released");
-		return;
-	}
 	if (hb != ctrl->last_heartbeat) {
 		ctrl->last_heartbeat = hb;
 		ctrl->last_beat_jiffies = jiffies;
 	} else if (time_after(jiffies, ctrl->last_beat_jiffies + limit)) {
-		csd_ctrl_kill(ctrl, "heartbeat stalled");
-		return;
+		stalled = true;
 	}
-	schedule_delayed_work(&ctrl->watchdog, msecs_to_jiffies(250));
+
+	if (READ_ONCE(ctrl->client->state) != CSD_DEVIF_CLIENT_ACTIVE)
+		/* the daemon let go of us: it no longer touches our memory */
+		csd_ctrl_kill(ctrl, "client slot released", true);
+	else if (stalled)
+		csd_ctrl_kill(ctrl, "heartbeat stalled", true);
+	else if (status & (CSD_DEVIF_STS_CFS | CSD_DEVIF_STS_SHST) ||
+		 !(status & CSD_DEVIF_STS_RDY))
+		/* it may still be draining commands: keep their buffers */
+		csd_ctrl_kill(ctrl, "daemon shut down or fatal status", false);
+	else if (!READ_ONCE(ctrl->dead))
+		csd_check_timeouts(ctrl);
+
+	/* after death, keep watching until the daemon's DMA has stopped */
+	if (!READ_ONCE(ctrl->dma_stopped))
+		schedule_delayed_work(&ctrl->watchdog,
+				      msecs_to_jiffies(CSD_WATCHDOG_MS));
 }
 
 static bool csd_range_ok(u64 off, u64 len, u64 limit)
@@ -492,7 +610,7 @@ static int csd_queue_init(struct csd_ctrl *ctrl, unsigned int v)
 	q->qid = v;
 	q->depth = ctrl->depth;
 	spin_lock_init(&q->lock);
-	sema_init(&q->slots, q->depth - 1);
+	init_waitqueue_head(&q->wait);
 	q->sq = base + r->sq_off;
 	q->sqx = base + r->sqx_off;
 	q->cq = base + r->cq_off;
@@ -518,33 +636,6 @@ static int csd_queue_init(struct csd_ctrl *ctrl, unsigned int v)
 	return 0;
 }
 
-static int csd_window_init(struct csd_ctrl *ctrl)
-{
-	struct csd_devif_regs *r = ctrl->regs;
-	struct csd_window *win = &ctrl->win;
-	size_t pages, lists;
-
-	win->base = ctrl->client_area + r->win_off;
-	win->data_size = round_up(ctrl->max_xfer, CSD_DEVIF_PAGE);
-	pages = win->data_size / CSD_DEVIF_PAGE;
-	lists = pages > 2 ? DIV_ROUND_UP(pages, CSD_PRP_PER_PAGE - 1) : 0;
-	win->chunk_size = win->data_size + lists * CSD_DEVIF_PAGE;
-	win->nr_chunks = min_t(u64, r->win_size / win->chunk_size,
-			       CSD_MAX_CHUNKS);
-	if (!win->nr_chunks) {
-		dev_err(&ctrl->pdev->dev,
-			"data window (%llu bytes) too small for max_xfer %u\n",
-			r->win_size, ctrl->max_xfer);
-		return -EINVAL;
-	}
-	win->busy = bitmap_zalloc(win->nr_chunks, GFP_KERNEL);
-	if (!win->busy)
-		return -ENOMEM;
-	spin_lock_init(&win->lock);
-	sema_init(&win->free, win->nr_chunks);
-	return 0;
-}
-
 static void csd_copy_str(char *dst, const char *src, size_t len)
 {
 	memcpy(dst, src, len);
@@ -559,7 +650,6 @@ static int csd_identify(struct csd_ctrl *ctrl)
 		.cdw10 = CSD_ID_CNS_CTRL,
 	};
 	struct csd_id_ctrl *id;
-	char *s;
 	int ret;
 
 	id = kzalloc(sizeof(*id), GFP_KERNEL);
@@ -578,10 +668,12 @@ static int csd_identify(struct csd_ctrl *ctrl)
 	csd_copy_str(ctrl->firmware_rev, id->fr, sizeof(id->fr));
 	csd_copy_str(ctrl->fw_version, id->vs.fw_version,
 		     sizeof(id->vs.fw_version));
-	s = ctrl->model;
-	dev_info(&ctrl->pdev->dev, "%s fw %s, %u I/O queues x %u, max_xfer %u\n",
-		 s, ctrl->fw_version, ctrl->nr_io_queues, ctrl->depth,
-		 ctrl->max_xfer);
+	dev_info(&ctrl->pdev->dev,
+		 "%s fw %s, interface %u.%u, %u I/O queues x %u, max_xfer %u, data via %s\n",
+		 ctrl->model, ctrl->fw_version, ctrl->version >> 16,
+		 ctrl->version & 0xffff, ctrl->nr_io_queues, ctrl->depth,
+		 ctrl->max_xfer, ctrl->caps & CSD_DEVIF_CAP_DMA_RAM ?
+		 "guest RAM (pinned pages)" : "data window (bounce)");
 out:
 	kfree(id);
 	return ret;
@@ -592,7 +684,7 @@ int csd_ctrl_init(struct csd_ctrl *ctrl)
 {
 	struct csd_devif_regs *r = ctrl->regs;
 	struct device *dev = &ctrl->pdev->dev;
-	u64 shm = ctrl->shm_size, cs, qend;
+	u64 shm = ctrl->shm_size, cs, area, qend;
 	u32 slot, v;
 	int ret;
 
@@ -606,19 +698,25 @@ int csd_ctrl_init(struct csd_ctrl *ctrl)
 	ctrl->depth = r->queue_depth;
 	ctrl->nr_vectors = r->nr_vectors;
 	ctrl->max_xfer = r->max_xfer;
+	/*
+	 * Client area: client_off + slot * stride.  Stride 0 (devif 1.1,
+	 * one shared memory per client) makes the area run to the end.
+	 */
+	if (!csd_range_ok(r->client_off, (u64)slot * cs, shm))
+		goto bad;
+	area = cs ? cs : shm - r->client_off;
+	if (!csd_range_ok(r->client_off + (u64)slot * cs, area, shm) ||
+	    area < sizeof(struct csd_devif_client))
+		goto bad;
 	if (r->nr_io_queues < 1 || r->nr_io_queues > CSD_DEVIF_MAX_QUEUES - 1 ||
 	    r->nr_vectors != r->nr_io_queues + 1 ||
 	    ctrl->depth < CSD_DEVIF_MIN_DEPTH ||
 	    ctrl->depth > CSD_DEVIF_MAX_DEPTH || !ctrl->max_xfer ||
-	    !csd_range_ok(r->client_off, (u64)(slot + 1) * cs, shm) ||
-	    cs < sizeof(struct csd_devif_client) ||
-	    !csd_range_ok(r->win_off, r->win_size, cs)) {
-		dev_err(dev, "inconsistent register page\n");
-		return -ENODEV;
-	}
+	    !csd_range_ok(r->win_off, r->win_size, area))
+		goto bad;
 	qend = r->q_off + (u64)r->nr_vectors * r->q_stride;
-	if (!csd_range_ok(r->q_off, (u64)r->nr_vectors * r->q_stride, cs) ||
-	    qend > cs ||
+	if (!csd_range_ok(r->q_off, (u64)r->nr_vectors * r->q_stride, area) ||
+	    qend > area ||
 	    !csd_range_ok(r->sq_off, ctrl->depth * sizeof(struct csd_sqe),
 			  r->q_stride) ||
 	    !csd_range_ok(r->sqx_off, ctrl->depth * sizeof(struct csd_devif_sqx),
@@ -627,6 +725,11 @@ int csd_ctrl_init(struct csd_ctrl *ctrl)
 			  r->q_stride)) {
 		dev_err(dev, "inconsistent queue layout\n");
 		return -ENODEV;
+	}
+	if (ctrl->caps & CSD_DEVIF_CAP_DMA_RAM) {
+		ctrl->dma_size = READ_ONCE(r->dma_size);
+		if (!ctrl->dma_size)
+			ctrl->caps &= ~CSD_DEVIF_CAP_DMA_RAM;
 	}
 	ctrl->client_area = ctrl->shm + r->client_off + slot * cs;
 	ctrl->client = ctrl->client_area;
@@ -654,15 +757,46 @@ int csd_ctrl_init(struct csd_ctrl *ctrl)
 	ctrl->last_beat_jiffies = jiffies;
 	INIT_DELAYED_WORK(&ctrl->watchdog, csd_watchdog);
 	return 0;
+
+bad:
+	dev_err(dev, "inconsistent register page\n");
+	return -ENODEV;
 }
 
 int csd_ctrl_start(struct csd_ctrl *ctrl)
 {
-	schedule_delayed_work(&ctrl->watchdog, msecs_to_jiffies(250));
+	schedule_delayed_work(&ctrl->watchdog,
+			      msecs_to_jiffies(CSD_WATCHDOG_MS));
 	return csd_identify(ctrl);
 }
 
-/* Free what csd_ctrl_init() allocated; IRQs are already gone. */
+/*
+ * The device is going away (unbind, rmmod, hot unplug) or probe failed:
+ * destroy the contexts of files still open while the device can, fail
+ * everything, wait for users to leave and (bounded) for the device to
+ * finish the commands it owns.  Memory is freed with the last reference.
+ */
+void csd_ctrl_remove(struct csd_ctrl *ctrl)
+{
+	int left;
+
+	if (!READ_ONCE(ctrl->dead))
+		csd_release_contexts(ctrl, NULL);
+	csd_ctrl_kill(ctrl, NULL, false);
+	down_write(&ctrl->remove_lock);
+	ctrl->removed = true;
+	up_write(&ctrl->remove_lock);
+	wait_event_timeout(ctrl->req_wait, !atomic_read(&ctrl->outstanding),
+			   5 * HZ);
+	cancel_delayed_work_sync(&ctrl->watchdog);
+	left = atomic_read(&ctrl->outstanding);
+	if (left)
+		dev_warn(&ctrl->pdev->dev,
+			 "%d commands still owned by the device: their buffers stay pinned\n",
+			 left);
+}
+
+/* Free what csd_ctrl_init() allocated (last reference; no IRQs). */
 void csd_ctrl_shutdown(struct csd_ctrl *ctrl)
 {
 	unsigned int v;
@@ -672,6 +806,5 @@ void csd_ctrl_shutdown(struct csd_ctrl *ctrl)
 			kfree(ctrl->queues[v].cmds);
 	kfree(ctrl->queues);
 	ctrl->queues = NULL;
-	bitmap_free(ctrl->win.busy);
-	ctrl->win.busy = NULL;
+	csd_window_free(ctrl);
 }

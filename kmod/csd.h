@@ -10,12 +10,11 @@
 #include <linux/cdev.h>
 #include <linux/completion.h>
 #include <linux/device.h>
-#include <linux/kref.h>
 #include <linux/mutex.h>
 #include <linux/pci.h>
 #include <linux/rwsem.h>
-#include <linux/semaphore.h>
 #include <linux/spinlock.h>
+#include <linux/wait.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
 
@@ -28,20 +27,69 @@
 #define CSD_IVSHM_IVPOSITION	0x08
 #define CSD_IVSHM_DOORBELL	0x0c
 
-/* One in-flight command. */
-struct csd_cmd {
+#define CSD_NO_CHUNK		(-1)
+
+struct csd_ctrl;
+struct csd_file;
+struct csd_req;
+
+/*
+ * How a command's data reaches the device: pinned user pages addressed by
+ * guest-physical PRPs (fast path, caps bit 1), or a bounce chunk of the data
+ * window in BAR2 (fallback, and kernel-internal commands).
+ */
+struct csd_data {
+	u32 len;
+	bool to_dev;
+	/* bounce */
+	int chunk;		/* window chunk or CSD_NO_CHUNK */
+	void __user *ubuf;	/* user buffer to copy out to (reads) */
+	void *kbuf;		/* kernel buffer to copy out to (reads) */
+	/* pinned */
+	struct page **pages;
+	unsigned int nr_pages;
+	unsigned long *lists;	/* PRP list pages (kernel virtual addresses) */
+	unsigned int nr_lists;
+};
+
+/* A synchronous caller waiting on its own stack (ioctl, internal). */
+struct csd_wait {
 	struct completion done;
+	struct csd_req *req;	/* completed: the caller owns the request */
+	int error;		/* failed: the request is no longer the caller's */
+};
+
+/*
+ * One command.  Two sides own it: the device (while its CID is in
+ * q->cmds[]) and the submitter (until it got a result).  The submitter side
+ * ends exactly once, under q->lock: with the completion (the submitter then
+ * owns and frees the request) or with an error (timeout, dead controller:
+ * the request is "abandoned" and freed by the device side once the device
+ * can no longer touch its buffers).
+ */
+struct csd_req {
+	struct csd_ctrl *ctrl;
+	struct csd_queue *q;
+	struct csd_file *file;	/* owner of contexts it creates; NULL: kernel */
 	struct csd_sqe sqe;
-	u32 data_len;
+	struct csd_data data;
 	u16 status;		/* NVMe status field (CQE status >> 1) */
-	u32 result;		/* CQE dw0 */
-	int error;		/* transport error: -EIO (dead controller) */
+	u64 result;		/* CQE dw0 | dw1 << 32 (as nvme's result.u64) */
+	bool device_done;	/* a CQE arrived */
+	bool abandoned;		/* submitter side ended with an error */
+	unsigned long start;	/* jiffies at submission */
+	unsigned long deadline;	/* submitter's timeout (async requests) */
+	struct csd_wait *wait;	/* synchronous submitter, or NULL */
+	/* asynchronous submitter (io_uring): called once under q->lock */
+	void (*end_io)(struct csd_req *req, int error);
+	void *end_io_data;
+	struct work_struct free_work;
 };
 
 /* One queue pair in the client area of BAR2. */
 struct csd_queue {
 	struct csd_ctrl *ctrl;
-	spinlock_t lock;	/* SQ tail, CQ head, cmds[] */
+	spinlock_t lock;	/* SQ tail, CQ head, cmds[], inflight */
 	u16 qid;
 	u16 depth;
 	u16 sq_tail;
@@ -51,26 +99,25 @@ struct csd_queue {
 	struct csd_devif_sqx *sqx;
 	struct csd_cqe *cq;
 	struct csd_devif_qdb *db;
-	struct csd_cmd **cmds;	/* indexed by CID */
-	unsigned int inflight;
-	struct semaphore slots;	/* depth - 1 commands at most */
+	struct csd_req **cmds;	/* indexed by CID: requests the device owns */
+	unsigned int inflight;	/* at most depth - 1 (device-interface.md 4.3) */
+	wait_queue_head_t wait;	/* a slot was freed or the controller died */
 };
 
 /* Data window chunks: fixed-size bounce buffers, each with room for PRP lists. */
 struct csd_window {
 	void *base;		/* kernel address of the window */
-	u64 dev_off;		/* window offset for PRPs (CSD_DEVIF_ADDR_WINDOW) */
 	size_t chunk_size;
 	size_t data_size;	/* bytes of data per chunk (>= max_xfer) */
 	unsigned int nr_chunks;
 	unsigned long *busy;	/* bitmap of chunks in use */
 	spinlock_t lock;	/* busy */
-	struct semaphore free;	/* free chunks */
+	wait_queue_head_t wait;	/* a chunk was freed or the controller died */
 };
 
 struct csd_ctrl {
 	struct pci_dev *pdev;
-	struct device dev;	/* /dev/csdN, holds the last reference */
+	struct device dev;	/* /dev/csdN; its refcount keeps this alive */
 	struct cdev cdev;
 	int instance;
 
@@ -84,6 +131,7 @@ struct csd_ctrl {
 	u32 caps;
 	u32 version;
 	u32 max_xfer;
+	u64 dma_size;		/* guest RAM the daemon maps (caps bit 1) */
 	u32 nr_io_queues;	/* I/O queues in use */
 	u32 nr_vectors;
 	u16 depth;
@@ -97,11 +145,15 @@ struct csd_ctrl {
 	struct delayed_work watchdog;
 	u64 last_heartbeat;
 	unsigned long last_beat_jiffies;
-	bool dead;
+	bool dead;		/* new commands fail with -EIO */
+	bool dma_stopped;	/* the daemon can no longer touch our memory */
 
 	/* removal vs. users */
 	struct rw_semaphore remove_lock;
 	bool removed;
+	atomic_t nr_reqs;	/* requests allocated */
+	atomic_t outstanding;	/* requests the device owns */
+	wait_queue_head_t req_wait;
 
 	/* identify data */
 	char model[41];
@@ -111,9 +163,15 @@ struct csd_ctrl {
 
 	/* contexts owned by open files: ctx id -> struct csd_file * */
 	struct xarray contexts;
+
+	/* statistics */
 	atomic64_t commands;
 	atomic64_t errors;
 	atomic64_t timeouts;
+	atomic64_t uring_cmds;
+	atomic64_t pinned_cmds;
+	atomic64_t bounce_cmds;
+	atomic64_t eagain;
 };
 
 /* Per open file of /dev/csdN. */
@@ -121,22 +179,50 @@ struct csd_file {
 	struct csd_ctrl *ctrl;
 };
 
+/* A user passthrough command, whichever ABI structure carried it. */
+struct csd_ucmd {
+	struct csd_sqe sqe;
+	u64 addr;
+	u32 data_len;
+	u32 timeout_ms;
+	bool admin;
+};
+
 extern unsigned int csd_io_timeout;
 extern unsigned int csd_admin_timeout;
+extern bool csd_guest_dma;
+extern struct workqueue_struct *csd_wq;
 
 /* core.c */
 int csd_ctrl_init(struct csd_ctrl *ctrl);
 int csd_ctrl_start(struct csd_ctrl *ctrl);
 void csd_ctrl_shutdown(struct csd_ctrl *ctrl);
+void csd_ctrl_remove(struct csd_ctrl *ctrl);
 irqreturn_t csd_irq(int irq, void *data);
-void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why);
-int csd_submit_user(struct csd_ctrl *ctrl, struct csd_file *file, bool admin,
-		    struct csd_sqe *sqe, void __user *ubuf, u32 data_len,
-		    unsigned int timeout_ms, u32 *result);
+void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why, bool dma_stopped);
+struct csd_req *csd_req_alloc(struct csd_ctrl *ctrl, struct csd_file *file);
+void csd_req_free(struct csd_req *req);
+int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,
+			 bool nowait);
+int csd_req_start(struct csd_req *req, unsigned int timeout_ms, bool nowait);
+int csd_req_user_finish(struct csd_req *req, u64 *result);
+int csd_submit_user(struct csd_ctrl *ctrl, struct csd_file *file,
+		    const struct csd_ucmd *uc, u64 *result);
 int csd_submit_sync(struct csd_ctrl *ctrl, unsigned int qid,
 		    struct csd_sqe *sqe, void *buf, u32 data_len,
 		    bool to_dev, u32 *result);
 void csd_release_contexts(struct csd_ctrl *ctrl, struct csd_file *file);
+
+/* dma.c */
+int csd_window_init(struct csd_ctrl *ctrl);
+void csd_window_free(struct csd_ctrl *ctrl);
+int csd_data_map_user(struct csd_req *req, void __user *ubuf, u32 len,
+		      bool to_dev, bool nowait, unsigned long timeout);
+int csd_data_map_kernel(struct csd_req *req, void *kbuf, u32 len,
+			bool to_dev, unsigned long timeout);
+int csd_data_finish(struct csd_req *req);
+void csd_data_release(struct csd_req *req);
+void csd_window_wake(struct csd_ctrl *ctrl);
 
 /* ioctl.c */
 extern const struct file_operations csd_fops;

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * ioctl.c - the user ABI of /dev/csdN: the Linux NVMe passthrough ioctls
- * (<linux/nvme_ioctl.h>), so nvme-cli and libnvme work unchanged.
+ * and io_uring passthrough (NVME_URING_CMD_IO/_ADMIN, SQE128/CQE32) with
+ * the structures of <linux/nvme_ioctl.h>, so nvme-cli, libnvme and liburing
+ * work unchanged.
  */
 #include <linux/capability.h>
 #include <linux/fs.h>
+#include <linux/io_uring.h>
 #include <linux/nvme_ioctl.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -64,17 +67,69 @@ static bool csd_cmd_allowed(bool admin, u8 opc)
 	}
 }
 
+/* Fields of the ABI structures that must be zero: flags, rsvd, metadata. */
+struct csd_uhdr {
+	u8 flags;
+	u16 rsvd1;
+	u32 rsvd2;
+	u64 metadata;
+	u32 metadata_len;
+};
+
+/* Validate every field before anything reaches the device. */
+static int csd_validate(struct csd_ctrl *ctrl, const struct csd_uhdr *h,
+			const struct csd_ucmd *uc)
+{
+	u8 xfer = CSD_OPC_XFER(uc->sqe.opcode);
+
+	if (h->flags || h->rsvd1 || h->rsvd2 || h->metadata || h->metadata_len)
+		return -EINVAL;
+	if (xfer == (CSD_XFER_TO_DEV | CSD_XFER_FROM_DEV))
+		return -EINVAL;
+	if (uc->data_len && xfer == CSD_XFER_NONE)
+		return -EINVAL;
+	if (!uc->data_len && uc->addr)
+		return -EINVAL;
+	if (uc->data_len > ctrl->max_xfer)
+		return -EINVAL;
+	if (uc->data_len &&
+	    !access_ok(u64_to_user_ptr(uc->addr), uc->data_len))
+		return -EFAULT;
+	if (!csd_cmd_allowed(uc->admin, uc->sqe.opcode))
+		return -EACCES;
+	return 0;
+}
+
+static void csd_fill_sqe(struct csd_sqe *sqe, u8 opcode, u32 nsid, u32 cdw2,
+			 u32 cdw3, const u32 *cdw10_15)
+{
+	memset(sqe, 0, sizeof(*sqe));
+	sqe->opcode = opcode;
+	sqe->nsid = nsid;
+	sqe->cdw2 = cdw2;
+	sqe->cdw3 = cdw3;
+	sqe->cdw10 = cdw10_15[0];
+	sqe->cdw11 = cdw10_15[1];
+	sqe->cdw12 = cdw10_15[2];
+	sqe->cdw13 = cdw10_15[3];
+	sqe->cdw14 = cdw10_15[4];
+	sqe->cdw15 = cdw10_15[5];
+}
+
 /*
- * struct nvme_passthru_cmd is a prefix of struct nvme_passthru_cmd64 up to
- * timeout_ms; @is64 says which one user space passed.
+ * NVME_IOCTL_{ADMIN,IO}{,64}_CMD.  struct nvme_passthru_cmd is a prefix of
+ * struct nvme_passthru_cmd64 up to timeout_ms; @is64 says which one user
+ * space passed.
  */
 static int csd_user_cmd(struct csd_ctrl *ctrl, struct csd_file *cf,
 			void __user *argp, bool admin, bool is64)
 {
 	struct nvme_passthru_cmd64 c;
 	size_t len = is64 ? sizeof(c) : sizeof(struct nvme_passthru_cmd);
-	struct csd_sqe sqe = { };
-	u32 xfer, result = 0;
+	struct csd_uhdr h = { };
+	struct csd_ucmd uc = { };
+	u32 cdw[6];
+	u64 result = 0;
 	int ret;
 
 	memset(&c, 0, sizeof(c));
@@ -86,50 +141,38 @@ static int csd_user_cmd(struct csd_ctrl *ctrl, struct csd_file *cf,
 		c.timeout_ms = c32->timeout_ms;
 		c.rsvd2 = 0;
 	}
+	h.flags = c.flags;
+	h.rsvd1 = c.rsvd1;
+	h.rsvd2 = c.rsvd2;
+	h.metadata = c.metadata;
+	h.metadata_len = c.metadata_len;
+	cdw[0] = c.cdw10;
+	cdw[1] = c.cdw11;
+	cdw[2] = c.cdw12;
+	cdw[3] = c.cdw13;
+	cdw[4] = c.cdw14;
+	cdw[5] = c.cdw15;
+	csd_fill_sqe(&uc.sqe, c.opcode, c.nsid, c.cdw2, c.cdw3, cdw);
+	uc.addr = c.addr;
+	uc.data_len = c.data_len;
+	uc.timeout_ms = c.timeout_ms;
+	uc.admin = admin;
+	ret = csd_validate(ctrl, &h, &uc);
+	if (ret)
+		return ret;
 
-	/* Validate every field before anything reaches the device. */
-	if (c.flags || c.rsvd1 || c.metadata || c.metadata_len ||
-	    (is64 && c.rsvd2))
-		return -EINVAL;
-	xfer = CSD_OPC_XFER(c.opcode);
-	if (xfer == (CSD_XFER_TO_DEV | CSD_XFER_FROM_DEV))
-		return -EINVAL;
-	if (c.data_len && xfer == CSD_XFER_NONE)
-		return -EINVAL;
-	if (!c.data_len && c.addr)
-		return -EINVAL;
-	if (c.data_len > ctrl->max_xfer || c.data_len > ctrl->win.data_size)
-		return -EINVAL;
-	if (c.data_len && !access_ok(u64_to_user_ptr(c.addr), c.data_len))
-		return -EFAULT;
-	if (!csd_cmd_allowed(admin, c.opcode))
-		return -EACCES;
-
-	sqe.opcode = c.opcode;
-	sqe.nsid = c.nsid;
-	sqe.cdw2 = c.cdw2;
-	sqe.cdw3 = c.cdw3;
-	sqe.cdw10 = c.cdw10;
-	sqe.cdw11 = c.cdw11;
-	sqe.cdw12 = c.cdw12;
-	sqe.cdw13 = c.cdw13;
-	sqe.cdw14 = c.cdw14;
-	sqe.cdw15 = c.cdw15;
-
-	ret = csd_submit_user(ctrl, cf, admin, &sqe,
-			      u64_to_user_ptr(c.addr), c.data_len,
-			      c.timeout_ms, &result);
+	ret = csd_submit_user(ctrl, cf, &uc, &result);
 	if (ret < 0)
 		return ret;
 	if (is64) {
 		struct nvme_passthru_cmd64 __user *u = argp;
 
-		if (put_user((u64)result, &u->result))
+		if (put_user(result, &u->result))
 			return -EFAULT;
 	} else {
 		struct nvme_passthru_cmd __user *u = argp;
 
-		if (put_user(result, &u->result))
+		if (put_user((u32)result, &u->result))
 			return -EFAULT;
 	}
 	return ret;
@@ -172,11 +215,127 @@ out:
 	return ret;
 }
 
+/* io_uring passthrough: per-command state in io_uring_cmd.pdu */
+struct csd_uring_pdu {
+	struct csd_req *req;	/* completed: ours to finish */
+	int error;		/* else the error */
+};
+
+static struct csd_uring_pdu *csd_uring_pdu(struct io_uring_cmd *ioucmd)
+{
+	return (struct csd_uring_pdu *)&ioucmd->pdu;
+}
+
+/* Task context of the submitter: copy out, then post the CQE. */
+static void csd_uring_task_cb(struct io_uring_cmd *ioucmd,
+			      unsigned int issue_flags)
+{
+	struct csd_uring_pdu *pdu = csd_uring_pdu(ioucmd);
+	u64 result = 0;
+	int ret;
+
+	if (pdu->req)
+		ret = csd_req_user_finish(pdu->req, &result);
+	else
+		ret = pdu->error;
+	/* as nvme: res = status field or -errno, res2 (CQE32) = dw0 */
+	io_uring_cmd_done(ioucmd, ret, result, issue_flags);
+}
+
+/* Submitter side ends (q->lock held, any context). */
+static void csd_uring_end_io(struct csd_req *req, int error)
+{
+	struct io_uring_cmd *ioucmd = req->end_io_data;
+	struct csd_uring_pdu *pdu = csd_uring_pdu(ioucmd);
+
+	pdu->req = error ? NULL : req;
+	pdu->error = error;
+	io_uring_cmd_complete_in_task(ioucmd, csd_uring_task_cb);
+}
+
+static int csd_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
+{
+	struct csd_file *cf = ioucmd->file->private_data;
+	struct csd_ctrl *ctrl = cf->ctrl;
+	bool nowait = issue_flags & IO_URING_F_NONBLOCK;
+	struct nvme_uring_cmd c;
+	struct csd_uhdr h = { };
+	struct csd_ucmd uc = { };
+	struct csd_req *req;
+	u32 cdw[6];
+	int ret;
+
+	BUILD_BUG_ON(sizeof(struct csd_uring_pdu) > sizeof(ioucmd->pdu));
+	if ((issue_flags & (IO_URING_F_SQE128 | IO_URING_F_CQE32)) !=
+	    (IO_URING_F_SQE128 | IO_URING_F_CQE32))
+		return -EOPNOTSUPP;
+	switch (ioucmd->cmd_op) {
+	case NVME_URING_CMD_IO:
+		uc.admin = false;
+		break;
+	case NVME_URING_CMD_ADMIN:
+		uc.admin = true;
+		break;
+	default:
+		return -ENOTTY;
+	}
+	/* the SQE is shared with user space: read it once */
+	memcpy(&c, ioucmd->cmd, sizeof(c));
+	h.flags = c.flags;
+	h.rsvd1 = c.rsvd1;
+	h.rsvd2 = c.rsvd2;
+	h.metadata = c.metadata;
+	h.metadata_len = c.metadata_len;
+	cdw[0] = c.cdw10;
+	cdw[1] = c.cdw11;
+	cdw[2] = c.cdw12;
+	cdw[3] = c.cdw13;
+	cdw[4] = c.cdw14;
+	cdw[5] = c.cdw15;
+	csd_fill_sqe(&uc.sqe, c.opcode, c.nsid, c.cdw2, c.cdw3, cdw);
+	uc.addr = c.addr;
+	uc.data_len = c.data_len;
+	uc.timeout_ms = c.timeout_ms;
+
+	down_read(&ctrl->remove_lock);
+	if (ctrl->removed) {
+		ret = -ENODEV;
+		goto out;
+	}
+	ret = csd_validate(ctrl, &h, &uc);
+	if (ret)
+		goto out;
+	req = csd_req_alloc(ctrl, cf);
+	if (!req) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	ret = csd_req_prepare_user(req, &uc, nowait);
+	if (!ret) {
+		req->end_io = csd_uring_end_io;
+		req->end_io_data = ioucmd;
+		ret = csd_req_start(req, uc.timeout_ms, nowait);
+	}
+	if (ret) {
+		req->end_io = NULL;
+		csd_req_free(req);
+		goto out;
+	}
+	atomic64_inc(&ctrl->uring_cmds);
+	ret = -EIOCBQUEUED;
+out:
+	up_read(&ctrl->remove_lock);
+	if (ret == -EAGAIN)
+		atomic64_inc(&ctrl->eagain);
+	return ret;
+}
+
 const struct file_operations csd_fops = {
 	.owner = THIS_MODULE,
 	.open = csd_open,
 	.release = csd_release,
 	.unlocked_ioctl = csd_ioctl,
 	.compat_ioctl = compat_ptr_ioctl,
+	.uring_cmd = csd_uring_cmd,
 	.llseek = noop_llseek,
 };

@@ -21,6 +21,13 @@ unsigned int csd_admin_timeout = 10;
 module_param_named(admin_timeout, csd_admin_timeout, uint, 0644);
 MODULE_PARM_DESC(admin_timeout, "admin command timeout in seconds (default 10)");
 
+bool csd_guest_dma = true;
+module_param_named(guest_dma, csd_guest_dma, bool, 0644);
+MODULE_PARM_DESC(guest_dma,
+		 "pin user buffers and pass guest-RAM PRPs when the device maps guest RAM (default Y; N: always bounce through the data window)");
+
+struct workqueue_struct *csd_wq;
+
 static DEFINE_IDA(csd_ida);
 static dev_t csd_devt;
 static struct class *csd_class;
@@ -32,6 +39,9 @@ static void csd_dev_release(struct device *dev)
 {
 	struct csd_ctrl *ctrl = container_of(dev, struct csd_ctrl, dev);
 
+	csd_ctrl_shutdown(ctrl);
+	if (ctrl->shm)
+		memunmap(ctrl->shm);
 	xa_destroy(&ctrl->contexts);
 	ida_free(&csd_ida, ctrl->instance);
 	pci_dev_put(ctrl->pdev);
@@ -142,6 +152,7 @@ static int csd_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ctrl->bar0 = pcim_iomap_table(pdev)[CSD_BAR_REGS];
 	ctrl->shm_size = shm_len;
 	init_rwsem(&ctrl->remove_lock);
+	init_waitqueue_head(&ctrl->req_wait);
 	xa_init(&ctrl->contexts);
 	device_initialize(&ctrl->dev);
 	ctrl->dev.class = csd_class;
@@ -173,38 +184,39 @@ static int csd_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 
 	ret = csd_ctrl_init(ctrl);
 	if (ret)
-		goto out_shutdown;
+		goto out_put;
 	if (pci_msix_vec_count(pdev) < (int)ctrl->nr_vectors) {
 		dev_err(&pdev->dev, "device has %d MSI-X vectors, need %u\n",
 			pci_msix_vec_count(pdev), ctrl->nr_vectors);
 		ret = -ENODEV;
-		goto out_shutdown;
+		goto out_put;
 	}
 	pci_set_master(pdev);
 	ret = csd_setup_irqs(ctrl);
 	if (ret)
-		goto out_shutdown;
+		goto out_put;
 	ret = csd_ctrl_start(ctrl);
 	if (ret)
-		goto out_kill;
+		goto out_remove;
 
+	/*
+	 * Open files pin the module (cdev owner) and hold a reference to
+	 * the controller, which outlives the PCI device: after remove the
+	 * fops fail with -ENODEV (Documentation/driver.md).
+	 */
 	cdev_init(&ctrl->cdev, &csd_fops);
 	ctrl->cdev.owner = THIS_MODULE;
 	ret = cdev_device_add(&ctrl->cdev, &ctrl->dev);
 	if (ret)
-		goto out_kill;
+		goto out_remove;
 	pci_set_drvdata(pdev, ctrl);
 	return 0;
 
-out_kill:
-	cancel_delayed_work_sync(&ctrl->watchdog);
-	csd_ctrl_kill(ctrl, "probe failed");
+out_remove:
+	csd_ctrl_remove(ctrl);
 	csd_free_irqs(ctrl, ctrl->nr_io_queues + 1);
 	pci_free_irq_vectors(pdev);
-out_shutdown:
-	csd_ctrl_shutdown(ctrl);
-	memunmap(ctrl->shm);
-	ctrl->shm = NULL;
+	flush_workqueue(csd_wq);
 out_put:
 	put_device(&ctrl->dev);
 out_region:
@@ -212,22 +224,16 @@ out_region:
 	return ret;
 }
 
+/* Unbind, rmmod or surprise removal; files may still be open. */
 static void csd_remove(struct pci_dev *pdev)
 {
 	struct csd_ctrl *ctrl = pci_get_drvdata(pdev);
 
 	cdev_device_del(&ctrl->cdev, &ctrl->dev);
-	cancel_delayed_work_sync(&ctrl->watchdog);
-	/* Fail everything in flight, then wait for users to leave. */
-	csd_ctrl_kill(ctrl, NULL);
-	down_write(&ctrl->remove_lock);
-	ctrl->removed = true;
-	up_write(&ctrl->remove_lock);
+	csd_ctrl_remove(ctrl);
 	csd_free_irqs(ctrl, ctrl->nr_io_queues + 1);
 	pci_free_irq_vectors(pdev);
-	csd_ctrl_shutdown(ctrl);
-	memunmap(ctrl->shm);
-	ctrl->shm = NULL;
+	flush_workqueue(csd_wq);
 	pci_release_region(pdev, CSD_BAR_SHM);
 	put_device(&ctrl->dev);
 }
@@ -249,9 +255,12 @@ static int __init csd_init(void)
 {
 	int ret;
 
+	csd_wq = alloc_workqueue("csd", WQ_MEM_RECLAIM, 0);
+	if (!csd_wq)
+		return -ENOMEM;
 	ret = alloc_chrdev_region(&csd_devt, 0, CSD_MAX_MINORS, CSD_DRV_NAME);
 	if (ret)
-		return ret;
+		goto out_wq;
 	csd_class = class_create(THIS_MODULE, CSD_DRV_NAME);
 	if (IS_ERR(csd_class)) {
 		ret = PTR_ERR(csd_class);
@@ -266,6 +275,8 @@ out_class:
 	class_destroy(csd_class);
 out_chrdev:
 	unregister_chrdev_region(csd_devt, CSD_MAX_MINORS);
+out_wq:
+	destroy_workqueue(csd_wq);
 	return ret;
 }
 
@@ -275,6 +286,7 @@ static void __exit csd_exit(void)
 	class_destroy(csd_class);
 	unregister_chrdev_region(csd_devt, CSD_MAX_MINORS);
 	ida_destroy(&csd_ida);
+	destroy_workqueue(csd_wq);
 }
 
 module_init(csd_init);

@@ -55,12 +55,57 @@ static ssize_t stats_show(struct device *dev, struct device_attribute *attr,
 {
 	struct csd_ctrl *ctrl = to_csd(dev);
 
-	return sysfs_emit(buf, "commands %lld\nerrors %lld\ntimeouts %lld\n",
+	return sysfs_emit(buf,
+			  "commands %lld\nerrors %lld\ntimeouts %lld\nuring_cmds %lld\npinned %lld\nbounced %lld\neagain %lld\n",
 			  (long long)atomic64_read(&ctrl->commands),
 			  (long long)atomic64_read(&ctrl->errors),
-			  (long long)atomic64_read(&ctrl->timeouts));
+			  (long long)atomic64_read(&ctrl->timeouts),
+			  (long long)atomic64_read(&ctrl->uring_cmds),
+			  (long long)atomic64_read(&ctrl->pinned_cmds),
+			  (long long)atomic64_read(&ctrl->bounce_cmds),
+			  (long long)atomic64_read(&ctrl->eagain));
 }
 static DEVICE_ATTR_RO(stats);
+
+static ssize_t contexts_in_use_show(struct device *dev,
+				    struct device_attribute *attr, char *buf)
+{
+	struct csd_ctrl *ctrl = to_csd(dev);
+	unsigned long id, n = 0;
+	void *owner;
+
+	xa_for_each(&ctrl->contexts, id, owner)
+		n++;
+	return sysfs_emit(buf, "%lu\n", n);
+}
+static DEVICE_ATTR_RO(contexts_in_use);
+
+static ssize_t data_path_show(struct device *dev,
+			      struct device_attribute *attr, char *buf)
+{
+	struct csd_ctrl *ctrl = to_csd(dev);
+	bool ram = ctrl->caps & CSD_DEVIF_CAP_DMA_RAM &&
+		   READ_ONCE(csd_guest_dma);
+
+	return sysfs_emit(buf, "%s\n", ram ? "guest-ram" : "window");
+}
+static DEVICE_ATTR_RO(data_path);
+
+static ssize_t queues_show(struct device *dev, struct device_attribute *attr,
+			   char *buf)
+{
+	struct csd_ctrl *ctrl = to_csd(dev);
+
+	return sysfs_emit(buf, "%u %u\n", ctrl->nr_io_queues, ctrl->depth);
+}
+static DEVICE_ATTR_RO(queues);
+
+static ssize_t max_xfer_show(struct device *dev,
+			     struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", to_csd(dev)->max_xfer);
+}
+static DEVICE_ATTR_RO(max_xfer);
 
 static struct attribute *csd_attrs[] = {
 	&dev_attr_model.attr,
@@ -69,6 +114,10 @@ static struct attribute *csd_attrs[] = {
 	&dev_attr_interface_version.attr,
 	&dev_attr_state.attr,
 	&dev_attr_stats.attr,
+	&dev_attr_contexts_in_use.attr,
+	&dev_attr_data_path.attr,
+	&dev_attr_queues.attr,
+	&dev_attr_max_xfer.attr,
 	NULL,
 };
 

@@ -9,7 +9,7 @@ for arg in "$@"; do
 	--fuzz) pkgs="$pkgs clang libclang-rt-dev" ;;
 	--lint) pkgs="$pkgs clang-tidy cppcheck clang-format" ;;
 	--plot) pkgs="$pkgs gnuplot-nox" ;;
-	--kmod) pkgs="$pkgs linux-headers-amd64 linux-image-amd64 busybox-static nvme-cli qemu-system-x86 cpio" ;;
+	--kmod) pkgs="$pkgs linux-headers-amd64 linux-image-amd64 busybox-static nvme-cli qemu-system-x86 cpio dkms" ;;
 	*) echo "deps.sh: unknown option $arg" >&2; exit 2 ;;
 	esac
 done

@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * dma.c - how command data reaches csd-fw: PRPs (device-interface.md
+ * section 5) over pinned user pages in guest RAM that the daemon maps
+ * (--dma-file, caps bit 1: no copy), or over a bounce chunk of the client's
+ * data window in BAR2 (the fallback, and kernel-internal commands).
+ */
+#include <linux/bitmap.h>
+#include <linux/gfp.h>
+#include <linux/io.h>
+#include <linux/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "csd.h"
+
+#define CSD_PRP_PER_PAGE	(CSD_DEVIF_PAGE / sizeof(u64))
+#define CSD_MAX_CHUNKS		64
+
+/* The PRP page size is the CPU page size: pinned pages are PRP pages. */
+static_assert(PAGE_SIZE == CSD_DEVIF_PAGE);
+
+static bool csd_win_try_get(struct csd_ctrl *ctrl, int *chunk)
+{
+	struct csd_window *win = &ctrl->win;
+	unsigned long flags;
+	unsigned int i;
+	bool ok = false;
+
+	spin_lock_irqsave(&win->lock, flags);
+	i = find_first_zero_bit(win->busy, win->nr_chunks);
+	if (i < win->nr_chunks) {
+		set_bit(i, win->busy);
+		*chunk = i;
+		ok = true;
+	}
+	spin_unlock_irqrestore(&win->lock, flags);
+	return ok;
+}
+
+static int csd_win_get(struct csd_ctrl *ctrl, bool nowait,
+		       unsigned long timeout)
+{
+	long left = timeout;
+	int chunk;
+
+	for (;;) {
+		if (READ_ONCE(ctrl->dead))
+			return -EIO;
+		if (csd_win_try_get(ctrl, &chunk))
+			return chunk;
+		if (nowait)
+			return -EAGAIN;
+		left = wait_event_killable_timeout(ctrl->win.wait,
+						   READ_ONCE(ctrl->dead) ||
+						   !bitmap_full(ctrl->win.busy,
+								ctrl->win.nr_chunks),
+						   left);
+		if (left < 0)
+			return -EINTR;
+		if (!left)
+			return -ETIMEDOUT;
+	}
+}
+
+static void csd_win_put(struct csd_ctrl *ctrl, int chunk)
+{
+	struct csd_window *win = &ctrl->win;
+	unsigned long flags;
+
+	spin_lock_irqsave(&win->lock, flags);
+	clear_bit(chunk, win->busy);
+	spin_unlock_irqrestore(&win->lock, flags);
+	wake_up(&win->wait);
+}
+
+void csd_window_wake(struct csd_ctrl *ctrl)
+{
+	wake_up_all(&ctrl->win.wait);
+}
+
+static void *csd_win_addr(struct csd_window *win, int chunk)
+{
+	return win->base + (size_t)chunk * win->chunk_size;
+}
+
+/* Describe @len bytes at the start of @chunk with PRPs (window addresses). */
+static void csd_build_window_prps(struct csd_window *win, int chunk, u32 len,
+				  struct csd_sqe *sqe)
+{
+	u64 off = (u64)chunk * win->chunk_size;
+	u32 npages = DIV_ROUND_UP(len, CSD_DEVIF_PAGE);
+	u64 list_off;
+	u64 *list;
+	u32 i, idx;
+
+	sqe->prp1 = CSD_DEVIF_ADDR_WINDOW | off;
+	sqe->prp2 = 0;
+	if (npages <= 1)
+		return;
+	if (npages == 2) {
+		sqe->prp2 = CSD_DEVIF_ADDR_WINDOW | (off + CSD_DEVIF_PAGE);
+		return;
+	}
+	list_off = off + win->data_size;
+	list = win->base + list_off;
+	sqe->prp2 = CSD_DEVIF_ADDR_WINDOW | list_off;
+	for (i = 1, idx = 0; i < npages; i++) {
+		if (idx == CSD_PRP_PER_PAGE - 1 && i < npages - 1) {
+			list_off += CSD_DEVIF_PAGE;
+			WRITE_ONCE(list[idx], CSD_DEVIF_ADDR_WINDOW | list_off);
+			list = win->base + list_off;
+			idx = 0;
+		}
+		WRITE_ONCE(list[idx++], CSD_DEVIF_ADDR_WINDOW |
+			   (off + (u64)i * CSD_DEVIF_PAGE));
+	}
+}
+
+static int csd_map_bounce(struct csd_req *req, u32 len, bool nowait,
+			  unsigned long timeout)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+	int chunk = csd_win_get(ctrl, nowait, timeout);
+
+	if (chunk < 0)
+		return chunk;
+	req->data.chunk = chunk;
+	csd_build_window_prps(&ctrl->win, chunk, len, &req->sqe);
+	return 0;
+}
+
+/* Is [@pa, @pa + PAGE_SIZE) inside the guest RAM the daemon maps? */
+static bool csd_dma_ok(struct csd_ctrl *ctrl, phys_addr_t pa)
+{
+	return pa < ctrl->dma_size && ctrl->dma_size - pa >= PAGE_SIZE &&
+	       !(pa & CSD_DEVIF_ADDR_WINDOW);
+}
+
+static void csd_unpin(struct csd_data *d, bool dirty)
+{
+	unsigned int i;
+
+	if (d->pages) {
+		unpin_user_pages_dirty_lock(d->pages, d->nr_pages, dirty);
+		kvfree(d->pages);
+		d->pages = NULL;
+	}
+	for (i = 0; i < d->nr_lists; i++)
+		free_page(d->lists[i]);
+	kfree(d->lists);
+	d->lists = NULL;
+	d->nr_lists = 0;
+}
+
+/*
+ * PRP2 for pinned pages 1..nr-1 (page 0 is PRP1): the page itself, or a
+ * chain of list pages (the last entry of a full list points to the next).
+ * Returns 1 when a list page is not addressable (caller bounces).
+ */
+static int csd_build_ram_prps(struct csd_ctrl *ctrl, struct csd_data *d,
+			      struct csd_sqe *sqe)
+{
+	unsigned int left = d->nr_pages - 1, next = 1, n, i;
+	u64 *list, *prev = NULL;
+
+	if (!left)
+		return 0;
+	if (left == 1) {
+		sqe->prp2 = page_to_phys(d->pages[1]);
+		return 0;
+	}
+	/* entries per list: 511 + a chain pointer, the last list 512 */
+	n = left <= CSD_PRP_PER_PAGE ? 1 :
+	    DIV_ROUND_UP(left - 1, CSD_PRP_PER_PAGE - 1);
+	d->lists = kcalloc(n, sizeof(*d->lists), GFP_KERNEL);
+	if (!d->lists)
+		return -ENOMEM;
+	while (left) {
+		unsigned long va = __get_free_page(GFP_KERNEL);
+		phys_addr_t pa;
+
+		if (!va)
+			return -ENOMEM;
+		d->lists[d->nr_lists++] = va;
+		pa = virt_to_phys((void *)va);
+		if (!csd_dma_ok(ctrl, pa))
+			return 1;
+		list = (u64 *)va;
+		if (prev)
+			prev[CSD_PRP_PER_PAGE - 1] = pa;
+		else
+			sqe->prp2 = pa;
+		n = left <= CSD_PRP_PER_PAGE ? left : CSD_PRP_PER_PAGE - 1;
+		for (i = 0; i < n; i++)
+			list[i] = page_to_phys(d->pages[next++]);
+		left -= n;
+		prev = list;
+	}
+	return 0;
+}
+
+/*
+ * Pin the user buffer and describe it with guest-physical PRPs.  Returns 0,
+ * 1 when the buffer cannot be described (caller bounces), or a negative
+ * errno.
+ */
+static int csd_map_pinned(struct csd_req *req, void __user *ubuf, u32 len,
+			  bool to_dev)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+	struct csd_data *d = &req->data;
+	unsigned long addr = (unsigned long)ubuf;
+	unsigned int off = offset_in_page(addr), i;
+	unsigned int nr = DIV_ROUND_UP(off + len, PAGE_SIZE);
+	int ret;
+
+	d->pages = kvmalloc_array(nr, sizeof(*d->pages), GFP_KERNEL);
+	if (!d->pages)
+		return -ENOMEM;
+	/* the device writes the pages of a device-to-host transfer */
+	ret = pin_user_pages_fast(addr & PAGE_MASK, nr, to_dev ? 0 : FOLL_WRITE,
+				  d->pages);
+	if (ret != nr) {
+		if (ret > 0)
+			unpin_user_pages(d->pages, ret);
+		kvfree(d->pages);
+		d->pages = NULL;
+		return ret < 0 ? ret : -EFAULT;
+	}
+	d->nr_pages = nr;
+	for (i = 0; i < nr; i++)
+		if (!csd_dma_ok(ctrl, page_to_phys(d->pages[i]))) {
+			ret = 1;
+			goto out_unpin;
+		}
+	req->sqe.prp1 = page_to_phys(d->pages[0]) + off;
+	req->sqe.prp2 = 0;
+	ret = csd_build_ram_prps(ctrl, d, &req->sqe);
+	if (ret)
+		goto out_unpin;
+	return 0;
+
+out_unpin:
+	csd_unpin(d, false);
+	return ret;
+}
+
+/*
+ * Map a user buffer for @req: pinned pages when the daemon maps guest RAM
+ * and the buffer is dword aligned (PRP1 offset rule), else a bounce chunk
+ * (write data copied in now, read data copied out by csd_data_finish()).
+ */
+int csd_data_map_user(struct csd_req *req, void __user *ubuf, u32 len,
+		      bool to_dev, bool nowait, unsigned long timeout)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+	struct csd_data *d = &req->data;
+	int ret;
+
+	d->len = len;
+	d->to_dev = to_dev;
+	if (!len)
+		return 0;
+	if (READ_ONCE(csd_guest_dma) && ctrl->caps & CSD_DEVIF_CAP_DMA_RAM &&
+	    IS_ALIGNED((unsigned long)ubuf, 4)) {
+		ret = csd_map_pinned(req, ubuf, len, to_dev);
+		if (ret <= 0) {
+			if (!ret)
+				atomic64_inc(&ctrl->pinned_cmds);
+			return ret;
+		}
+	}
+	ret = csd_map_bounce(req, len, nowait, timeout);
+	if (ret)
+		return ret;
+	atomic64_inc(&ctrl->bounce_cmds);
+	if (to_dev) {
+		if (copy_from_user(csd_win_addr(&ctrl->win, d->chunk), ubuf, len))
+			return -EFAULT;
+	} else {
+		d->ubuf = ubuf;
+	}
+	return 0;
+}
+
+int csd_data_map_kernel(struct csd_req *req, void *kbuf, u32 len,
+			bool to_dev, unsigned long timeout)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+	struct csd_data *d = &req->data;
+	int ret;
+
+	d->len = len;
+	d->to_dev = to_dev;
+	if (!len)
+		return 0;
+	if (len > ctrl->win.data_size)
+		return -EINVAL;
+	ret = csd_map_bounce(req, len, false, timeout);
+	if (ret)
+		return ret;
+	if (to_dev)
+		memcpy(csd_win_addr(&ctrl->win, d->chunk), kbuf, len);
+	else
+		d->kbuf = kbuf;
+	return 0;
+}
+
+/*
+ * The command completed successfully: deliver read data that went through
+ * the window.  Process context of the submitter (copy_to_user).
+ */
+int csd_data_finish(struct csd_req *req)
+{
+	struct csd_data *d = &req->data;
+	void *src;
+
+	if (d->chunk == CSD_NO_CHUNK || d->to_dev)
+		return 0;
+	src = csd_win_addr(&req->ctrl->win, d->chunk);
+	if (d->kbuf)
+		memcpy(d->kbuf, src, d->len);
+	else if (d->ubuf && copy_to_user(d->ubuf, src, d->len))
+		return -EFAULT;
+	return 0;
+}
+
+/*
+ * Give back the data resources; the device no longer uses them.  Pages the
+ * device wrote are marked dirty.  Process context.
+ */
+void csd_data_release(struct csd_req *req)
+{
+	struct csd_data *d = &req->data;
+
+	csd_unpin(d, !d->to_dev && req->device_done);
+	if (d->chunk != CSD_NO_CHUNK) {
+		csd_win_put(req->ctrl, d->chunk);
+		d->chunk = CSD_NO_CHUNK;
+	}
+}
+
+int csd_window_init(struct csd_ctrl *ctrl)
+{
+	struct csd_devif_regs *r = ctrl->regs;
+	struct csd_window *win = &ctrl->win;
+	size_t pages, lists;
+
+	win->base = ctrl->client_area + r->win_off;
+	win->data_size = round_up(ctrl->max_xfer, CSD_DEVIF_PAGE);
+	pages = win->data_size / CSD_DEVIF_PAGE;
+	lists = pages > 2 ? DIV_ROUND_UP(pages, CSD_PRP_PER_PAGE - 1) : 0;
+	win->chunk_size = win->data_size + lists * CSD_DEVIF_PAGE;
+	win->nr_chunks = min_t(u64, r->win_size / win->chunk_size,
+			       CSD_MAX_CHUNKS);
+	if (!win->nr_chunks) {
+		dev_err(&ctrl->pdev->dev,
+			"data window (%llu bytes) too small for max_xfer %u\n",
+			r->win_size, ctrl->max_xfer);
+		return -EINVAL;
+	}
+	win->busy = bitmap_zalloc(win->nr_chunks, GFP_KERNEL);
+	if (!win->busy)
+		return -ENOMEM;
+	spin_lock_init(&win->lock);
+	init_waitqueue_head(&win->wait);
+	return 0;
+}
+
+void csd_window_free(struct csd_ctrl *ctrl)
+{
+	bitmap_free(ctrl->win.busy);
+	ctrl->win.busy = NULL;
+}
