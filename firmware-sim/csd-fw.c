@@ -24,16 +24,21 @@ static void usage(FILE *f)
 	fprintf(f,
 "usage: csd-fw --socket PATH [options]\n"
 "  --socket PATH         ivshmem server socket (QEMU: -chardev socket,path=PATH)\n"
-"  --shm-size SIZE       shared memory (BAR2) size, power of two [128M]\n"
+"  --shm-size SIZE       each client's shared memory (BAR2), power of two\n"
+"                        1M..1T [128M]\n"
 "  --queues N            I/O queues per client, 1..16 [2]\n"
 "  --depth N             entries per queue, 2..4096 [64]\n"
 "  --max-clients N       client slots, 1..64 [4]\n"
-"  --heartbeat-ms N      heartbeat period [100]\n"
+"  --heartbeat-ms N      heartbeat period, 1..10000 [100]\n"
+"  --poll-us N           busy-poll doorbells N us after the last command\n"
+"                        before sleeping, 0 = never [50]\n"
 "  --dma-file PATH       guest RAM file (memory-backend-file,share=on):\n"
 "                        PRP addresses without bit 63 are offsets into it\n"
 "  --device-opts OPTS    firmware options key=val,... (as embedded:OPTS)\n"
 "  --foreground          do not detach\n"
 "  --pidfile FILE        write the daemon's pid\n"
+"  --log-level LEVEL     error, info or debug [info]\n"
+"  -h, --help            this text\n"
 "QEMU: -device ivshmem-doorbell,chardev=ID,vectors=<queues + 1>\n");
 }
 
@@ -81,12 +86,15 @@ int main(int argc, char **argv)
 		{ "device-opts", required_argument, NULL, 'o' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "pidfile", required_argument, NULL, 'p' },
+		{ "poll-us", required_argument, NULL, 'P' },
+		{ "log-level", required_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct devif_opts o = {
 		.shm_size = 128u << 20, .io_queues = 2, .depth = 64,
-		.max_clients = 4, .hb_ms = 100,
+		.max_clients = 4, .hb_ms = 100, .poll_us = 50,
+		.log_level = DEVIF_LOG_INFO,
 	};
 	const char *sock_path = NULL, *dev_opts = NULL, *pidfile = NULL;
 	struct csdfw_config cfg;
@@ -96,7 +104,7 @@ int main(int argc, char **argv)
 	int ready[2] = { -1, -1 };
 	sigset_t ss;
 
-	while ((c = getopt_long(argc, argv, "s:m:q:d:c:b:D:o:fp:h", lopts,
+	while ((c = getopt_long(argc, argv, "s:m:q:d:c:b:D:o:fp:P:l:h", lopts,
 				NULL)) != -1) {
 		int bad = 0;
 
@@ -111,6 +119,17 @@ int main(int argc, char **argv)
 		case 'o': dev_opts = optarg; break;
 		case 'f': fg = 1; break;
 		case 'p': pidfile = optarg; break;
+		case 'P': bad = parse_u32(optarg, &o.poll_us); break;
+		case 'l':
+			if (!strcmp(optarg, "error"))
+				o.log_level = DEVIF_LOG_ERR;
+			else if (!strcmp(optarg, "info"))
+				o.log_level = DEVIF_LOG_INFO;
+			else if (!strcmp(optarg, "debug"))
+				o.log_level = DEVIF_LOG_DEBUG;
+			else
+				bad = 1;
+			break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -183,10 +202,11 @@ int main(int argc, char **argv)
 	rc = devif_create(&o, &cfg, &d);
 	if (rc)
 		goto err_pid;
-	fprintf(stderr, "csd-fw: serving %s (shm %llu bytes, %u I/O queues x "
-		"%u, %u clients, max_xfer %u)\n", sock_path,
-		(unsigned long long)o.shm_size, o.io_queues, o.depth,
-		o.max_clients, cfg.max_xfer);
+	if (o.log_level >= DEVIF_LOG_INFO)
+		fprintf(stderr, "csd-fw: serving %s (shm %llu bytes per "
+			"client, %u I/O queues x %u, %u clients, max_xfer "
+			"%u)\n", sock_path, (unsigned long long)o.shm_size,
+			o.io_queues, o.depth, o.max_clients, cfg.max_xfer);
 	if (ready[1] >= 0) {
 		if (write(ready[1], "", 1) != 1)
 			perror("csd-fw: ready pipe");
@@ -194,7 +214,8 @@ int main(int argc, char **argv)
 		ready[1] = -1;
 	}
 	rc = devif_run(d, lfd, sfd);
-	fprintf(stderr, "csd-fw: shutting down\n");
+	if (o.log_level >= DEVIF_LOG_INFO)
+		fprintf(stderr, "csd-fw: shutting down\n");
 	close(lfd);
 	unlink(sock_path);
 	devif_destroy(d);

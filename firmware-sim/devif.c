@@ -27,6 +27,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "csd/csd_devif.h"
@@ -34,6 +35,7 @@
 #include "ivshm_server.h"
 
 #define PAGE		CSD_DEVIF_PAGE
+#define OWN_ORPHAN	UINT32_MAX	/* ctx_owner[]: claimable by anyone */
 #define ALIGN_UP(x, a)	(((x) + (a) - 1) / (a) * (a))
 
 /* Shared-memory access.  Each shared word is accessed exactly once per use
@@ -81,12 +83,16 @@ struct dq {
 struct devif_client {
 	struct devif *d;
 	uint32_t slot;
+	uint32_t generation;		/* attaches of this slot */
 	bool active;			/* slot in use (main thread) */
 	atomic_bool dead;		/* socket gone, reap pending */
 	atomic_uint inflight;		/* commands in the firmware */
 	int sock;
 	int db_fd[CSD_DEVIF_MAX_QUEUES];	/* client rings us */
 	int irq_fd[CSD_DEVIF_MAX_QUEUES];	/* we ring the client */
+	int shm_fd;			/* this client's own memfd */
+	uint8_t *shm;			/* its mapping (shm_size bytes) */
+	struct csd_devif_regs *regs;	/* its register page */
 	uint8_t *area;
 	struct csd_devif_client *ctl;
 	uint8_t *win;
@@ -98,10 +104,7 @@ struct devif {
 	struct csdfw *fw;
 	uint32_t nvec;
 	uint32_t max_xfer;
-	int shm_fd;
-	uint8_t *shm;
-	struct csd_devif_regs *regs;
-	uint64_t client_stride, q_stride, sq_off, sqx_off, cq_off;
+	uint64_t area_size, q_stride, sq_off, sqx_off, cq_off;
 	uint64_t q_off, win_off, win_size;
 	uint8_t *dma;
 	uint64_t dma_size;
@@ -109,7 +112,7 @@ struct devif {
 	int reap_fd;
 	uint64_t heartbeat;
 	pthread_mutex_t own_lock;
-	uint32_t *ctx_owner;		/* [id] = slot + 1, 0 = none */
+	uint32_t *ctx_owner;		/* [id] = slot + 1, 0 none, OWN_ORPHAN */
 	uint32_t max_ctx;
 	struct devif_client *cl;	/* [max_clients] */
 };
@@ -126,11 +129,14 @@ struct dcmd {
 	struct csdfw_seg seg[];
 };
 
-static void logmsg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void logmsg(const char *fmt, ...)
+static void logmsg(const struct devif *d, int level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void logmsg(const struct devif *d, int level, const char *fmt, ...)
 {
 	va_list ap;
 
+	if (level > d->o.log_level)
+		return;
 	va_start(ap, fmt);
 	fputs("csd-fw: ", stderr);
 	vfprintf(stderr, fmt, ap);
@@ -175,14 +181,23 @@ static bool names_ctx(uint16_t qid, uint8_t opc)
  * as for an unknown context, in its own validation order.  CTX_DESTROY
  * drops ownership at submission so no later command of the client can
  * reach the id once the firmware may hand it out again.
+ *
+ * An orphan (a context that existed in the firmware when the daemon
+ * started, see devif_scan_orphans) belongs to the first client that names
+ * it: the command claims it and then proceeds as the owner's.
  */
 static void own_check(struct devif *d, struct dcmd *c)
 {
 	uint32_t me = c->q->cl->slot + 1, id = c->sqe.cdw12;
+	bool claimed = false;
 
 	if (!names_ctx(c->q->qid, c->opcode))
 		return;
 	pthread_mutex_lock(&d->own_lock);
+	if (id >= 1 && id <= d->max_ctx && d->ctx_owner[id] == OWN_ORPHAN) {
+		d->ctx_owner[id] = me;
+		claimed = true;
+	}
 	if (id == 0 || id > d->max_ctx || d->ctx_owner[id] != me) {
 		c->sqe.cdw12 = 0;
 		c->ctx = 0;
@@ -190,6 +205,10 @@ static void own_check(struct devif *d, struct dcmd *c)
 		d->ctx_owner[id] = 0;
 	}
 	pthread_mutex_unlock(&d->own_lock);
+	if (claimed)
+		logmsg(d, DEVIF_LOG_INFO,
+		       "client %u claimed orphan context %u (opcode 0x%02x)\n",
+		       me, id, c->opcode);
 }
 
 static void own_complete(struct devif *d, struct dcmd *c, uint16_t status,
@@ -207,6 +226,63 @@ static void own_complete(struct devif *d, struct dcmd *c, uint16_t status,
 		 c->ctx <= d->max_ctx && d->ctx_owner[c->ctx] == 0)
 		d->ctx_owner[c->ctx] = me;	/* destroy failed: still ours */
 	pthread_mutex_unlock(&d->own_lock);
+}
+
+int devif_scan_orphans(struct devif *d)
+{
+	struct csd_log_ctx_hdr *hdr;
+	struct csd_log_ctx_entry *e;
+	struct csdfw_seg seg;
+	struct csdfw_data data;
+	struct csd_sqe sqe;
+	struct csd_cqe cqe;
+	uint32_t i, n, id;
+	size_t len;
+	int marked = 0;
+
+	len = sizeof(*hdr) + (size_t)d->max_ctx * sizeof(*e);
+	hdr = calloc(1, len);
+	if (!hdr)
+		return -ENOMEM;
+	seg.addr = hdr;
+	seg.len = len;
+	data.seg = &seg;
+	data.nseg = 1;
+	data.len = len;
+	memset(&sqe, 0, sizeof(sqe));
+	sqe.opcode = CSD_ADM_GET_LOG_PAGE;
+	sqe.nsid = 0xffffffffu;
+	sqe.cdw10 = CSD_LOG_CONTEXTS | (uint32_t)((len / 4 - 1) & 0xffff) << 16;
+	sqe.cdw11 = (uint32_t)((len / 4 - 1) >> 16);
+	csdfw_exec(d->fw, CSDFW_Q_ADMIN, &sqe, &data, &cqe);
+	if (cqe.status >> 1) {
+		logmsg(d, DEVIF_LOG_ERR, "contexts log: status 0x%04x\n",
+		       cqe.status >> 1);
+		free(hdr);
+		return -EIO;
+	}
+	n = hdr->count < d->max_ctx ? hdr->count : d->max_ctx;
+	e = (struct csd_log_ctx_entry *)(hdr + 1);
+	pthread_mutex_lock(&d->own_lock);
+	for (i = 0; i < n; i++) {
+		id = e[i].ctx_id;
+		if (id >= 1 && id <= d->max_ctx && !d->ctx_owner[id]) {
+			d->ctx_owner[id] = OWN_ORPHAN;
+			marked++;
+		}
+	}
+	pthread_mutex_unlock(&d->own_lock);
+	free(hdr);
+	if (marked)
+		logmsg(d, DEVIF_LOG_INFO,
+		       "%d context(s) without an owner: the first client "
+		       "naming one claims it\n", marked);
+	return marked;
+}
+
+struct csdfw *devif_fw(struct devif *d)
+{
+	return d->fw;
 }
 
 /* Destroy every context a departed client still owns. */
@@ -229,7 +305,7 @@ static void own_release(struct devif *d, uint32_t slot)
 		sqe.nsid = CSD_NSID;
 		sqe.cdw12 = id;
 		csdfw_exec(d->fw, CSDFW_Q_IO, &sqe, NULL, &cqe);
-		logmsg("client %u: destroyed context %u (status 0x%04x)\n",
+		logmsg(d, DEVIF_LOG_INFO, "client %u: destroyed context %u (status 0x%04x)\n",
 		       slot + 1, id, cqe.status >> 1);
 	}
 }
@@ -261,9 +337,19 @@ static void post_cqe(struct dq *q, uint16_t sq_head, uint16_t cid,
 			q->cq_tail = 0;
 			q->phase ^= 1;
 		}
-		/* eventfd write: the client's vector (MSI-X in a guest) */
-		if (eventfd_write(cl->irq_fd[q->qid], 1) < 0 && errno != EAGAIN)
-			logmsg("client %u: irq write: %s\n", cl->slot + 1,
+		/*
+		 * eventfd write: the client's vector (MSI-X in a guest) --
+		 * unless the client said it is polling this CQ.  The full
+		 * barrier orders the CQE store before the cq_poll load; the
+		 * client clears cq_poll, barrier, then looks at the CQ once
+		 * more, so one of the two always sees the other.
+		 */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (!__atomic_load_n(&cl->ctl->db[q->qid].cq_poll,
+				     __ATOMIC_RELAXED) &&
+		    eventfd_write(cl->irq_fd[q->qid], 1) < 0 && errno != EAGAIN)
+			logmsg(cl->d, DEVIF_LOG_ERR, "client %u: irq write: %s\n",
+			       cl->slot + 1,
 			       strerror(errno));
 	}
 	q->inflight--;
@@ -428,6 +514,8 @@ static void fetch_one(struct dq *q, uint32_t slot)
 	if (flags) {
 		__atomic_fetch_or(&cl->ctl->error, htole32(CSD_DEVIF_ERR_SQX),
 				  __ATOMIC_RELAXED);
+		logmsg(d, DEVIF_LOG_DEBUG, "client %u: queue %u: SQX flags "
+		       "0x%x\n", cl->slot + 1, q->qid, flags);
 		st = err_status(CSD_SCT_GENERIC, CSD_SC_INVALID_FIELD);
 	} else if (len > d->max_xfer) {
 		st = err_status(CSD_SCT_GENERIC, CSD_SC_INVALID_FIELD);
@@ -452,7 +540,7 @@ static void fetch_one(struct dq *q, uint32_t slot)
  * overwrite entries the client has not consumed, as long as it moves its CQ
  * head forward only).
  */
-static void queue_process(struct dq *q)
+static uint32_t queue_process(struct dq *q)
 {
 	struct devif_client *cl = q->cl;
 	uint32_t depth = cl->d->o.depth, tail, head, used, avail, n;
@@ -464,13 +552,17 @@ static void queue_process(struct dq *q)
 	if (tail >= depth) {
 		__atomic_fetch_or(&cl->ctl->error, htole32(CSD_DEVIF_ERR_SQ_TAIL),
 				  __ATOMIC_RELAXED);
-		return;
+		logmsg(cl->d, DEVIF_LOG_DEBUG, "client %u: queue %u: sq_tail "
+		       "%u >= depth, ignored\n", cl->slot + 1, q->qid, tail);
+		return 0;
 	}
 	head = shm_load_acquire32(&db->cq_head);
 	pthread_mutex_lock(&q->cq_lock);
 	if (head >= depth) {
 		__atomic_fetch_or(&cl->ctl->error, htole32(CSD_DEVIF_ERR_CQ_HEAD),
 				  __ATOMIC_RELAXED);
+		logmsg(cl->d, DEVIF_LOG_DEBUG, "client %u: queue %u: cq_head "
+		       "%u >= depth, ignored\n", cl->slot + 1, q->qid, head);
 		avail = 0;
 	} else {
 		used = (q->cq_tail + depth - head) % depth + q->inflight;
@@ -482,12 +574,13 @@ static void queue_process(struct dq *q)
 	q->inflight += n;	/* reserve CQ slots */
 	pthread_mutex_unlock(&q->cq_lock);
 
-	while (n--) {
+	for (avail = n; avail; avail--) {
 		uint32_t slot = q->sq_head;
 
 		q->sq_head = (q->sq_head + 1) % depth;
 		fetch_one(q, slot);
 	}
+	return n;
 }
 
 static void client_process_all(struct devif_client *cl)
@@ -500,20 +593,113 @@ static void client_process_all(struct devif_client *cl)
 
 /* ---- clients ------------------------------------------------------------- */
 
-static void client_reset_area(struct devif *d, struct devif_client *cl)
+static void regs_init(struct devif *d, struct csd_devif_regs *r)
 {
-	uint64_t off = (uint64_t)(cl->area - d->shm);
+	r->magic = htole32(CSD_DEVIF_MAGIC);
+	r->version = htole32(CSD_DEVIF_VERSION);
+	r->caps = htole32(CSD_DEVIF_CAP_WINDOW | CSD_DEVIF_CAP_CTX_OWNER |
+			  (d->dma ? CSD_DEVIF_CAP_DMA_RAM : 0));
+	r->heartbeat = htole64(d->heartbeat);
+	r->hb_period_ms = htole32(d->o.hb_ms);
+	r->max_clients = htole32(d->o.max_clients);
+	r->nr_io_queues = htole32(d->o.io_queues);
+	r->queue_depth = htole32(d->o.depth);
+	r->nr_vectors = htole32(d->nvec);
+	r->max_xfer = htole32(d->max_xfer);
+	r->shm_size = htole64(d->o.shm_size);
+	r->client_off = htole64(PAGE);
+	r->client_stride = 0;	/* v1.1: every client's area is at client_off */
+	r->q_off = htole64(d->q_off);
+	r->q_stride = htole64(d->q_stride);
+	r->sq_off = htole64(d->sq_off);
+	r->sqx_off = htole64(d->sqx_off);
+	r->cq_off = htole64(d->cq_off);
+	r->win_off = htole64(d->win_off);
+	r->win_size = htole64(d->win_size);
+	r->dma_size = htole64(d->dma_size);
+	/* release: every field above is visible before RDY */
+	shm_store_release32(&r->status, CSD_DEVIF_STS_RDY);
+}
 
-	/* zero the whole area; punching a hole also returns the memory */
-	if (fallocate(d->shm_fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-		      (off_t)off, (off_t)d->client_stride) < 0)
-		memset(cl->area, 0, d->win_off);
+/*
+ * Drop the daemon's side of a client's memory.  The memfd dies with the
+ * client's own mapping; a later attach of the slot gets a new, zeroed one,
+ * so nothing of this client is ever visible to the next.
+ */
+static void client_unmap(struct devif *d, struct devif_client *cl)
+{
+	uint32_t v;
+
+	if (cl->shm)
+		munmap(cl->shm, d->o.shm_size);
+	close_fd(&cl->shm_fd);
+	cl->shm = cl->area = cl->win = NULL;
+	cl->regs = NULL;
+	cl->ctl = NULL;
+	for (v = 0; v < CSD_DEVIF_MAX_QUEUES; v++) {
+		cl->q[v].sq = NULL;
+		cl->q[v].sqx = NULL;
+		cl->q[v].cq = NULL;
+	}
+}
+
+/*
+ * Create the client's own shared memory: a sealed memfd (the client cannot
+ * shrink it under the daemon's feet) holding a register page and this
+ * client's area only.
+ */
+static int client_map(struct devif *d, struct devif_client *cl)
+{
+	char name[32];
+	uint32_t v;
+	int rc;
+
+	snprintf(name, sizeof(name), "csd-fw client %u", cl->slot + 1);
+	cl->shm_fd = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (cl->shm_fd < 0 ||
+	    ftruncate(cl->shm_fd, (off_t)d->o.shm_size) < 0 ||
+	    fcntl(cl->shm_fd, F_ADD_SEALS,
+		  F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		goto err;
+	cl->shm = mmap(NULL, d->o.shm_size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       cl->shm_fd, 0);
+	if (cl->shm == MAP_FAILED) {
+		cl->shm = NULL;
+		goto err;
+	}
+	cl->regs = (struct csd_devif_regs *)cl->shm;
+	cl->area = cl->shm + PAGE;
+	cl->ctl = (struct csd_devif_client *)cl->area;
+	cl->win = cl->area + d->win_off;
+	for (v = 0; v < d->nvec; v++) {
+		struct dq *q = &cl->q[v];
+		uint8_t *qb = cl->area + d->q_off + v * d->q_stride;
+
+		q->sq = (struct csd_sqe *)(qb + d->sq_off);
+		q->sqx = (struct csd_devif_sqx *)(qb + d->sqx_off);
+		q->cq = (struct csd_cqe *)(qb + d->cq_off);
+		q->sq_head = 0;
+		q->cq_tail = 0;
+		q->phase = 1;		/* first pass writes phase 1 */
+		q->inflight = 0;
+	}
+	shm_store32(&cl->ctl->peer_id, cl->slot + 1);
+	shm_store32(&cl->ctl->generation, ++cl->generation);
+	shm_store32(&cl->ctl->state, CSD_DEVIF_CLIENT_ACTIVE);
+	regs_init(d, cl->regs);		/* RDY last, with release */
+	return 0;
+err:
+	rc = -errno;
+	logmsg(d, DEVIF_LOG_ERR, "client %u: shared memory: %s\n",
+	       cl->slot + 1, strerror(errno));
+	client_unmap(d, cl);
+	return rc;
 }
 
 static int client_attach(struct devif *d, int sock)
 {
 	struct devif_client *cl = NULL;
-	uint32_t i, v, gen;
+	uint32_t i, v;
 	int rc = 0;
 
 	for (i = 0; i < d->o.max_clients; i++) {
@@ -523,7 +709,8 @@ static int client_attach(struct devif *d, int sock)
 		}
 	}
 	if (!cl) {
-		logmsg("refusing a client: all %u slots busy\n",
+		logmsg(d, DEVIF_LOG_INFO,
+		       "refusing a client: all %u slots busy\n",
 		       d->o.max_clients);
 		close(sock);
 		return -EBUSY;
@@ -536,30 +723,19 @@ static int client_attach(struct devif *d, int sock)
 			goto err;
 		}
 	}
-	gen = le32toh(cl->ctl->generation);
-	client_reset_area(d, cl);
-	for (v = 0; v < d->nvec; v++) {
-		struct dq *q = &cl->q[v];
-
-		q->sq_head = 0;
-		q->cq_tail = 0;
-		q->phase = 1;		/* first pass writes phase 1 */
-		q->inflight = 0;
-	}
+	rc = client_map(d, cl);
+	if (rc)
+		goto err;
 	atomic_store(&cl->dead, false);
 	atomic_store(&cl->inflight, 0);
 	cl->sock = sock;
-	shm_store32(&cl->ctl->peer_id, cl->slot + 1);
-	shm_store32(&cl->ctl->generation, gen + 1);
-	shm_store32(&cl->ctl->error, 0);
-	shm_store_release32(&cl->ctl->state, CSD_DEVIF_CLIENT_ACTIVE);
 
 	/* the ivshmem server messages, in the spec's order */
 	rc = ivshm_send(sock, IVSHM_PROTOCOL_VERSION, -1);
 	if (!rc)
 		rc = ivshm_send(sock, cl->slot + 1, -1);
 	if (!rc)
-		rc = ivshm_send(sock, -1, d->shm_fd);
+		rc = ivshm_send(sock, -1, cl->shm_fd);
 	for (v = 0; !rc && v < d->nvec; v++)	/* peer "daemon": doorbells */
 		rc = ivshm_send(sock, CSD_DEVIF_DAEMON_PEER, cl->db_fd[v]);
 	for (v = 0; !rc && v < d->nvec; v++)	/* own vectors: interrupts */
@@ -567,12 +743,13 @@ static int client_attach(struct devif *d, int sock)
 	if (rc)
 		goto err;
 	cl->active = true;
-	logmsg("client %u connected (%u vectors)\n", cl->slot + 1, d->nvec);
+	logmsg(d, DEVIF_LOG_INFO, "client %u connected (%u vectors)\n",
+	       cl->slot + 1, d->nvec);
 	return 0;
 
 err:
-	logmsg("client setup failed: %s\n", strerror(-rc));
-	shm_store32(&cl->ctl->state, CSD_DEVIF_CLIENT_FREE);
+	logmsg(d, DEVIF_LOG_ERR, "client setup failed: %s\n", strerror(-rc));
+	client_unmap(d, cl);
 	for (v = 0; v < d->nvec; v++) {
 		close_fd(&cl->db_fd[v]);
 		close_fd(&cl->irq_fd[v]);
@@ -594,9 +771,9 @@ static void client_try_reap(struct devif *d, struct devif_client *cl)
 	for (v = 0; v < d->nvec; v++)
 		close_fd(&cl->irq_fd[v]);
 	shm_store_release32(&cl->ctl->state, CSD_DEVIF_CLIENT_FREE);
-	client_reset_area(d, cl);
+	client_unmap(d, cl);
 	cl->active = false;
-	logmsg("client %u released\n", cl->slot + 1);
+	logmsg(d, DEVIF_LOG_INFO, "client %u released\n", cl->slot + 1);
 }
 
 static void client_detach(struct devif *d, struct devif_client *cl)
@@ -607,7 +784,7 @@ static void client_detach(struct devif *d, struct devif_client *cl)
 	close_fd(&cl->sock);
 	for (v = 0; v < d->nvec; v++)
 		close_fd(&cl->db_fd[v]);
-	logmsg("client %u disconnected\n", cl->slot + 1);
+	logmsg(d, DEVIF_LOG_INFO, "client %u disconnected\n", cl->slot + 1);
 	client_try_reap(d, cl);
 }
 
@@ -632,6 +809,10 @@ static void client_sock_event(struct devif *d, struct devif_client *cl)
 
 /* ---- setup --------------------------------------------------------------- */
 
+/*
+ * Every client's memfd: the register page, then its client area (client
+ * page, queues, data window) up to the end.
+ */
 static int layout(struct devif *d, struct csdfw_config *cfg)
 {
 	const struct devif_opts *o = &d->o;
@@ -646,14 +827,15 @@ static int layout(struct devif *d, struct csdfw_config *cfg)
 		ALIGN_UP((uint64_t)o->depth * sizeof(struct csd_cqe), PAGE);
 	d->q_off = PAGE;
 	qbytes = d->q_off + d->nvec * d->q_stride;
-	d->client_stride = (o->shm_size - PAGE) / o->max_clients / PAGE * PAGE;
+	d->area_size = o->shm_size - PAGE;
 	d->win_off = qbytes;
-	if (d->client_stride < qbytes + (128u << 10)) {
-		logmsg("shm size %" PRIu64 " too small for %u clients\n",
-		       o->shm_size, o->max_clients);
+	if (d->area_size < qbytes + (128u << 10)) {
+		logmsg(d, DEVIF_LOG_ERR, "shm size %" PRIu64
+		       " too small for %u queues of %u entries\n",
+		       o->shm_size, d->nvec, o->depth);
 		return -EINVAL;
 	}
-	d->win_size = d->client_stride - qbytes;
+	d->win_size = d->area_size - qbytes;
 	/*
 	 * The largest command a client can bounce through its window: its
 	 * data pages plus the PRP list pages describing them (511 entries
@@ -662,7 +844,7 @@ static int layout(struct devif *d, struct csdfw_config *cfg)
 	pages = d->win_size / PAGE;
 	data_pages = (pages - 3) * 511 / 512;
 	if ((uint64_t)cfg->max_xfer > data_pages * PAGE) {
-		logmsg("max_xfer clamped from %u to %" PRIu64
+		logmsg(d, DEVIF_LOG_INFO, "max_xfer clamped from %u to %" PRIu64
 		       " bytes (data window %" PRIu64 " bytes)\n",
 		       cfg->max_xfer, data_pages * PAGE, d->win_size);
 		cfg->max_xfer = (uint32_t)(data_pages * PAGE);
@@ -678,11 +860,13 @@ static int map_dma(struct devif *d)
 	fd = open(d->o.dma_file, O_RDWR | O_CLOEXEC);
 	if (fd < 0) {
 		rc = -errno;
-		logmsg("--dma-file %s: %s\n", d->o.dma_file, strerror(errno));
+		logmsg(d, DEVIF_LOG_ERR, "--dma-file %s: %s\n", d->o.dma_file,
+		       strerror(errno));
 		return rc;
 	}
 	if (fstat(fd, &st) < 0 || st.st_size <= 0) {
-		logmsg("--dma-file %s: empty or unreadable\n", d->o.dma_file);
+		logmsg(d, DEVIF_LOG_ERR, "--dma-file %s: empty or unreadable\n",
+		       d->o.dma_file);
 		close(fd);
 		return -EINVAL;
 	}
@@ -693,40 +877,11 @@ static int map_dma(struct devif *d)
 	if (d->dma == MAP_FAILED) {
 		d->dma = NULL;
 		rc = -errno;
-		logmsg("--dma-file mmap: %s\n", strerror(errno));
+		logmsg(d, DEVIF_LOG_ERR, "--dma-file mmap: %s\n",
+		       strerror(errno));
 		return rc;
 	}
 	return 0;
-}
-
-static void regs_init(struct devif *d)
-{
-	struct csd_devif_regs *r = d->regs;
-
-	memset(r, 0, sizeof(*r));
-	r->magic = htole32(CSD_DEVIF_MAGIC);
-	r->version = htole32(CSD_DEVIF_VERSION);
-	r->caps = htole32(CSD_DEVIF_CAP_WINDOW | CSD_DEVIF_CAP_CTX_OWNER |
-			  (d->dma ? CSD_DEVIF_CAP_DMA_RAM : 0));
-	r->hb_period_ms = htole32(d->o.hb_ms);
-	r->max_clients = htole32(d->o.max_clients);
-	r->nr_io_queues = htole32(d->o.io_queues);
-	r->queue_depth = htole32(d->o.depth);
-	r->nr_vectors = htole32(d->nvec);
-	r->max_xfer = htole32(d->max_xfer);
-	r->shm_size = htole64(d->o.shm_size);
-	r->client_off = htole64(PAGE);
-	r->client_stride = htole64(d->client_stride);
-	r->q_off = htole64(d->q_off);
-	r->q_stride = htole64(d->q_stride);
-	r->sq_off = htole64(d->sq_off);
-	r->sqx_off = htole64(d->sqx_off);
-	r->cq_off = htole64(d->cq_off);
-	r->win_off = htole64(d->win_off);
-	r->win_size = htole64(d->win_size);
-	r->dma_size = htole64(d->dma_size);
-	/* release: every field above is visible before RDY */
-	shm_store_release32(&r->status, CSD_DEVIF_STS_RDY);
 }
 
 static void clients_init(struct devif *d)
@@ -739,26 +894,17 @@ static void clients_init(struct devif *d)
 		cl->d = d;
 		cl->slot = i;
 		cl->sock = -1;
-		cl->area = d->shm + PAGE + i * d->client_stride;
-		cl->ctl = (struct csd_devif_client *)cl->area;
-		cl->win = cl->area + d->win_off;
+		cl->shm_fd = -1;
 		atomic_init(&cl->dead, false);
 		atomic_init(&cl->inflight, 0);
 		for (v = 0; v < CSD_DEVIF_MAX_QUEUES; v++) {
 			struct dq *q = &cl->q[v];
-			uint8_t *qb = cl->area + d->q_off + v * d->q_stride;
 
 			cl->db_fd[v] = -1;
 			cl->irq_fd[v] = -1;
 			q->cl = cl;
 			q->qid = (uint16_t)v;
 			pthread_mutex_init(&q->cq_lock, NULL);
-			if (v < d->nvec) {
-				q->sq = (struct csd_sqe *)(qb + d->sq_off);
-				q->sqx = (struct csd_devif_sqx *)(qb +
-								  d->sqx_off);
-				q->cq = (struct csd_cqe *)(qb + d->cq_off);
-			}
 		}
 	}
 }
@@ -775,23 +921,27 @@ int devif_create(const struct devif_opts *o, struct csdfw_config *cfg,
 	int rc;
 
 	*dp = NULL;
-	if (!is_pow2(o->shm_size) || o->shm_size < (1u << 20) ||
-	    o->io_queues < 1 || o->io_queues > CSD_DEVIF_MAX_QUEUES - 1 ||
-	    o->depth < CSD_DEVIF_MIN_DEPTH || o->depth > CSD_DEVIF_MAX_DEPTH ||
-	    o->max_clients < 1 || o->max_clients > CSD_DEVIF_MAX_CLIENTS ||
-	    o->hb_ms < 1 || o->hb_ms > 10000) {
-		logmsg("bad options: shm size must be a power of two >= 1M, "
-		       "queues 1..%d, depth %d..%d, clients 1..%d\n",
-		       CSD_DEVIF_MAX_QUEUES - 1, CSD_DEVIF_MIN_DEPTH,
-		       CSD_DEVIF_MAX_DEPTH, CSD_DEVIF_MAX_CLIENTS);
-		return -EINVAL;
-	}
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	d->o = *o;
-	d->shm_fd = d->timer_fd = d->reap_fd = -1;
+	d->timer_fd = d->reap_fd = -1;
 	pthread_mutex_init(&d->own_lock, NULL);
+	if (!is_pow2(o->shm_size) || o->shm_size < (1u << 20) ||
+	    o->shm_size > (1ull << 40) ||
+	    o->io_queues < 1 || o->io_queues > CSD_DEVIF_MAX_QUEUES - 1 ||
+	    o->depth < CSD_DEVIF_MIN_DEPTH || o->depth > CSD_DEVIF_MAX_DEPTH ||
+	    o->max_clients < 1 || o->max_clients > CSD_DEVIF_MAX_CLIENTS ||
+	    o->hb_ms < 1 || o->hb_ms > 10000 || o->poll_us > 1000000) {
+		logmsg(d, DEVIF_LOG_ERR,
+		       "bad options: shm size must be a power of two 1M..1T, "
+		       "queues 1..%d, depth %d..%d, clients 1..%d, "
+		       "heartbeat 1..10000 ms, poll 0..1000000 us\n",
+		       CSD_DEVIF_MAX_QUEUES - 1, CSD_DEVIF_MIN_DEPTH,
+		       CSD_DEVIF_MAX_DEPTH, CSD_DEVIF_MAX_CLIENTS);
+		rc = -EINVAL;
+		goto err;
+	}
 	rc = layout(d, cfg);
 	if (rc)
 		goto err;
@@ -800,25 +950,12 @@ int devif_create(const struct devif_opts *o, struct csdfw_config *cfg,
 		rc = -ENOMEM;
 		goto err;
 	}
+	clients_init(d);
 	if (o->dma_file) {
 		rc = map_dma(d);
 		if (rc)
 			goto err;
 	}
-	d->shm_fd = memfd_create("csd-fw", MFD_CLOEXEC);
-	if (d->shm_fd < 0 || ftruncate(d->shm_fd, (off_t)o->shm_size) < 0) {
-		rc = -errno;
-		logmsg("shared memory: %s\n", strerror(errno));
-		goto err;
-	}
-	d->shm = mmap(NULL, o->shm_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-		      d->shm_fd, 0);
-	if (d->shm == MAP_FAILED) {
-		d->shm = NULL;
-		rc = -errno;
-		goto err;
-	}
-	d->regs = (struct csd_devif_regs *)d->shm;
 	d->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	d->reap_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (d->timer_fd < 0 || d->reap_fd < 0) {
@@ -827,7 +964,8 @@ int devif_create(const struct devif_opts *o, struct csdfw_config *cfg,
 	}
 	rc = csdfw_create(cfg, &d->fw);
 	if (rc) {
-		logmsg("firmware: %s\n", strerror(rc < 0 ? -rc : EIO));
+		logmsg(d, DEVIF_LOG_ERR, "firmware: %s\n",
+		       strerror(rc < 0 ? -rc : EIO));
 		d->fw = NULL;
 		rc = rc < 0 ? rc : -EIO;
 		goto err;
@@ -839,8 +977,9 @@ int devif_create(const struct devif_opts *o, struct csdfw_config *cfg,
 		rc = -ENOMEM;
 		goto err;
 	}
-	clients_init(d);
-	regs_init(d);
+	rc = devif_scan_orphans(d);
+	if (rc < 0)
+		goto err;
 	*dp = d;
 	return 0;
 
@@ -855,11 +994,13 @@ void devif_destroy(struct devif *d)
 
 	if (!d)
 		return;
-	if (d->regs)	/* clients (and a guest driver) see the shutdown */
-		shm_store_release32(&d->regs->status, CSD_DEVIF_STS_SHST);
 	for (i = 0; d->cl && i < d->o.max_clients; i++) {
 		struct devif_client *cl = &d->cl[i];
 
+		/* clients (and a guest driver) see the shutdown */
+		if (cl->regs)
+			shm_store_release32(&cl->regs->status,
+					    CSD_DEVIF_STS_SHST);
 		if (cl->active) {
 			atomic_store(&cl->dead, true);
 			close_fd(&cl->sock);
@@ -871,16 +1012,14 @@ void devif_destroy(struct devif *d)
 	if (d->fw)
 		csdfw_destroy(d->fw);
 	for (i = 0; d->cl && i < d->o.max_clients; i++) {
+		client_unmap(d, &d->cl[i]);
 		for (v = 0; v < CSD_DEVIF_MAX_QUEUES; v++) {
 			close_fd(&d->cl[i].irq_fd[v]);
 			pthread_mutex_destroy(&d->cl[i].q[v].cq_lock);
 		}
 	}
-	if (d->shm)
-		munmap(d->shm, d->o.shm_size);
 	if (d->dma)
 		munmap(d->dma, d->dma_size);
-	close_fd(&d->shm_fd);
 	close_fd(&d->timer_fd);
 	close_fd(&d->reap_fd);
 	pthread_mutex_destroy(&d->own_lock);
@@ -906,19 +1045,102 @@ static void heartbeat_tick(struct devif *d)
 
 	if (read(d->timer_fd, &exp, sizeof(exp)) < 0 && errno != EAGAIN)
 		return;
-	/* release: clients pair it with an acquire load */
-	shm_store_release64(&d->regs->heartbeat, ++d->heartbeat);
-	/* a periodic rescan catches doorbells a client did not ring (or rang
-	 * while its CQ was full) */
-	for (i = 0; i < d->o.max_clients; i++)
-		if (d->cl[i].active && !atomic_load(&d->cl[i].dead))
-			client_process_all(&d->cl[i]);
+	d->heartbeat++;
+	for (i = 0; i < d->o.max_clients; i++) {
+		struct devif_client *cl = &d->cl[i];
+
+		if (!cl->active || atomic_load(&cl->dead))
+			continue;
+		/* every client's own register page; release: clients pair
+		 * it with an acquire load */
+		shm_store_release64(&cl->regs->heartbeat, d->heartbeat);
+		/* a periodic rescan catches doorbells a client did not ring
+		 * (or rang while its CQ was full) */
+		client_process_all(cl);
+	}
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+/* Tell every live client whether we busy-poll its doorbells. */
+static void set_db_poll(struct devif *d, uint32_t on)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->o.max_clients; i++) {
+		struct devif_client *cl = &d->cl[i];
+
+		if (cl->active && !atomic_load(&cl->dead))
+			__atomic_store_n(&cl->ctl->db_poll, htole32(on),
+					 __ATOMIC_RELAXED);
+	}
+	/* pairs with the client's barrier between its tail store and its
+	 * db_poll load: after clearing, a rescan sees every tail a client
+	 * published without ringing */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+/* One pass over every live queue's tail doorbell in memory; the number of
+ * commands fetched. */
+static uint32_t poll_doorbells(struct devif *d)
+{
+	uint32_t i, v, n = 0;
+
+	for (i = 0; i < d->o.max_clients; i++) {
+		struct devif_client *cl = &d->cl[i];
+
+		if (!cl->active || atomic_load(&cl->dead))
+			continue;
+		for (v = 0; v < d->nvec; v++) {
+			struct dq *q = &cl->q[v];
+
+			if (shm_load_acquire32(&cl->ctl->db[v].sq_tail) !=
+			    q->sq_head)
+				n += queue_process(q);
+		}
+	}
+	return n;
+}
+
+/* Spin on the doorbells in memory for up to a slice (or until the busy-poll
+ * window since the last command closes); updates *last. */
+#define SPIN_SLICE_NS	50000ull
+
+static void spin_doorbells(struct devif *d, uint64_t *last)
+{
+	uint64_t win = (uint64_t)d->o.poll_us * 1000, t0 = mono_ns(), now;
+	unsigned int k = 0;
+
+	for (;;) {
+		if (poll_doorbells(d))
+			*last = mono_ns();
+		for (k = 0; k < 16; k++)
+			cpu_relax();
+		now = mono_ns();
+		if (now - t0 >= SPIN_SLICE_NS || now - *last >= win)
+			return;
+	}
 }
 
 int devif_run(struct devif *d, int lfd, int stop_fd)
 {
 	size_t maxfd = 4 + (size_t)d->o.max_clients * (1 + d->nvec);
+	uint64_t win = (uint64_t)d->o.poll_us * 1000, last = 0;
 	struct itimerspec its = { 0 };
+	bool spinning = false;
 	struct evtag *tag;
 	struct pollfd *pf;
 	uint64_t val;
@@ -939,7 +1161,28 @@ int devif_run(struct devif *d, int lfd, int stop_fd)
 	for (;;) {
 		size_t n = 0, k;
 		uint32_t i, v;
+		int timeout = -1;
 
+		/*
+		 * Busy-poll window: for poll_us after the last command, look
+		 * at the doorbells in memory instead of sleeping (clients
+		 * that see db_poll skip their eventfd kick).  Before
+		 * sleeping, clear db_poll and look once more.
+		 */
+		if (win && mono_ns() - last < win) {
+			if (!spinning) {
+				set_db_poll(d, 1);
+				spinning = true;
+			}
+			timeout = 0;
+		} else if (spinning) {
+			set_db_poll(d, 0);
+			spinning = false;
+			if (poll_doorbells(d)) {
+				last = mono_ns();
+				continue;
+			}
+		}
 #define ADD(fd_, kind_, slot_, q_) do {					\
 		pf[n].fd = (fd_);					\
 		pf[n].events = POLLIN;					\
@@ -963,7 +1206,7 @@ int devif_run(struct devif *d, int lfd, int stop_fd)
 				ADD(cl->db_fd[v], EV_DB, i, v);
 		}
 #undef ADD
-		if (poll(pf, n, -1) < 0) {
+		if (poll(pf, n, timeout) < 0) {
 			if (errno == EINTR)
 				continue;
 			rc = -errno;
@@ -978,8 +1221,8 @@ int devif_run(struct devif *d, int lfd, int stop_fd)
 			case EV_LISTEN: {
 				int s = ivshm_accept(lfd);
 
-				if (s >= 0)
-					client_attach(d, s);
+				if (s >= 0 && !client_attach(d, s) && spinning)
+					set_db_poll(d, 1);
 				break;
 			}
 			case EV_STOP:
@@ -1004,10 +1247,13 @@ int devif_run(struct devif *d, int lfd, int stop_fd)
 				if (eventfd_read(cl->db_fd[tag[k].q], &val) < 0 &&
 				    errno != EAGAIN)
 					break;
-				queue_process(&cl->q[tag[k].q]);
+				if (queue_process(&cl->q[tag[k].q]))
+					last = mono_ns();
 				break;
 			}
 		}
+		if (timeout == 0)
+			spin_doorbells(d, &last);
 	}
 out:
 	free(pf);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * transport_shm.c - "shm:PATH[,timeout=MS]": the csd-fw daemon over the csd
- * device interface (Documentation/device-interface.md).
+ * transport_shm.c - "shm:PATH[,timeout=MS][,poll[=US]]": the csd-fw daemon
+ * over the csd device interface (Documentation/device-interface.md).
  *
  * The library connects to the daemon's unix socket as an ordinary ivshmem
  * client (the same protocol QEMU's ivshmem-doorbell speaks), maps the shared
@@ -13,6 +13,19 @@
  * client's data window (copy in before submission for writes, copy out
  * after completion for reads), described to the daemon with NVMe PRPs
  * (window addresses, bit 63 set).
+ *
+ * Completion modes.  Interrupt mode (the default): a completion thread
+ * sleeps on the client's eventfd vectors and calls the completion callbacks.
+ * Polled mode (",poll", optionally ",poll=US", default 200 us): the thread
+ * that submits a command spins on its CQ's phase bits -- no eventfd, no
+ * sleep -- for up to US microseconds and runs every completion it finds
+ * (its own included, so a synchronous call returns without a context
+ * switch); while it spins it sets the queue's cq_poll word, so the daemon
+ * skips the interrupt.  A command still outstanding after the window is
+ * left to the completion thread (interrupts on again), so a long command
+ * (an attention read waiting for its job) costs at most US of spinning.
+ * Both modes skip the doorbell eventfd kick while the daemon says it is
+ * busy-polling (db_poll).
  *
  * Daemon death (socket EOF, a stalled heartbeat, a shutdown or fatal status)
  * fails every pending command with an INTERNAL error status (-EIO) and
@@ -42,12 +55,14 @@
 #define SHM_CONNECT_MS		5000	/* server messages at connect */
 #define SHM_DEFAULT_TIMEOUT_MS	3000	/* heartbeat stall => dead */
 #define SHM_POLL_MS		50
+#define SHM_SPIN_US_DEFAULT	200	/* ",poll" window */
 
 struct shm_req {
 	csd_cpl_fn done;
 	void *arg;
 	bool used;
 	bool copy_out;
+	uint32_t gen;			/* bumped at every completion */
 	struct csd_seg seg[CSD_MAX_SEGS];
 	unsigned int nseg;
 	size_t len;
@@ -64,8 +79,10 @@ struct shm_q {
 	struct csd_devif_qdb *db;
 	uint32_t sq_tail;		/* lock */
 	uint32_t inflight;		/* lock */
-	uint32_t cq_head;		/* completion thread */
-	uint16_t phase;			/* completion thread */
+	pthread_mutex_t rlock;		/* CQ side: cq_head, phase */
+	uint32_t cq_head;		/* rlock */
+	uint16_t phase;			/* rlock */
+	atomic_uint spinners;		/* threads polling this CQ */
 	struct shm_req *req;		/* [depth], index = cid */
 	uint16_t *free_cid;		/* stack */
 	uint32_t nfree;
@@ -83,6 +100,7 @@ struct shm_tp {
 	uint64_t win_size;
 	uint32_t win_pages;
 	uint32_t depth, nvec, peer, max_xfer, timeout_ms;
+	uint32_t spin_us;		/* polled mode window, 0 = interrupts */
 	struct shm_q q[CSD_DEVIF_MAX_QUEUES];
 	atomic_uint rr;
 	/* bounce allocator: one byte per window page, 1 = used */
@@ -216,7 +234,7 @@ static int recv_fd(int sock, int64_t want, int *fd)
 static int map_layout(struct shm_tp *t)
 {
 	const struct csd_devif_regs *r = t->regs;
-	uint64_t co, cs, qo, qs, so, xo, cqo, wo, ws, area, qend;
+	uint64_t co, cs, qo, qs, so, xo, cqo, wo, ws, area, asize, qend;
 	uint32_t nq, slot = t->peer - 1, v;
 
 	if (t->shm_size < sizeof(*r) || ld32(&r->magic) != CSD_DEVIF_MAGIC) {
@@ -245,13 +263,18 @@ static int map_layout(struct shm_tp *t)
 	ws = le64toh(r->win_size);
 	if (nq < 1 || nq + 1 > CSD_DEVIF_MAX_QUEUES || t->nvec != nq + 1 ||
 	    t->depth < CSD_DEVIF_MIN_DEPTH || t->depth > CSD_DEVIF_MAX_DEPTH ||
-	    slot >= ld32(&r->max_clients) || cs < PAGE || co % PAGE ||
+	    slot >= ld32(&r->max_clients) || co % PAGE || co < PAGE ||
 	    cs % PAGE || wo % PAGE || ws < PAGE || t->max_xfer < PAGE)
 		return -EPROTO;
 	area = co + (uint64_t)slot * cs;
+	if (area > t->shm_size)
+		return -EPROTO;
+	/* the area ends at the next slot's, or (v1.1: stride 0, one client
+	 * per memory) at the end of the memory */
+	asize = cs ? cs : t->shm_size - area;
 	qend = qo + (uint64_t)t->nvec * qs;
-	if (area > t->shm_size || cs > t->shm_size - area || qend > wo ||
-	    wo > cs || ws > cs - wo || qo < PAGE ||
+	if (asize < PAGE || asize > t->shm_size - area || qend > wo ||
+	    wo > asize || ws > asize - wo || qo < PAGE ||
 	    so + (uint64_t)t->depth * 64 > qs ||
 	    xo + (uint64_t)t->depth * 8 > qs ||
 	    cqo + (uint64_t)t->depth * 16 > qs)
@@ -437,6 +460,8 @@ static void req_finish(struct shm_tp *t, struct shm_q *q, uint16_t cid,
 	}
 	r = q->req[cid];
 	q->req[cid].used = false;
+	/* a polling submitter watches this to see its command done */
+	__atomic_store_n(&q->req[cid].gen, r.gen + 1, __ATOMIC_RELEASE);
 	q->free_cid[q->nfree++] = cid;
 	q->inflight--;
 	pthread_cond_broadcast(&q->cond);
@@ -455,33 +480,108 @@ static void req_finish(struct shm_tp *t, struct shm_q *q, uint16_t cid,
 	pending_add(t, -1);
 }
 
-/* Consume the new CQEs of @q. */
-static void queue_reap(struct shm_tp *t, struct shm_q *q)
+/* Take the next new CQE of @q, if any (caller holds q->rlock). */
+static bool cq_pop(struct shm_tp *t, struct shm_q *q, uint16_t *cid,
+		   struct csd_cpl *cpl)
 {
+	const uint32_t *w = (const uint32_t *)&q->cq[q->cq_head];
 	uint32_t w3;
-	const uint32_t *w;
-	struct csd_cpl cpl;
 	uint16_t status;
 
-	for (;;) {
-		w = (const uint32_t *)&q->cq[q->cq_head];
-		/* acquire: the phase flip publishes the rest of the entry */
-		w3 = ld_acquire32(&w[3]);
-		status = (uint16_t)(w3 >> 16);
-		if ((status & 1) != q->phase)
-			break;
-		cpl.dw0 = ld32(&w[0]);
-		cpl.dw1 = ld32(&w[1]);
-		cpl.status = (uint16_t)(status >> 1);
-		if (++q->cq_head == t->depth) {
-			q->cq_head = 0;
-			q->phase ^= 1;
-		}
-		/* release the slot to the daemon before reporting (the
-		 * callback may submit again) */
-		st_release32(&q->db->cq_head, q->cq_head);
-		req_finish(t, q, (uint16_t)(w3 & 0xffff), &cpl);
+	/* acquire: the phase flip publishes the rest of the entry */
+	w3 = ld_acquire32(&w[3]);
+	status = (uint16_t)(w3 >> 16);
+	if ((status & 1) != q->phase)
+		return false;
+	cpl->dw0 = ld32(&w[0]);
+	cpl->dw1 = ld32(&w[1]);
+	cpl->status = (uint16_t)(status >> 1);
+	*cid = (uint16_t)(w3 & 0xffff);
+	if (++q->cq_head == t->depth) {
+		q->cq_head = 0;
+		q->phase ^= 1;
 	}
+	/* release the slot to the daemon before reporting */
+	st_release32(&q->db->cq_head, q->cq_head);
+	return true;
+}
+
+/*
+ * Consume the new CQEs of @q; callbacks run without q->rlock held (they may
+ * submit again).  @block: wait for the reap lock (completion thread, end of
+ * a spin); else give up when another thread is reaping (a spinner).
+ */
+static void queue_reap(struct shm_tp *t, struct shm_q *q, bool block)
+{
+	struct csd_cpl cpl;
+	uint16_t cid;
+	bool got;
+
+	for (;;) {
+		if (block)
+			pthread_mutex_lock(&q->rlock);
+		else if (pthread_mutex_trylock(&q->rlock))
+			return;
+		got = cq_pop(t, q, &cid, &cpl);
+		pthread_mutex_unlock(&q->rlock);
+		if (!got)
+			return;
+		req_finish(t, q, cid, &cpl);
+	}
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+	__builtin_ia32_pause();
+#endif
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* Polled mode: this thread polls @q's CQ; interrupts off while anyone
+ * does.  Called before the command's tail is published. */
+static void spin_enter(struct shm_q *q)
+{
+	if (atomic_fetch_add(&q->spinners, 1) == 0)
+		__atomic_store_n(&q->db->cq_poll, htole32(1), __ATOMIC_RELAXED);
+}
+
+static void spin_leave(struct shm_tp *t, struct shm_q *q)
+{
+	if (atomic_fetch_sub(&q->spinners, 1) != 1)
+		return;
+	__atomic_store_n(&q->db->cq_poll, 0, __ATOMIC_RELAXED);
+	/* pairs with the daemon's barrier between its CQE store and its
+	 * cq_poll load: a CQE posted without an interrupt is seen here */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	queue_reap(t, q, true);
+}
+
+/* Spin on @q's phase bits until request @cid (generation @gen) is done, the
+ * window closes or the device dies; completions found are run here. */
+static void spin_wait(struct shm_tp *t, struct shm_q *q, uint16_t cid,
+		      uint32_t gen)
+{
+	uint64_t end = now_ns() + (uint64_t)t->spin_us * 1000;
+	unsigned int k = 0;
+
+	for (;;) {
+		queue_reap(t, q, false);
+		if (__atomic_load_n(&q->req[cid].gen, __ATOMIC_ACQUIRE) != gen ||
+		    is_dead(t))
+			break;
+		cpu_relax();
+		if (++k % 64 == 0 && now_ns() > end)
+			break;
+	}
+	spin_leave(t, q);
 }
 
 /* The daemon is gone: fail everything pending, refuse everything new. */
@@ -553,7 +653,7 @@ static void *completion_thread(void *arg)
 				eventfd_read(t->q[v].irq_fd, &val);
 		/* scan every queue: a missed vector costs one poll period */
 		for (v = 0; v < t->nvec; v++)
-			queue_reap(t, &t->q[v]);
+			queue_reap(t, &t->q[v], true);
 		if (n > 0 && pf[t->nvec].revents) {
 			ssize_t r = read(t->sock, buf, sizeof(buf));
 
@@ -597,6 +697,7 @@ static void shm_free(struct shm_tp *t)
 		free(q->req);
 		free(q->free_cid);
 		pthread_mutex_destroy(&q->lock);
+		pthread_mutex_destroy(&q->rlock);
 		pthread_cond_destroy(&q->cond);
 	}
 	if (t->shm)
@@ -637,6 +738,16 @@ static int parse_opts(struct shm_tp *t, const char *opts, char *path,
 			    v < 100 || v > 600000)
 				return -EINVAL;
 			t->timeout_ms = (uint32_t)v;
+		} else if (!strncmp(o, "poll", 4) &&
+			   (o[4] == ',' || !o[4])) {
+			t->spin_us = SHM_SPIN_US_DEFAULT;
+		} else if (!strncmp(o, "poll=", 5)) {
+			errno = 0;
+			v = strtoul(o + 5, &end, 10);
+			if (errno || end == o + 5 || (*end && *end != ',') ||
+			    v < 1 || v > 1000000)
+				return -EINVAL;
+			t->spin_us = (uint32_t)v;
 		} else {
 			csd_debug("shm: unknown option \"%s\"\n", o);
 			return -EINVAL;
@@ -669,7 +780,9 @@ static int shm_open_tp(struct csd_dev *dev, const char *opts)
 		t->q[v].irq_fd = -1;
 		t->q[v].qid = (uint16_t)v;
 		pthread_mutex_init(&t->q[v].lock, NULL);
+		pthread_mutex_init(&t->q[v].rlock, NULL);
 		pthread_cond_init(&t->q[v].cond, NULL);
+		atomic_init(&t->q[v].spinners, 0);
 	}
 	rc = parse_opts(t, opts ? opts : "", path, sizeof(path));
 	if (rc)
@@ -786,6 +899,7 @@ static int shm_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 	uint8_t dir = CSD_OPC_XFER(sqe->opcode);
 	size_t len = 0, off;
 	uint16_t cid;
+	uint32_t gen;
 	unsigned int i;
 	int rc;
 
@@ -845,8 +959,11 @@ static int shm_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 	r->len = len;
 	r->bpage = bpage;
 	r->npages = npages;
+	gen = r->gen;
 	q->inflight++;
 	pending_add(t, 1);
+	if (t->spin_us)		/* interrupts off before the daemon can look */
+		spin_enter(q);
 
 	s.cid = cid;
 	slot = q->sq_tail;
@@ -859,9 +976,17 @@ static int shm_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 	 * before the new tail */
 	st_release32(&q->db->sq_tail, q->sq_tail);
 	pthread_mutex_unlock(&q->lock);
-	/* kick the daemon's vector for this queue */
-	if (eventfd_write(q->db_fd, 1) < 0)
+	/*
+	 * Kick the daemon's vector for this queue, unless it busy-polls our
+	 * doorbells.  The full barrier orders the tail store before the
+	 * db_poll load; the daemon clears db_poll, barrier, then rescans the
+	 * tails before it sleeps, so a skipped kick is never lost.
+	 */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	if (!ld32(&t->ctl->db_poll) && eventfd_write(q->db_fd, 1) < 0)
 		csd_debug("shm: doorbell write: %s\n", strerror(errno));
+	if (t->spin_us)
+		spin_wait(t, q, cid, gen);
 	return 0;
 }
 

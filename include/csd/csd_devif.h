@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
 /*
- * csd_devif.h - the csd device interface (version 1.0): the shared-memory
+ * csd_devif.h - the csd device interface (version 1.1): the shared-memory
  * layout and doorbell protocol spoken between the csd-fw daemon and its
  * clients (libcsd's shm: transport; QEMU's ivshmem-doorbell device driven by
  * the csd.ko guest driver, where this memory is BAR2).
@@ -9,10 +9,13 @@
  * Plain C, usable from the kernel: no userspace-only dependencies.  All
  * multi-byte fields are little-endian.
  *
- * Shared memory:
+ * Shared memory (each client gets its own: since v1.1 it holds the register
+ * page and that client's area only, and client_stride is 0):
  *
  *   0                       struct csd_devif_regs (4 KiB register page)
- *   client_off + k*stride   client area of client slot k (peer id k + 1):
+ *   client_off + k*stride   client area of client slot k (peer id k + 1);
+ *                           it ends at client_off + stride, or at shm_size
+ *                           when stride is 0:
  *     +0                      struct csd_devif_client (4 KiB: doorbells)
  *     +q_off + q*q_stride     queue q (0 admin, 1..nr_io_queues I/O):
  *        +sq_off                SQ ring:  queue_depth x struct csd_sqe
@@ -37,7 +40,7 @@
 
 #define CSD_DEVIF_MAGIC		0x56445343u	/* "CSDV" little-endian */
 #define CSD_DEVIF_MAJOR		1
-#define CSD_DEVIF_MINOR		0
+#define CSD_DEVIF_MINOR		1
 #define CSD_DEVIF_VERSION	((CSD_DEVIF_MAJOR << 16) | CSD_DEVIF_MINOR)
 
 #define CSD_DEVIF_PAGE		4096u		/* PRP page size, alignment */
@@ -89,7 +92,7 @@ struct csd_devif_regs {
 	uint32_t max_xfer;	/*  44 bytes per command (= Identify max_xfer) */
 	uint64_t shm_size;	/*  48 */
 	uint64_t client_off;	/*  56 client area of slot 0 */
-	uint64_t client_stride;	/*  64 */
+	uint64_t client_stride;	/*  64 0 since v1.1: one client per memory */
 	/* the rest are relative to the start of a client area */
 	uint64_t q_off;		/*  72 queue 0 */
 	uint64_t q_stride;	/*  80 */
@@ -108,7 +111,9 @@ struct csd_devif_regs {
  */
 struct csd_devif_qdb {
 	uint32_t sq_tail;	/* client writes (release), daemon reads */
-	uint32_t rsvd0[15];
+	uint32_t cq_poll;	/* v1.1, client writes: non-zero while it polls
+				 * this CQ; the daemon may skip the interrupt */
+	uint32_t rsvd0[14];
 	uint32_t cq_head;	/* client writes (release), daemon reads */
 	uint32_t rsvd1[15];
 };
@@ -133,7 +138,10 @@ struct csd_devif_client {
 	uint32_t peer_id;	/* daemon writes: = slot + 1 */
 	uint32_t generation;	/* daemon writes: bumped at every attach */
 	uint32_t error;		/* daemon writes: enum csd_devif_client_error */
-	uint8_t  rsvd[112];
+	uint32_t db_poll;	/* v1.1, daemon writes: non-zero while it
+				 * busy-polls this client's sq_tail doorbells;
+				 * the eventfd kick may be skipped */
+	uint8_t  rsvd[108];
 	struct csd_devif_qdb db[CSD_DEVIF_MAX_QUEUES];	/* offset 128 */
 	uint8_t  rsvd2[4096 - 128 - CSD_DEVIF_MAX_QUEUES * 128];
 };
@@ -159,6 +167,9 @@ _Static_assert(offsetof(struct csd_devif_regs, dma_size) == 128,
 	       "devif dma_size");
 _Static_assert(sizeof(struct csd_devif_qdb) == 128, "devif qdb size");
 _Static_assert(offsetof(struct csd_devif_qdb, cq_head) == 64, "devif cq_head");
+_Static_assert(offsetof(struct csd_devif_qdb, cq_poll) == 4, "devif cq_poll");
+_Static_assert(offsetof(struct csd_devif_client, db_poll) == 16,
+	       "devif db_poll");
 _Static_assert(sizeof(struct csd_devif_client) == 4096, "devif client size");
 _Static_assert(offsetof(struct csd_devif_client, db) == 128, "devif db");
 _Static_assert(sizeof(struct csd_devif_sqx) == 8, "devif sqx size");

@@ -169,6 +169,7 @@ struct raw {
 	int sock;
 	uint8_t *shm;
 	size_t size;
+	ino_t ino;			/* the memfd's inode */
 	struct csd_devif_regs *regs;
 	struct csd_devif_client *ctl;
 	uint8_t *win;
@@ -229,6 +230,7 @@ static int raw_connect(struct raw *r, const char *path)
 	if (raw_recv(r->sock, &v, &fd) || v != -1 || fd < 0 || fstat(fd, &st))
 		return fail_at(4);
 	r->size = (size_t)st.st_size;
+	r->ino = st.st_ino;
 	r->shm = mmap(NULL, r->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
 	if (r->shm == MAP_FAILED)
@@ -549,6 +551,174 @@ static void test_bad_prps(void)
 	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
 }
 
+/*
+ * Doorbell values and queue ids a client cannot legitimately produce: a
+ * huge eventfd value, doorbell words of queues that do not exist (the
+ * client page has room for 17), and NVMe queue-management admin opcodes
+ * naming bogus queue ids (queues are fixed here: invalid opcode).
+ */
+static void test_hostile_queue_ids(void)
+{
+	const int inval_opc = ST(CSD_SCT_GENERIC, CSD_SC_INVALID_OPCODE) |
+			      CSD_STATUS_DNR;
+	static const uint8_t qmgmt[] = { 0x00, 0x01, 0x04, 0x05 };
+	struct daemon d;
+	struct raw r;
+	struct csd_cqe c;
+	uint32_t v, i;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	CU_ASSERT_FATAL(r.nvec < CSD_DEVIF_MAX_QUEUES);
+	/* doorbell words past the last queue: nothing reads them */
+	for (v = r.nvec; v < CSD_DEVIF_MAX_QUEUES; v++) {
+		__atomic_store_n(&r.ctl->db[v].sq_tail, 5u, __ATOMIC_RELEASE);
+		__atomic_store_n(&r.ctl->db[v].cq_head, 7u, __ATOMIC_RELEASE);
+	}
+	/* the largest value an eventfd takes, on every vector */
+	for (v = 0; v < r.nvec; v++)
+		eventfd_write(r.db[v], 0xfffffffffffffffeull);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	/* NVMe Delete/Create I/O SQ/CQ with queue ids 0, 1, 99, 0xffff */
+	for (i = 0; i < sizeof(qmgmt); i++) {
+		struct csd_sqe s = { .opcode = qmgmt[i], .cid = (uint16_t)i,
+				     .cdw10 = (uint32_t)(i * 33) | 63u << 16,
+				     .cdw11 = 1, .prp1 = W(0) };
+
+		s.cdw10 = (i & 1 ? 0xffffu : 99u) | 63u << 16;
+		raw_submit(&r, 0, &s, i & 1 ? 4096 : 0);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.status >> 1, inval_opc);
+		CU_ASSERT_EQUAL(c.sq_id, 0);
+	}
+	CU_ASSERT_EQUAL(r.ctl->error, 0);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* The same CID many times at once: each entry completes on its own, with
+ * the CID it carried (the daemon does not track CIDs). */
+static void test_reused_cids(void)
+{
+	struct daemon d;
+	struct raw r;
+	struct csd_cqe c;
+	uint32_t i, n, ok = 0, heads[CSD_DEVIF_MAX_DEPTH] = { 0 };
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	n = r.depth - 1;
+	for (i = 0; i < n; i++) {
+		struct rawq *rq = &r.q[1];
+		struct csd_sqe s = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = 42 };
+
+		rq->sq[rq->tail] = s;
+		rq->sqx[rq->tail].data_len = 0;
+		rq->sqx[rq->tail].flags = 0;
+		rq->tail = (rq->tail + 1) % r.depth;
+	}
+	raw_ring(&r, 1, r.q[1].tail);
+	for (i = 0; i < n; i++) {
+		if (raw_wait(&r, 1, &c))
+			break;
+		CU_ASSERT_EQUAL(c.cid, 42);
+		CU_ASSERT_EQUAL(c.status >> 1, 0);
+		if (c.sq_head < r.depth)
+			heads[c.sq_head]++;
+		ok++;
+	}
+	CU_ASSERT_EQUAL(ok, n);
+	/* every SQ head position reported exactly once */
+	for (i = 0; i < n; i++)
+		CU_ASSERT_EQUAL(heads[(i + 1) % r.depth], 1);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* Wait (bounded) until the CQE at @idx of queue @q carries phase @ph,
+ * without consuming anything. */
+static int raw_peek(struct raw *r, uint32_t q, uint32_t idx, uint16_t ph)
+{
+	int i;
+
+	for (i = 0; i < WAIT_MS / 5; i++) {
+		uint16_t st = __atomic_load_n(&r->q[q].cq[idx].status,
+					      __ATOMIC_ACQUIRE);
+
+		if ((st & 1) == ph)
+			return 0;
+		sleep_ms(5);
+	}
+	return -1;
+}
+
+/*
+ * Queue overflow: with its CQ full (nothing consumed) the client keeps
+ * writing entries and moves its tail by depth + 3 -- lapping the SQ.  The
+ * ring says 3 new entries, so exactly 3 are fetched (the last contents of
+ * those slots) once the CQ has room, then a marker command proves nothing
+ * else was; the daemon never overwrites an unconsumed CQE.
+ */
+static void test_queue_overflow(void)
+{
+	struct daemon d;
+	struct raw r;
+	struct csd_cqe c;
+	struct rawq *rq;
+	uint32_t i, n, extra;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	rq = &r.q[1];
+	n = r.depth - 1;
+	for (i = 0; i < n; i++) {
+		struct csd_sqe s = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = (uint16_t)i };
+
+		raw_submit(&r, 1, &s, 0);
+	}
+	/* the CQ now fills up: n entries, none consumed */
+	CU_ASSERT_EQUAL_FATAL(raw_peek(&r, 1, n - 1, 1), 0);
+	/* lap the SQ: depth + 3 more entries, cids 1000 + i */
+	extra = r.depth + 3;
+	for (i = 0; i < extra; i++) {
+		struct csd_sqe s = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = (uint16_t)(1000 + i) };
+
+		rq->sq[rq->tail] = s;
+		rq->sqx[rq->tail].data_len = 0;
+		rq->sqx[rq->tail].flags = 0;
+		rq->tail = (rq->tail + 1) % r.depth;
+	}
+	raw_ring(&r, 1, rq->tail);
+	/* the unconsumed CQEs are intact: cids 0..n-1 in order */
+	for (i = 0; i < n; i++) {
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 1, &c), 0);
+		CU_ASSERT_EQUAL(c.cid, i);
+		CU_ASSERT_EQUAL(c.status >> 1, 0);
+	}
+	/* head moved: ring again, the 3 lapped entries come through */
+	raw_ring(&r, 1, rq->tail);
+	for (i = 0; i < 3; i++) {
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 1, &c), 0);
+		CU_ASSERT_EQUAL(c.cid, 1000 + extra - 3 + i);
+	}
+	{
+		struct csd_sqe s = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = 0x7777 };
+
+		raw_submit(&r, 1, &s, 0);
+		CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 1, &c), 0);
+		CU_ASSERT_EQUAL(c.cid, 0x7777);
+	}
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
 /* A client that fills its SQ without ever consuming completions: the daemon
  * holds back (never overruns the CQ), then resumes once the head moves. */
 static void test_cq_backpressure(void)
@@ -786,6 +956,11 @@ static void test_daemon_killed(void)
 	kill_mid_stream(SIGKILL, "");
 }
 
+static void test_daemon_killed_polled(void)
+{
+	kill_mid_stream(SIGKILL, ",poll");
+}
+
 static void test_daemon_hung(void)
 {
 	/* a stopped daemon: only the heartbeat tells */
@@ -909,12 +1084,351 @@ static void test_client_limit(void)
 	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
 }
 
+/* ---- per-client shared memory (devif v1.1) ------------------------------ */
+
+/* The mapping of this process named "memfd:csd-fw client <peer>" other than
+ * @not (libcsd's own mapping of its memfd); NULL if none. */
+static uint8_t *find_client_map(uint32_t peer, const uint8_t *not,
+				size_t *len)
+{
+	char line[512], want[48];
+	uint8_t *found = NULL;
+	FILE *f = fopen("/proc/self/maps", "r");
+
+	if (!f)
+		return NULL;
+	snprintf(want, sizeof(want), "memfd:csd-fw client %u ", peer);
+	while (!found && fgets(line, sizeof(line), f)) {
+		unsigned long lo, hi;
+
+		if (!strstr(line, want) ||
+		    sscanf(line, "%lx-%lx", &lo, &hi) != 2 ||
+		    (uint8_t *)lo == not)
+			continue;
+		found = (uint8_t *)lo;
+		*len = hi - lo;
+	}
+	fclose(f);
+	return found;
+}
+
+/*
+ * Every client has its own memfd: register page + its own area only.  A
+ * writes a distinctive pattern through its data window (a KV append); B and
+ * C scan their whole mappings and never find it (a positive control finds
+ * it in A's); doorbells one client writes land in its own memory only; a
+ * slot reused after a detach starts from zeroed memory.
+ */
+static void test_memory_isolation(void)
+{
+	struct daemon d;
+	struct csd_dev *a = NULL;
+	struct csd_ctx *ctx = NULL;
+	struct raw b, c, e;
+	const size_t row = 2 * 64 * 4;
+	const uint32_t ntok = 64;
+	uint8_t *pat, *amap;
+	uint64_t seed = 0xc5d;
+	size_t alen = 0, i;
+	int k;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &a), 0);	/* peer 1 */
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&b, d.sock), 0);	/* peer 2 */
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&c, d.sock), 0);	/* peer 3 */
+	CU_ASSERT_EQUAL(b.peer, 2);
+	CU_ASSERT_EQUAL(c.peer, 3);
+	/* v1.1 layout: stride 0, the area right after the register page,
+	 * the memory is the register page plus one client area */
+	CU_ASSERT_EQUAL(b.regs->version, CSD_DEVIF_VERSION);
+	CU_ASSERT_EQUAL(b.regs->client_stride, 0);
+	CU_ASSERT_EQUAL(b.size, b.regs->shm_size);
+	CU_ASSERT_EQUAL((uint8_t *)b.ctl, b.shm + b.regs->client_off);
+	CU_ASSERT_EQUAL(b.regs->client_off + b.regs->win_off +
+			b.regs->win_size, b.size);
+	CU_ASSERT(b.ino != c.ino);
+	CU_ASSERT_EQUAL(b.ctl->peer_id, 2);
+	CU_ASSERT_EQUAL(c.ctl->peer_id, 3);
+	/* the heartbeat runs in every client's register page */
+	for (k = 0; k < WAIT_MS / 10 &&
+	     (__atomic_load_n(&b.regs->heartbeat, __ATOMIC_ACQUIRE) < 2 ||
+	      __atomic_load_n(&c.regs->heartbeat, __ATOMIC_ACQUIRE) < 2); k++)
+		sleep_ms(10);
+	CU_ASSERT(b.regs->heartbeat >= 2 && c.regs->heartbeat >= 2);
+
+	pat = malloc(ntok * row);
+	CU_ASSERT_FATAL(pat != NULL);
+	for (i = 0; i < ntok * row; i += 8) {
+		uint64_t x = rng(&seed);
+
+		memcpy(pat + i, &x, 8);
+	}
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(a, &small_p, &ctx), 0);
+	CU_ASSERT_EQUAL(csd_kv_append(ctx, 0, 0, 0, ntok, pat, pat), 0);
+	/* positive control: the pattern is in A's own memory */
+	amap = find_client_map(1, NULL, &alen);
+	CU_ASSERT_FATAL(amap != NULL);
+	CU_ASSERT(memmem(amap, alen, pat, 256) != NULL);
+	/* nobody else sees it */
+	CU_ASSERT(memmem(b.shm, b.size, pat, 256) == NULL);
+	CU_ASSERT(memmem(c.shm, c.size, pat, 256) == NULL);
+	/* C's window contents are invisible to B, and the other way round */
+	memcpy(c.win + 8192, pat + 1024, 256);
+	CU_ASSERT(memmem(b.shm, b.size, pat + 1024, 256) == NULL);
+	/* B's doorbell writes stay in B's memory: C's queues are untouched
+	 * and keep working */
+	__atomic_store_n(&b.ctl->db[1].sq_tail, 3u, __ATOMIC_RELEASE);
+	CU_ASSERT_EQUAL(c.ctl->db[1].sq_tail, 0);
+	CU_ASSERT_EQUAL(raw_identify(&c, W(0), 4096), 0);
+	__atomic_store_n(&b.ctl->db[1].sq_tail, 0u, __ATOMIC_RELEASE);
+	CU_ASSERT_EQUAL(raw_identify(&b, W(0), 4096), 0);
+
+	/* A leaves; its slot comes back with new, zeroed memory */
+	CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+	csd_dev_close(a);
+	for (k = 0; k < WAIT_MS / 20; k++) {
+		if (!raw_connect(&e, d.sock))
+			break;
+		raw_close(&e);
+		e.shm = NULL;
+		sleep_ms(20);
+	}
+	CU_ASSERT_FATAL(e.shm != NULL);
+	if (e.peer == 1) {
+		CU_ASSERT_EQUAL(e.ctl->generation, 2);
+	}
+	CU_ASSERT(e.ino != b.ino && e.ino != c.ino);
+	CU_ASSERT(memmem(e.shm, e.size, pat, 256) == NULL);
+	CU_ASSERT_EQUAL(raw_identify(&e, W(0), 4096), 0);
+	raw_close(&e);
+	raw_close(&c);
+	raw_close(&b);
+	free(pat);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* ---- random-SQE storm through the shm transport ------------------------- */
+
+struct stormer {
+	struct csd_dev *dev;
+	struct csd_ctx *cx;		/* a real context of this device */
+	uint32_t seq;			/* its sequence slot this thread uses */
+	uint64_t seed;
+	uint32_t n;
+	uint32_t ctx;			/* its id */
+	uint32_t ntok[2];		/* tokens appended per layer */
+	uint32_t sent, ok, errs;
+	int rc;
+};
+
+/* A well-formed command on the thread's own sequence: KV append, read,
+ * attention, query, stats. */
+static int storm_real(struct stormer *s, uint64_t y)
+{
+	float kv[8 * 2 * 64], q[4 * 64], out[4 * 64];
+	uint32_t layer = (uint32_t)(y >> 8) % 2, n = 1 + (uint32_t)(y >> 12) % 8;
+	struct csd_ctx_usage u;
+	struct csd_dev_stats st;
+	int rc;
+
+	switch (y % 5) {
+	case 0:
+		if (s->ntok[layer] + n > small_p.max_tokens) {
+			rc = csd_seq_reset(s->cx, s->seq);
+			s->ntok[0] = s->ntok[1] = 0;
+			return rc;
+		}
+		memset(kv, 0, sizeof(kv));
+		kv[0] = (float)y;
+		rc = csd_kv_append(s->cx, s->seq, layer, s->ntok[layer], n, kv,
+				   kv);
+		if (!rc)
+			s->ntok[layer] += n;
+		return rc;
+	case 1:
+		if (s->ntok[layer] < n)
+			return csd_ctx_query(s->cx, &u, NULL, 0);
+		return csd_kv_read(s->cx, s->seq, layer, s->ntok[layer] - n, n,
+				   kv, kv);
+	case 2: {
+		struct csd_attn_req req = {
+			.layer = layer, .nseq = 1, .seqs = &s->seq, .q = q,
+			.out = out,
+		};
+
+		if (!s->ntok[layer])
+			return csd_ctx_query(s->cx, &u, NULL, 0);
+		memset(q, 0, sizeof(q));
+		return csd_attn_run(s->cx, &req, NULL);
+	}
+	case 3:
+		return csd_ctx_query(s->cx, &u, NULL, 0);
+	default:
+		return csd_dev_get_stats(s->dev, &st);
+	}
+}
+
+static void *storm_thread(void *arg)
+{
+	static const uint8_t io_opc[] = {
+		CSD_IO_FLUSH, CSD_IO_CTX_CREATE, CSD_IO_CTX_DESTROY,
+		CSD_IO_KV_APPEND, CSD_IO_KV_READ, CSD_IO_SEQ_RESET,
+		CSD_IO_ATTN_SUBMIT, CSD_IO_CTX_QUERY, CSD_IO_ATTN_READ,
+	};
+	static const uint8_t adm_opc[] = {
+		CSD_ADM_GET_LOG_PAGE, CSD_ADM_IDENTIFY, CSD_ADM_SET_FEATURES,
+		CSD_ADM_GET_FEATURES,
+	};
+	struct stormer *s = arg;
+	uint8_t *buf = malloc(65536);
+	uint32_t i;
+
+	if (!buf) {
+		s->rc = -ENOMEM;
+		return NULL;
+	}
+	for (i = 0; i < 65536; i++)
+		buf[i] = (uint8_t)rng(&s->seed);
+	for (i = 0; i < s->n && !s->rc; i++) {
+		uint64_t x = rng(&s->seed), y = rng(&s->seed);
+		int admin = (x & 7) == 0;
+		struct csd_passthru pt = { 0 };
+		int rc;
+
+		if (admin)
+			pt.opcode = adm_opc[(x >> 3) % sizeof(adm_opc)];
+		else if ((x >> 3) % 16 == 0)
+			pt.opcode = (uint8_t)(x >> 8);	/* anything */
+		else
+			pt.opcode = io_opc[(x >> 3) % sizeof(io_opc)];
+		/* each field: mostly plausible (zero, small), now and then
+		 * anything */
+		pt.nsid = (x >> 16) % 8 ? (admin ? 0xffffffffu : CSD_NSID) :
+			  (uint32_t)y;
+		pt.cdw2 = (x >> 20) % 8 ? 0 : (uint32_t)(y >> 3);
+		pt.cdw10 = (uint32_t)rng(&s->seed) % 4;
+		pt.cdw11 = (x >> 29) % 4 ? 0 : (uint32_t)rng(&s->seed) >>
+			   ((x >> 31) % 32);
+		/* half of the I/O commands name this thread's context */
+		pt.cdw12 = (x >> 36) % 2 ? s->ctx : (uint32_t)rng(&s->seed) %
+			   70;
+		pt.cdw13 = (x >> 37) % 4 ? (uint32_t)rng(&s->seed) % 8 :
+			   (uint32_t)rng(&s->seed) >> ((x >> 39) % 32);
+		pt.cdw14 = (x >> 44) % 4 ? (uint32_t)rng(&s->seed) % 8 :
+			   (uint32_t)rng(&s->seed) >> ((x >> 46) % 32);
+		pt.cdw15 = (x >> 51) % 4 ? (uint32_t)rng(&s->seed) % 16 :
+			   (uint32_t)rng(&s->seed);
+		if ((y >> 40) % 3) {
+			pt.data_len = (uint32_t)(y % ((y >> 20) % 2 ? 65536 :
+						      4097)) & ~3u;
+			pt.addr = pt.data_len ? buf : NULL;
+		}
+		if (pt.opcode == CSD_ADM_SET_FEATURES && admin)
+			pt.cdw11 = 0;	/* never turn pacing on */
+		if (pt.opcode == CSD_IO_CTX_DESTROY && pt.cdw12 == s->ctx)
+			pt.cdw12 = 0;	/* keep the real context */
+		/* one in four: a real command through the library */
+		if ((x >> 55) % 4 == 0) {
+			rc = storm_real(s, y);
+			s->sent++;
+			if (rc == 0)
+				s->ok++;
+			else if (rc == -EIO || rc == -ENOTCONN)
+				s->rc = rc;
+			else
+				s->errs++;
+			continue;
+		}
+		rc = csd_dev_passthru(s->dev, admin, &pt);
+		s->sent++;
+		if (rc)
+			s->rc = rc;	/* the transport itself failed */
+		else if (pt.status) {
+			s->errs++;
+			if (getenv("CSD_STORM_DEBUG"))
+				fprintf(stderr, "opc %02x adm %d len %u "
+					"%x %x %x %x %x %x %x st %04x\n",
+					pt.opcode, admin, pt.data_len, pt.cdw2,
+					pt.cdw10, pt.cdw11, pt.cdw12, pt.cdw13,
+					pt.cdw14, pt.cdw15, pt.status);
+		}
+		else
+			s->ok++;
+	}
+	free(buf);
+	return NULL;
+}
+
+/*
+ * >= 100k random commands (CSD_STORM_N, default 100000) from 4 threads on
+ * two connections (interrupt and polled mode); every one completes; the
+ * daemon stays up, still answers correctly, and exits cleanly (under the
+ * sanitizer build, with ASan+UBSan watching it).
+ */
+static void test_storm(void)
+{
+	struct daemon d;
+	struct csd_dev *dev[2] = { NULL, NULL };
+	struct csd_ctx *ctx[2] = { NULL, NULL };
+	struct stormer st[4];
+	pthread_t th[4];
+	const char *env = getenv("CSD_STORM_N");
+	uint32_t total = env ? (uint32_t)strtoul(env, NULL, 0) : 100000;
+	uint32_t sent = 0, ok = 0, errs = 0;
+	char spec[200];
+	int i, status;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &dev[0]), 0);
+	snprintf(spec, sizeof(spec), "%s,poll=50", d.spec);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(spec, &dev[1]), 0);
+	for (i = 0; i < 2; i++)
+		CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev[i], &small_p,
+						     &ctx[i]), 0);
+	for (i = 0; i < 4; i++) {
+		st[i] = (struct stormer){
+			.dev = dev[i % 2], .seed = 1000 + (uint64_t)i,
+			.n = total / 4 + (i < (int)(total % 4)),
+			.cx = ctx[i % 2], .seq = (uint32_t)i / 2,
+			.ctx = csd_ctx_get_id(ctx[i % 2]),
+		};
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[i], NULL,
+						     storm_thread, &st[i]), 0);
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		CU_ASSERT_EQUAL(st[i].rc, 0);
+		sent += st[i].sent;
+		ok += st[i].ok;
+		errs += st[i].errs;
+	}
+	CU_ASSERT(sent >= total);
+	CU_ASSERT_EQUAL(ok + errs, sent);
+	CU_ASSERT(ok > 0 && errs > 0);
+	fprintf(stderr, "  storm: %u commands, %u ok, %u errors\n", sent, ok,
+		errs);
+	/* still correct: the real contexts answer */
+	for (i = 0; i < 2; i++) {
+		struct csd_ctx_usage u;
+
+		CU_ASSERT_EQUAL(csd_ctx_query(ctx[i], &u, NULL, 0), 0);
+		csd_ctx_destroy(ctx[i]);
+		csd_dev_close(dev[i]);
+	}
+	status = daemon_stop(&d, SIGTERM);
+	CU_ASSERT(status != -1 && WIFEXITED(status) &&
+		  WEXITSTATUS(status) == 0);
+}
+
 static CU_TestInfo hostile_tests[] = {
 	{ "register_page", test_register_page },
 	{ "doorbells", test_hostile_doorbells },
 	{ "garbage_entries", test_hostile_entries },
 	{ "bad_prps", test_bad_prps },
 	{ "cq_backpressure", test_cq_backpressure },
+	{ "queue_ids", test_hostile_queue_ids },
+	{ "reused_cids", test_reused_cids },
+	{ "queue_overflow", test_queue_overflow },
 	CU_TEST_INFO_NULL,
 };
 
@@ -927,6 +1441,7 @@ static CU_TestInfo api_tests[] = {
 
 static CU_TestInfo death_tests[] = {
 	{ "killed", test_daemon_killed },
+	{ "killed_polled", test_daemon_killed_polled },
 	{ "hung_heartbeat", test_daemon_hung },
 	CU_TEST_INFO_NULL,
 };
@@ -934,6 +1449,12 @@ static CU_TestInfo death_tests[] = {
 static CU_TestInfo client_tests[] = {
 	{ "isolation", test_isolation },
 	{ "limit", test_client_limit },
+	{ "memory", test_memory_isolation },
+	CU_TEST_INFO_NULL,
+};
+
+static CU_TestInfo storm_tests[] = {
+	{ "random_sqes", test_storm },
 	CU_TEST_INFO_NULL,
 };
 
@@ -958,6 +1479,7 @@ static const struct cu_suite suites[] = {
 	{ "api", suite_init, suite_fini, api_tests },
 	{ "death", suite_init, suite_fini, death_tests },
 	{ "clients", suite_init, suite_fini, client_tests },
+	{ "storm", suite_init, suite_fini, storm_tests },
 	{ NULL, NULL, NULL, NULL },
 };
 
