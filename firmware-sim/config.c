@@ -146,6 +146,7 @@ static const struct key_desc keys[] = {
 	{ "link_mbps", K_MBPS, OFF(timing.link_bytes_per_s), 1, 1u << 30 },
 	{ "read_ns", K_U32, OFF(timing.read_lat_ns), 0, UINT32_MAX },
 	{ "prog_ns", K_U32, OFF(timing.prog_lat_ns), 0, UINT32_MAX },
+	{ "format", K_BOOL, OFF(format), 0, 1 },
 };
 
 static int apply_key(struct csdfw_config *cfg, const char *key,

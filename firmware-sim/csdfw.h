@@ -49,6 +49,7 @@ struct csdfw_config {
 	uint32_t max_attn_seqs;		/* sequences per ATTN_SUBMIT */
 	uint32_t max_xfer;		/* bytes per command */
 	struct csdfw_timing timing;
+	int      format;		/* backing: 1 = (re)format, losing its contents */
 };
 
 /* Defaults: the InstInfer drive (8 ch x 1.4 GB/s, PCIe 4.0 x4), memory-backed. */
@@ -58,8 +59,17 @@ void csdfw_config_default(struct csdfw_config *cfg);
  * capacity (bytes, K/M/G/T suffix), channels, page, block, threads,
  * simd (scalar|avx2|avx512|auto), pacing (0|1), backing (path),
  * profile (instinfer|nvmevirt|fast), contexts, seqs, tokens, tags, xfer,
- * chan_mbps, link_mbps, read_ns, prog_ns.  Returns 0 or -EINVAL and a
- * message in @err (if non-NULL) naming the bad key.
+ * chan_mbps, link_mbps, read_ns, prog_ns, format (0|1).  Returns 0 or
+ * -EINVAL and a message in @err (if non-NULL) naming the bad key.
+ *
+ * Backing file (Documentation/on-media-format.md): a missing or empty file
+ * is formatted; a file with a valid superblock is opened and the contexts
+ * and KV of its last committed metadata (FLUSH) are recovered; its
+ * geometry (capacity in blocks, channels, page, block) must match the
+ * configuration, else csdfw_create fails (-EMEDIUMTYPE, message on
+ * stderr).  A file with a corrupt or truncated superblock or no valid
+ * metadata fails (-EUCLEAN) unless format=1, which formats the file
+ * unconditionally (everything in it is lost).
  */
 int csdfw_config_parse(struct csdfw_config *cfg, const char *opts,
 		       char *err, size_t errlen);

@@ -44,6 +44,28 @@
  * structures are allocated on first append and kept until the context is
  * destroyed (a reset only drops the blocks and the lengths).
  *
+ * Channel-indexed K (SparF).  Every complete chunk of ct = page_size /
+ * elsize tokens of a K stream is also stored dimension-major: head_dim
+ * pages, page j = dim j of the chunk's ct tokens.  When an append completes
+ * chunk k, it takes kv_heads * head_dim more pages (dim j of kv head h on
+ * channel (k * head_dim + j + skew(layer, K stream of h)) % channels, same
+ * fallback as token pages), counted in the NO_SPACE pre-check, transposes
+ * the chunk's rows from the token-indexed pages (the emulated drive stages
+ * the chunk in DRAM: no page reads are charged) and charges the programs to
+ * model_work.wr_pages; the pages are written before the length that
+ * completes the chunk is published.  Space cost: head_dim pages per chunk
+ * per kv head = the chunk's K once more, so a long sequence uses 1.5x the
+ * flash of K + V alone (bytes_used counts the channel pages).  The chunk
+ * table of a (seq, layer) is a directory of max_tokens / ct lazily
+ * allocated [kv_heads][head_dim] arrays.
+ *
+ * V running sum: per (seq, layer), kv_heads * head_dim doubles (device
+ * DRAM, 8 bytes per element per layer in use), the sum of V over the first
+ * vn tokens.  Updated by kv_append (the delta is summed before, then added
+ * inside a seqlock write section) and cleared by kv_seq_reset; kv_vsum
+ * retries until it read an even, unchanged sequence count, so (sum, n) is a
+ * consistent snapshot.
+ *
  * Programming: a partly filled last page is filled by later appends (the
  * emulated drive buffers it); every page an append writes rows to is
  * charged as one program in model_work.wr_pages, every page a read touches
@@ -54,12 +76,20 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "attn_internal.h"
 #include "kv.h"
 
 #define NO_BLOCK	UINT32_MAX
@@ -69,9 +99,16 @@
 #define ST_VSC(x)	CSD_STATUS(CSD_SCT_VENDOR, CSD_VSC_##x)
 
 struct kv_store {
-	uint8_t *base;
+	uint8_t *base;			/* whole mapping */
 	size_t size;
+	uint8_t *data;			/* block 0 */
+	size_t data_bytes;		/* blocks_total * block_bytes */
 	int fd;				/* -1: memory */
+	bool closing;			/* contexts are unloaded, not freed */
+	/* backing file (on-media-format.md), else zero */
+	uint64_t slot_off, slot_size, data_off, fs_id;
+	uint64_t md_seq;		/* sequence number of the last commit */
+	uint32_t md_slot;		/* slot holding it (0 = A, 1 = B) */
 	uint32_t channels;
 	uint32_t page_size;
 	uint32_t ppb;			/* pages per block */
@@ -82,6 +119,15 @@ struct kv_store {
 	uint32_t *free_blk;		/* [channels][bpc] stacks of block ids */
 	uint32_t nfree[CSDFW_MAX_CHANNELS];
 	uint64_t nfree_total;		/* under lock */
+	uint64_t npending;		/* freed, reusable after a commit */
+	uint32_t *pend_blk;		/* [blocks_total], file backing only */
+
+	pthread_mutex_t commit_lock;	/* one commit at a time; before reg */
+	pthread_mutex_t reg_lock;	/* reg[]; before any kv_seq lock */
+	struct kv_ctx **reg;		/* live contexts */
+	uint32_t nreg, reg_cap;
+	struct kv_ctx **rec;		/* recovered by kv_store_open */
+	uint32_t nrec;
 
 	_Atomic uint64_t blocks_free;
 	_Atomic uint64_t bytes_stored;
@@ -90,6 +136,12 @@ struct kv_store {
 
 struct kv_layer {
 	_Atomic uint32_t len;
+	/* V running sum, a seqlock: odd while kv_append/reset update it */
+	_Atomic uint32_t vseq;
+	_Atomic uint32_t vn;		/* tokens the sum covers */
+	_Atomic double *vsum;		/* [kv_heads * head_dim] */
+	/* channel-indexed K: [cchunks] -> [kv_heads][head_dim] page numbers */
+	_Atomic(uint32_t *) *cdir;
 	_Atomic(uint32_t *) dir[];	/* [nchunks] */
 };
 
@@ -114,6 +166,9 @@ struct kv_ctx {
 	uint32_t max_pages;		/* per stream */
 	uint32_t chunk_pages;
 	uint32_t nchunks;
+	uint32_t ct;			/* tokens per channel-indexed chunk */
+	uint32_t cchunks;		/* max complete chunks per stream */
+	uint32_t cpages;		/* kv_heads * head_dim pages per chunk */
 	pthread_mutex_t lock;		/* sequence allocation */
 	_Atomic uint64_t bytes_used;
 	_Atomic(struct kv_seq *) *seqs;	/* [max_seqs] */
@@ -121,10 +176,24 @@ struct kv_ctx {
 
 /* ---- store ------------------------------------------------------------ */
 
+static uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
 static int is_pow2(uint32_t x)
 {
 	return x && !(x & (x - 1));
 }
+
+static int store_attach_file(struct kv_store *s, const struct csdfw_config *cfg);
+static int store_commit(struct kv_store *s);
+static void store_release_all(struct kv_store *s);
 
 int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 {
@@ -145,7 +214,7 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 		return -EINVAL;
 	total_pages = bpc * cfg->channels * cfg->pages_per_block;
 	if (total_pages >= UINT32_MAX || bpc * cfg->channels >= UINT32_MAX ||
-	    total_pages * cfg->page_size > (uint64_t)SIZE_MAX / 2)
+	    total_pages * cfg->page_size > (uint64_t)SIZE_MAX / 4)
 		return -EFBIG;
 
 	s = calloc(1, sizeof(*s));
@@ -157,7 +226,8 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 	s->ppb = cfg->pages_per_block;
 	s->bpc = (uint32_t)bpc;
 	s->block_bytes = (size_t)block_bytes;
-	s->size = (size_t)(total_pages * cfg->page_size);
+	s->data_bytes = (size_t)(total_pages * cfg->page_size);
+	s->size = s->data_bytes;
 	s->free_blk = calloc((size_t)bpc * cfg->channels, sizeof(uint32_t));
 	if (!s->free_blk) {
 		err = -ENOMEM;
@@ -166,41 +236,12 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 	err = -pthread_mutex_init(&s->lock, NULL);
 	if (err)
 		goto err_free;
-
-	if (cfg->backing[0]) {
-		char path[sizeof(cfg->backing) + 1];
-
-		memcpy(path, cfg->backing, sizeof(cfg->backing));
-		path[sizeof(cfg->backing)] = '\0';
-		s->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-		if (s->fd < 0) {
-			err = -errno;
-			goto err_lock;
-		}
-		if (ftruncate(s->fd, (off_t)s->size) < 0) {
-			err = -errno;
-			goto err_fd;
-		}
-		s->base = mmap(NULL, s->size, PROT_READ | PROT_WRITE,
-			       MAP_SHARED, s->fd, 0);
-	} else {
-		s->base = mmap(NULL, s->size, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-			       -1, 0);
-	}
-	if (s->base == MAP_FAILED) {
-		err = -errno;
-		s->base = NULL;
-		goto err_fd;
-	}
-	/*
-	 * Attention reads pages scattered over the whole store; with 4 KiB
-	 * host pages nearly every flash page read is a TLB miss.  Ask for
-	 * transparent huge pages (advice only: reclaim's MADV_DONTNEED of a
-	 * block simply splits a huge page).
-	 */
-	if (s->fd < 0)
-		(void)madvise(s->base, s->size, MADV_HUGEPAGE);
+	err = -pthread_mutex_init(&s->reg_lock, NULL);
+	if (err)
+		goto err_lock;
+	err = -pthread_mutex_init(&s->commit_lock, NULL);
+	if (err)
+		goto err_reg;
 
 	/* Stacks popped from the top: hand out low block numbers first. */
 	for (ch = 0; ch < s->channels; ch++) {
@@ -214,16 +255,44 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 	atomic_init(&s->blocks_free, s->nfree_total);
 	atomic_init(&s->bytes_stored, 0);
 	atomic_init(&s->bytes_used, 0);
+
+	if (cfg->backing[0]) {
+		/* superblock, metadata, recovery: the persistence section */
+		err = store_attach_file(s, cfg);
+		if (err)
+			goto err_commit;
+		*sp = s;
+		return 0;
+	}
+	s->base = mmap(NULL, s->size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (s->base == MAP_FAILED) {
+		err = -errno;
+		s->base = NULL;
+		goto err_commit;
+	}
+	/*
+	 * Attention reads pages scattered over the whole store; with 4 KiB
+	 * host pages nearly every flash page read is a TLB miss.  Ask for
+	 * transparent huge pages (advice only: reclaim's MADV_DONTNEED of a
+	 * block simply splits a huge page).
+	 */
+	s->data = s->base;
+	(void)madvise(s->base, s->size, MADV_HUGEPAGE);
 	*sp = s;
 	return 0;
 
-err_fd:
-	if (s->fd >= 0)
-		close(s->fd);
+err_commit:
+	pthread_mutex_destroy(&s->commit_lock);
+err_reg:
+	pthread_mutex_destroy(&s->reg_lock);
 err_lock:
 	pthread_mutex_destroy(&s->lock);
 err_free:
 	free(s->free_blk);
+	free(s->pend_blk);
+	free(s->reg);
+	free(s->rec);
 	free(s);
 	return err;
 }
@@ -232,12 +301,19 @@ void kv_store_close(struct kv_store *s)
 {
 	if (!s)
 		return;
+	s->closing = true;
+	store_release_all(s);
 	if (s->base)
 		munmap(s->base, s->size);
 	if (s->fd >= 0)
 		close(s->fd);
+	pthread_mutex_destroy(&s->commit_lock);
+	pthread_mutex_destroy(&s->reg_lock);
 	pthread_mutex_destroy(&s->lock);
 	free(s->free_blk);
+	free(s->pend_blk);
+	free(s->reg);
+	free(s->rec);
 	free(s);
 }
 
@@ -245,9 +321,26 @@ int kv_store_flush(struct kv_store *s)
 {
 	if (!s || s->fd < 0)
 		return 0;
-	if (msync(s->base, s->size, MS_SYNC) < 0)
-		return -errno;
-	return 0;
+	return store_commit(s);
+}
+
+void kv_store_shutdown(struct kv_store *s)
+{
+	if (!s)
+		return;
+	if (s->fd >= 0)
+		(void)store_commit(s);
+	s->closing = true;
+}
+
+uint32_t kv_store_nrecovered(const struct kv_store *s)
+{
+	return s->nrec;
+}
+
+struct kv_ctx *kv_store_recovered(const struct kv_store *s, uint32_t i)
+{
+	return i < s->nrec ? s->rec[i] : NULL;
 }
 
 uint64_t kv_store_blocks_total(const struct kv_store *s)
@@ -282,35 +375,52 @@ static inline uint32_t page_channel(const struct kv_store *s, uint32_t pg)
 
 static inline uint8_t *page_addr(const struct kv_store *s, uint32_t pg)
 {
-	return s->base + (size_t)pg * s->page_size;
+	return s->data + (size_t)pg * s->page_size;
 }
 
 /* Give the blocks' storage back to the OS, then to the free lists. */
-static void store_free_blocks(struct kv_store *s, const uint32_t *blk,
-			      uint32_t n)
+/* Give blocks back to their channel's free list (under s->lock). */
+static void free_push_locked(struct kv_store *s, const uint32_t *blk,
+			     uint64_t n)
 {
-	uint32_t i;
+	uint64_t i;
 
-	if (!n)
-		return;
-	for (i = 0; i < n; i++) {
-		size_t off = (size_t)blk[i] * s->block_bytes;
-
-		if (s->fd >= 0)
-			(void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE |
-					FALLOC_FL_KEEP_SIZE, (off_t)off,
-					(off_t)s->block_bytes);
-		else
-			(void)madvise(s->base + off, s->block_bytes,
-				      MADV_DONTNEED);
-	}
-	pthread_mutex_lock(&s->lock);
 	for (i = 0; i < n; i++) {
 		uint32_t ch = blk_channel(s, blk[i]);
 
 		s->free_blk[(size_t)ch * s->bpc + s->nfree[ch]++] = blk[i];
 	}
 	s->nfree_total += n;
+}
+
+/*
+ * Memory: give the blocks' storage back to the OS, then to the free lists.
+ * Backing file: the last committed metadata may still reference them, so
+ * they wait on the pending list until the next commit (which punches them
+ * out of the file and frees them).  While the store is closing, contexts
+ * are only unloaded: their blocks stay theirs in the file.
+ */
+static void store_free_blocks(struct kv_store *s, const uint32_t *blk,
+			      uint32_t n)
+{
+	uint32_t i;
+
+	if (!n || s->closing)
+		return;
+	if (s->fd >= 0) {
+		pthread_mutex_lock(&s->lock);
+		memcpy(s->pend_blk + s->npending, blk, (size_t)n * sizeof(*blk));
+		s->npending += n;
+		atomic_fetch_add_explicit(&s->blocks_free, n,
+					  memory_order_relaxed);
+		pthread_mutex_unlock(&s->lock);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		(void)madvise(s->data + (size_t)blk[i] * s->block_bytes,
+			      s->block_bytes, MADV_DONTNEED);
+	pthread_mutex_lock(&s->lock);
+	free_push_locked(s, blk, n);
 	atomic_fetch_add_explicit(&s->blocks_free, n, memory_order_relaxed);
 	pthread_mutex_unlock(&s->lock);
 }
@@ -359,6 +469,9 @@ uint16_t kv_ctx_create(struct kv_store *s, const struct csd_ctx_desc *p,
 	c->chunk_pages = pow2_floor(CHUNK_BYTES / (c->nstreams * 4u) ?
 				    CHUNK_BYTES / (c->nstreams * 4u) : 1);
 	c->nchunks = (c->max_pages + c->chunk_pages - 1) / c->chunk_pages;
+	c->ct = s->page_size / elsize;
+	c->cchunks = p->max_tokens / c->ct;
+	c->cpages = (uint32_t)p->kv_heads * p->head_dim;
 	atomic_init(&c->bytes_used, 0);
 	c->seqs = calloc(p->max_seqs, sizeof(*c->seqs));
 	if (!c->seqs)
@@ -367,6 +480,22 @@ uint16_t kv_ctx_create(struct kv_store *s, const struct csd_ctx_desc *p,
 		atomic_init(&c->seqs[i], NULL);
 	if (pthread_mutex_init(&c->lock, NULL))
 		goto err;
+	/* registered for the metadata commits */
+	pthread_mutex_lock(&s->reg_lock);
+	if (s->nreg == s->reg_cap) {
+		uint32_t cap = s->reg_cap ? 2 * s->reg_cap : 16;
+		struct kv_ctx **r = realloc(s->reg, cap * sizeof(*r));
+
+		if (!r) {
+			pthread_mutex_unlock(&s->reg_lock);
+			pthread_mutex_destroy(&c->lock);
+			goto err;
+		}
+		s->reg = r;
+		s->reg_cap = cap;
+	}
+	s->reg[s->nreg++] = c;
+	pthread_mutex_unlock(&s->reg_lock);
 	*cp = c;
 	return 0;
 err:
@@ -440,6 +569,20 @@ out:
 	return sq;
 }
 
+/* One allocation: header, dir[nchunks], cdir[cchunks], vsum[cpages]. */
+static size_t layer_vsum_off(const struct kv_ctx *c)
+{
+	size_t off = sizeof(struct kv_layer) +
+		     ((size_t)c->nchunks + c->cchunks) * sizeof(uint32_t *);
+
+	return (off + 7) & ~(size_t)7;
+}
+
+static size_t layer_bytes(const struct kv_ctx *c)
+{
+	return layer_vsum_off(c) + (size_t)c->cpages * sizeof(double);
+}
+
 /* Called with sq->lock held. */
 static struct kv_layer *layer_get(struct kv_ctx *c, struct kv_seq *sq,
 				  uint32_t layer)
@@ -449,12 +592,20 @@ static struct kv_layer *layer_get(struct kv_ctx *c, struct kv_seq *sq,
 
 	if (ly)
 		return ly;
-	ly = calloc(1, sizeof(*ly) + (size_t)c->nchunks * sizeof(ly->dir[0]));
+	ly = calloc(1, layer_bytes(c));
 	if (!ly)
 		return NULL;
 	atomic_init(&ly->len, 0);
+	atomic_init(&ly->vseq, 0);
+	atomic_init(&ly->vn, 0);
 	for (i = 0; i < c->nchunks; i++)
 		atomic_init(&ly->dir[i], NULL);
+	ly->vsum = (_Atomic double *)((uint8_t *)ly + layer_vsum_off(c));
+	for (i = 0; i < c->cpages; i++)
+		atomic_init(&ly->vsum[i], 0.0);
+	ly->cdir = (_Atomic(uint32_t *) *)(void *)(ly->dir + c->nchunks);
+	for (i = 0; i < c->cchunks; i++)
+		atomic_init(&ly->cdir[i], NULL);
 	atomic_store_explicit(&sq->layer[layer], ly, memory_order_release);
 	return ly;
 }
@@ -467,6 +618,40 @@ static inline uint32_t *pt_entry(const struct kv_ctx *c,
 					       memory_order_acquire);
 
 	return chunk + (size_t)(page % c->chunk_pages) * c->nstreams + stream;
+}
+
+/* Pages of (seq, layer) at length @len: token-indexed and channel-indexed. */
+static inline uint64_t layer_pages(const struct kv_ctx *c, uint32_t len)
+{
+	return (uint64_t)pages_for(c, len) * c->nstreams +
+	       (uint64_t)(len / c->ct) * c->cpages;
+}
+
+/* Seqlock writer side of the V sum (appends to the layer are serialized). */
+static void vsum_begin(struct kv_layer *ly)
+{
+	uint32_t q = atomic_load_explicit(&ly->vseq, memory_order_relaxed);
+
+	atomic_store_explicit(&ly->vseq, q + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+}
+
+static void vsum_end(struct kv_layer *ly)
+{
+	uint32_t q = atomic_load_explicit(&ly->vseq, memory_order_relaxed);
+
+	atomic_store_explicit(&ly->vseq, q + 1, memory_order_release);
+}
+
+static void vsum_clear(const struct kv_ctx *c, struct kv_layer *ly)
+{
+	uint32_t i;
+
+	vsum_begin(ly);
+	for (i = 0; i < c->cpages; i++)
+		atomic_store_explicit(&ly->vsum[i], 0.0, memory_order_relaxed);
+	atomic_store_explicit(&ly->vn, 0, memory_order_relaxed);
+	vsum_end(ly);
 }
 
 /* Drop every block and length of a sequence.  Called with sq->lock held. */
@@ -484,9 +669,9 @@ static void seq_drop(struct kv_ctx *c, struct kv_seq *sq)
 			continue;
 		len = atomic_load_explicit(&ly->len, memory_order_relaxed);
 		stored += (uint64_t)len * c->row_bytes * 2;
-		used += (uint64_t)pages_for(c, len) * c->nstreams *
-			s->page_size;
+		used += layer_pages(c, len) * s->page_size;
 		atomic_store_explicit(&ly->len, 0, memory_order_release);
+		vsum_clear(c, ly);
 	}
 	store_free_blocks(s, sq->owned, sq->nowned);
 	sq->nowned = 0;
@@ -502,10 +687,22 @@ static void seq_drop(struct kv_ctx *c, struct kv_seq *sq)
 
 void kv_ctx_destroy(struct kv_ctx *c)
 {
+	struct kv_store *s;
 	uint32_t i, l, k;
 
 	if (!c)
 		return;
+	s = c->s;
+	pthread_mutex_lock(&s->reg_lock);
+	for (i = 0; i < s->nreg; i++)
+		if (s->reg[i] == c) {
+			s->reg[i] = s->reg[--s->nreg];
+			break;
+		}
+	for (i = 0; i < s->nrec; i++)
+		if (s->rec[i] == c)
+			s->rec[i] = NULL;
+	pthread_mutex_unlock(&s->reg_lock);
 	for (i = 0; i < c->p.max_seqs; i++) {
 		struct kv_seq *sq = seq_peek(c, i);
 
@@ -521,6 +718,9 @@ void kv_ctx_destroy(struct kv_ctx *c)
 				continue;
 			for (k = 0; k < c->nchunks; k++)
 				free(atomic_load_explicit(&ly->dir[k],
+						memory_order_relaxed));
+			for (k = 0; k < c->cchunks; k++)
+				free(atomic_load_explicit(&ly->cdir[k],
 						memory_order_relaxed));
 			free(ly);
 		}
@@ -655,6 +855,82 @@ static int data_covers(const struct csdfw_data *d, size_t off, size_t len)
 	return d && off <= d->len && len <= d->len - off;
 }
 
+/* Channel-indexed copy of chunk @k of every K stream of (seq, layer): the
+ * chunk's rows (token-indexed pages, already written) transposed into
+ * head_dim pages per kv head.  Charges the programs to @w. */
+static void write_chan_chunk(const struct kv_ctx *c, const struct kv_layer *ly,
+			     uint32_t k, struct model_work *w)
+{
+	const uint32_t *ent = atomic_load_explicit(&ly->cdir[k],
+						   memory_order_relaxed);
+	uint32_t hd = c->p.head_dim, h, j, t;
+	uint32_t cnt[CSDFW_MAX_CHANNELS] = { 0 };
+
+	for (h = 0; h < c->p.kv_heads; h++) {
+		const uint32_t *pe = ent + (size_t)h * hd;
+
+		for (t = 0; t < c->ct; t++) {
+			uint32_t tok = k * c->ct + t;
+			const uint8_t *row = page_addr(c->s,
+				*pt_entry(c, ly, tok / c->tpp, h * 2)) +
+				(size_t)(tok % c->tpp) * c->hrow;
+
+			if (c->elsize == 2) {
+				const uint16_t *r16 = (const uint16_t *)row;
+
+				for (j = 0; j < hd; j++)
+					((uint16_t *)page_addr(c->s, pe[j]))[t] =
+						r16[j];
+			} else {
+				const uint32_t *r32 = (const uint32_t *)row;
+
+				for (j = 0; j < hd; j++)
+					((uint32_t *)page_addr(c->s, pe[j]))[t] =
+						r32[j];
+			}
+		}
+		if (w)
+			for (j = 0; j < hd; j++)
+				cnt[page_channel(c->s, pe[j])]++;
+	}
+	if (w)
+		for (j = 0; j < c->s->channels; j++)
+			add_sat(&w->wr_pages[j], cnt[j]);
+}
+
+/* Sum of V over tokens [start, start + ntok) of (seq, layer), stored. */
+static void v_delta(const struct kv_ctx *c, const struct kv_layer *ly,
+		    uint32_t start, uint32_t ntok, double *d)
+{
+	uint32_t hd = c->p.head_dim, t, h, j;
+
+	for (t = start; t < start + ntok; t++)
+		for (h = 0; h < c->p.kv_heads; h++) {
+			const uint8_t *row = page_addr(c->s,
+				*pt_entry(c, ly, t / c->tpp, h * 2 + 1)) +
+				(size_t)(t % c->tpp) * c->hrow;
+			double *dh = d + (size_t)h * hd;
+
+			for (j = 0; j < hd; j++)
+				dh[j] += attn_load_elem(row, c->p.dtype, j);
+		}
+}
+
+static void vsum_add(const struct kv_ctx *c, struct kv_layer *ly,
+		     const double *d, uint32_t n)
+{
+	uint32_t i;
+
+	vsum_begin(ly);
+	for (i = 0; i < c->cpages; i++)
+		atomic_store_explicit(&ly->vsum[i],
+			atomic_load_explicit(&ly->vsum[i],
+					     memory_order_relaxed) + d[i],
+			memory_order_relaxed);
+	atomic_store_explicit(&ly->vn, n, memory_order_relaxed);
+	vsum_end(ly);
+}
+
 uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		   uint32_t start, uint32_t ntok, const struct csdfw_data *src,
 		   size_t k_off, size_t v_off, struct model_work *w)
@@ -662,10 +938,12 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 	struct kv_store *s = c->s;
 	struct kv_seq *sq;
 	struct kv_layer *ly;
-	uint32_t len, p0, p1, old_pages, pg, st, k;
+	uint32_t len, p0, p1, old_pages, pg, st, k, c0, c1, h, j;
 	uint64_t npages, avail;
+	double *delta = NULL;
 	size_t bytes;
 	uint16_t rc = 0;
+	bool retried = false;
 
 	if (seq >= c->p.max_seqs)
 		return ST_VSC(SEQ_RANGE);
@@ -678,6 +956,12 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 	sq = seq_get(c, seq);
 	if (!sq)
 		return ST_INTERNAL;
+	if (ntok) {
+		delta = calloc(c->cpages, sizeof(*delta));
+		if (!delta)
+			return ST_INTERNAL;
+	}
+retry:
 	pthread_mutex_lock(&sq->lock);
 	ly = layer_get(c, sq, layer);
 	if (!ly) {
@@ -698,7 +982,10 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 
 	old_pages = pages_for(c, len);
 	p1 = pages_for(c, len + ntok);
-	npages = (uint64_t)(p1 - old_pages) * c->nstreams;
+	c0 = len / c->ct;
+	c1 = (len + ntok) / c->ct;
+	npages = (uint64_t)(p1 - old_pages) * c->nstreams +
+		 (uint64_t)(c1 - c0) * c->cpages;
 
 	/* Everything that can fail for lack of memory, before any change
 	 * that is visible (chunks past the length are not). */
@@ -716,6 +1003,18 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		}
 		atomic_store_explicit(&ly->dir[k], chunk, memory_order_release);
 	}
+	for (k = c0; k < c1; k++) {
+		uint32_t *ent;
+
+		if (atomic_load_explicit(&ly->cdir[k], memory_order_relaxed))
+			continue;
+		ent = calloc(c->cpages, sizeof(*ent));
+		if (!ent) {
+			rc = ST_INTERNAL;
+			goto out;
+		}
+		atomic_store_explicit(&ly->cdir[k], ent, memory_order_release);
+	}
 	if (!npages)
 		goto write;
 	if (owned_reserve(sq, npages / s->ppb + s->channels + 1)) {
@@ -729,7 +1028,19 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		if (sq->open_blk[k] != NO_BLOCK)
 			avail += s->ppb - sq->open_next[k];
 	if (npages > avail) {
+		bool ckpt = !retried &&
+			    npages <= avail + s->npending * (uint64_t)s->ppb;
+
 		pthread_mutex_unlock(&s->lock);
+		if (ckpt) {
+			/* space held back for crash safety: commit the
+			 * metadata (releases it), then try once more */
+			pthread_mutex_unlock(&sq->lock);
+			retried = true;
+			if (!store_commit(s))
+				goto retry;
+			pthread_mutex_lock(&sq->lock);
+		}
 		rc = ST_VSC(NO_SPACE);
 		goto out;
 	}
@@ -745,6 +1056,19 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 					// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
 					(pg + stream_skew(c, layer, st)) %
 					s->channels);
+		for (k = c0; k < c1; k++) {
+			uint32_t *ent = atomic_load_explicit(&ly->cdir[k],
+							memory_order_relaxed);
+
+			for (h = 0; h < c->p.kv_heads; h++)
+				for (j = 0; j < c->p.head_dim; j++)
+					ent[h * c->p.head_dim + j] =
+						take_page(s, sq,
+						// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
+						(k * c->p.head_dim + j +
+						 stream_skew(c, layer, h * 2)) %
+						s->channels);
+		}
 		atomic_fetch_sub_explicit(&s->blocks_free,
 					  before - s->nfree_total,
 					  memory_order_relaxed);
@@ -754,6 +1078,10 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 write:
 	copy_rows_in(c, ly, start, ntok, src, k_off, 0);
 	copy_rows_in(c, ly, start, ntok, src, v_off, 1);
+	for (k = c0; k < c1; k++)
+		write_chan_chunk(c, ly, k, w);
+	v_delta(c, ly, start, ntok, delta);
+	vsum_add(c, ly, delta, len + ntok);
 
 	atomic_fetch_add_explicit(&s->bytes_stored, (uint64_t)bytes * 2,
 				  memory_order_relaxed);
@@ -768,6 +1096,7 @@ write:
 	atomic_store_explicit(&ly->len, len + ntok, memory_order_release);
 out:
 	pthread_mutex_unlock(&sq->lock);
+	free(delta);
 	return rc;
 }
 
@@ -908,4 +1237,795 @@ void kv_ctx_info(const struct kv_ctx *c, struct csd_ctx_info *info,
 						memory_order_relaxed);
 	info->tokens = tokens;
 	info->tokens_per_page = c->tpp;
+}
+
+/* ---- SparF support ------------------------------------------------------ */
+
+uint32_t kv_chan_tokens(const struct kv_ctx *c)
+{
+	return c->ct;
+}
+
+uint32_t kv_chan_chunks(const struct kv_ctx *c, uint32_t seq, uint32_t layer)
+{
+	return kv_len(c, seq, layer) / c->ct;
+}
+
+static const uint32_t *chan_entry(const struct kv_ctx *c, uint32_t seq,
+				  uint32_t layer, uint32_t kv_head,
+				  uint32_t dim, uint32_t chunk)
+{
+	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
+	const uint32_t *ent;
+
+	if (!ly || kv_head >= c->p.kv_heads || dim >= c->p.head_dim ||
+	    chunk >= c->cchunks)
+		return NULL;
+	ent = atomic_load_explicit(&ly->cdir[chunk], memory_order_acquire);
+	if (!ent)
+		return NULL;
+	return ent + (size_t)kv_head * c->p.head_dim + dim;
+}
+
+const void *kv_chan_page(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+			 uint32_t kv_head, uint32_t dim, uint32_t chunk)
+{
+	const uint32_t *e = chan_entry(c, seq, layer, kv_head, dim, chunk);
+
+	if (!e || chunk >= kv_chan_chunks(c, seq, layer))
+		return NULL;
+	return page_addr(c->s, *e);
+}
+
+uint32_t kv_page_chan(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		      uint32_t kv_head, enum kv_which which, uint32_t page_idx)
+{
+	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
+	const uint32_t *chunk;
+
+	if (!ly || kv_head >= c->p.kv_heads || page_idx >= c->max_pages)
+		return 0;
+	chunk = atomic_load_explicit(&ly->dir[page_idx / c->chunk_pages],
+				     memory_order_acquire);
+	if (!chunk)
+		return 0;
+	return page_channel(c->s, chunk[(size_t)(page_idx % c->chunk_pages) *
+					c->nstreams + kv_head * 2 +
+					(which ? 1 : 0)]);
+}
+
+uint32_t kv_chan_page_chan(const struct kv_ctx *c, uint32_t seq,
+			   uint32_t layer, uint32_t kv_head, uint32_t dim,
+			   uint32_t chunk)
+{
+	const uint32_t *e = chan_entry(c, seq, layer, kv_head, dim, chunk);
+
+	return e ? page_channel(c->s, *e) : 0;
+}
+
+uint32_t kv_vsum(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		 float *sum)
+{
+	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
+	uint32_t q0, q1, n, i;
+
+	if (!ly) {
+		if (seq < c->p.max_seqs && layer < c->p.layers)
+			memset(sum, 0, (size_t)c->cpages * sizeof(*sum));
+		return 0;
+	}
+	for (;;) {
+		q0 = atomic_load_explicit(&ly->vseq, memory_order_acquire);
+		if (q0 & 1) {
+			sched_yield();
+			continue;
+		}
+		for (i = 0; i < c->cpages; i++)
+			sum[i] = (float)atomic_load_explicit(&ly->vsum[i],
+						memory_order_relaxed);
+		n = atomic_load_explicit(&ly->vn, memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		q1 = atomic_load_explicit(&ly->vseq, memory_order_relaxed);
+		if (q0 == q1)
+			return n;
+	}
+}
+
+/* ---- persistence (Documentation/on-media-format.md) --------------------- */
+
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the on-media format is little-endian; port the encoders first"
+#endif
+
+#define FMT_VERSION	1u
+#define SB_BYTES	256u
+#define MD_HDR_BYTES	64u
+#define MD_MAX_CTX	65536u
+
+static const char sb_magic[8] = "CSDKVSB";
+static const char md_magic[8] = "CSDKVMD";
+
+struct sb_disk {
+	char magic[8];
+	uint32_t version;
+	uint32_t sb_bytes;
+	uint64_t data_bytes;
+	uint32_t channels;
+	uint32_t page_size;
+	uint32_t ppb;
+	uint32_t bpc;
+	uint64_t slot_off;
+	uint64_t slot_size;
+	uint64_t data_off;
+	uint64_t file_size;
+	uint64_t fs_id;
+	uint64_t format_ns;
+	uint8_t rsvd[164];
+	uint32_t crc;
+};
+_Static_assert(sizeof(struct sb_disk) == SB_BYTES, "superblock size");
+_Static_assert(offsetof(struct sb_disk, crc) == 252, "superblock crc");
+
+struct md_hdr {
+	char magic[8];
+	uint32_t version;
+	uint32_t hdr_crc;
+	uint64_t seq;
+	uint64_t fs_id;
+	uint64_t payload_len;
+	uint32_t payload_crc;
+	uint32_t nctx;
+	uint64_t nrec;
+	uint64_t rsvd;
+};
+_Static_assert(sizeof(struct md_hdr) == MD_HDR_BYTES, "slot header size");
+
+struct md_ctx {
+	uint32_t id;
+	uint32_t nrec;
+	struct csd_ctx_desc p;
+};
+_Static_assert(sizeof(struct md_ctx) == 72, "context record size");
+
+struct md_layer {
+	uint32_t seq;
+	uint32_t layer;
+	uint32_t len;
+	uint32_t rsvd;
+};
+
+/* CRC-32C (Castagnoli, reflected 0x82f63b78), as in iSCSI / ext4. */
+static uint32_t crc32c(const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	uint32_t tab[256], crc = ~0u, i, k;
+
+	for (i = 0; i < 256; i++) {
+		uint32_t v = i;
+
+		for (k = 0; k < 8; k++)
+			v = v & 1 ? (v >> 1) ^ 0x82f63b78u : v >> 1;
+		tab[i] = v;
+	}
+	while (len--)
+		crc = tab[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+	return ~crc;
+}
+
+static void perr(const struct csdfw_config *cfg, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void perr(const struct csdfw_config *cfg, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "csdfw: backing file %.*s: ",
+		(int)sizeof(cfg->backing), cfg->backing);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static uint64_t align_up(uint64_t x, uint64_t a)
+{
+	return (x + a - 1) / a * a;
+}
+
+/*
+ * Slot capacity: every allocated page is referenced at most once (4 bytes),
+ * a layer record (16 bytes) covers at least two pages, plus MD_MAX_CTX
+ * context records.
+ */
+static uint64_t slot_bytes(const struct kv_store *s)
+{
+	uint64_t pages = (uint64_t)s->bpc * s->channels * s->ppb;
+
+	return align_up(MD_HDR_BYTES + (uint64_t)MD_MAX_CTX *
+			sizeof(struct md_ctx) + pages * 4 + pages / 2 *
+			sizeof(struct md_layer), s->page_size);
+}
+
+static uint8_t *slot_addr(const struct kv_store *s, uint32_t slot)
+{
+	return s->base + s->slot_off + (size_t)slot * s->slot_size;
+}
+
+static int msync_range(const struct kv_store *s, const uint8_t *p, size_t len)
+{
+	uintptr_t a = (uintptr_t)p & ~(uintptr_t)4095;
+
+	if (msync((void *)a, len + ((uintptr_t)p - a), MS_SYNC) < 0)
+		return -errno;
+	(void)s;
+	return 0;
+}
+
+/* Growable byte buffer for the metadata image. */
+struct mbuf {
+	uint8_t *p;
+	size_t len, cap;
+	int err;
+};
+
+static size_t mb_put(struct mbuf *b, const void *src, size_t n)
+{
+	size_t off = b->len;
+
+	if (b->err)
+		return 0;
+	if (b->cap - b->len < n) {
+		size_t cap = b->cap ? b->cap : 65536;
+		uint8_t *p;
+
+		while (cap - b->len < n)
+			cap *= 2;
+		p = realloc(b->p, cap);
+		if (!p) {
+			b->err = -ENOMEM;
+			return 0;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, src, n);
+	b->len += n;
+	return off;
+}
+
+/* The metadata image of one context; takes each kv_seq lock in turn. */
+static void snap_ctx(struct kv_ctx *c, struct mbuf *b, uint64_t *nrec_total)
+{
+	struct md_ctx mc;
+	size_t coff;
+	uint32_t q, l, pg, st, k;
+
+	memset(&mc, 0, sizeof(mc));
+	mc.id = c->id;
+	mc.p = c->p;
+	coff = mb_put(b, &mc, sizeof(mc));
+	for (q = 0; q < c->p.max_seqs; q++) {
+		struct kv_seq *sq = seq_peek(c, q);
+
+		if (!sq)
+			continue;
+		pthread_mutex_lock(&sq->lock);
+		for (l = 0; l < c->p.layers; l++) {
+			struct kv_layer *ly = layer_peek(c, sq, l);
+			struct md_layer ml;
+			uint32_t len;
+
+			if (!ly)
+				continue;
+			len = atomic_load_explicit(&ly->len,
+						   memory_order_acquire);
+			if (!len)
+				continue;
+			memset(&ml, 0, sizeof(ml));
+			ml.seq = q;
+			ml.layer = l;
+			ml.len = len;
+			mb_put(b, &ml, sizeof(ml));
+			for (pg = 0; pg < pages_for(c, len); pg++)
+				for (st = 0; st < c->nstreams; st++)
+					mb_put(b, pt_entry(c, ly, pg, st), 4);
+			for (k = 0; k < len / c->ct; k++)
+				mb_put(b, atomic_load_explicit(&ly->cdir[k],
+						memory_order_relaxed),
+				       (size_t)c->cpages * 4);
+			mc.nrec++;
+		}
+		pthread_mutex_unlock(&sq->lock);
+	}
+	if (!b->err)
+		memcpy(b->p + coff, &mc, sizeof(mc));
+	*nrec_total += mc.nrec;
+}
+
+/* Write @img (payload) as metadata slot @slot with sequence @seq. */
+static int write_slot(struct kv_store *s, uint32_t slot, uint64_t seq,
+		      const uint8_t *img, size_t len, uint32_t nctx,
+		      uint64_t nrec)
+{
+	uint8_t *dst = slot_addr(s, slot);
+	struct md_hdr h;
+
+	if (len > s->slot_size - MD_HDR_BYTES)
+		return -ENOSPC;
+	memset(&h, 0, sizeof(h));
+	memcpy(h.magic, md_magic, sizeof(h.magic));
+	h.version = FMT_VERSION;
+	h.seq = seq;
+	h.fs_id = s->fs_id;
+	h.payload_len = len;
+	h.payload_crc = crc32c(img, len);
+	h.nctx = nctx;
+	h.nrec = nrec;
+	h.hdr_crc = crc32c(&h, sizeof(h));
+	/* payload first; the header (with both CRCs) makes the slot valid */
+	if (len)
+		memcpy(dst + MD_HDR_BYTES, img, len);
+	memcpy(dst, &h, sizeof(h));
+	return msync_range(s, dst, MD_HDR_BYTES + len);
+}
+
+/*
+ * Commit: snapshot every context (lengths and page tables), make the data
+ * pages durable, write the snapshot to the older slot, then release the
+ * blocks that were pending before the snapshot began.
+ */
+static int store_commit(struct kv_store *s)
+{
+	struct mbuf b = { NULL, 0, 0, 0 };
+	uint64_t n0, nrec = 0, i;
+	uint32_t nctx, slot, k;
+	int err;
+
+	if (s->fd < 0)
+		return 0;
+	pthread_mutex_lock(&s->commit_lock);
+	pthread_mutex_lock(&s->lock);
+	n0 = s->npending;
+	pthread_mutex_unlock(&s->lock);
+
+	pthread_mutex_lock(&s->reg_lock);
+	nctx = s->nreg;
+	for (k = 0; k < s->nreg; k++)
+		snap_ctx(s->reg[k], &b, &nrec);
+	pthread_mutex_unlock(&s->reg_lock);
+	err = b.err;
+	if (err)
+		goto out;
+	if (msync(s->data, s->data_bytes, MS_SYNC) < 0) {
+		err = -errno;
+		goto out;
+	}
+	slot = s->md_slot ^ 1;
+	err = write_slot(s, slot, s->md_seq + 1, b.p, b.len, nctx, nrec);
+	if (err)
+		goto out;
+	s->md_seq++;
+	s->md_slot = slot;
+
+	/* nothing committed references the pending blocks any more */
+	for (i = 0; i < n0; i++)
+		(void)fallocate(s->fd, FALLOC_FL_PUNCH_HOLE |
+				FALLOC_FL_KEEP_SIZE,
+				(off_t)(s->data_off +
+					(uint64_t)s->pend_blk[i] *
+					s->block_bytes),
+				(off_t)s->block_bytes);
+	pthread_mutex_lock(&s->lock);
+	free_push_locked(s, s->pend_blk, n0);
+	memmove(s->pend_blk, s->pend_blk + n0,
+		(size_t)(s->npending - n0) * sizeof(*s->pend_blk));
+	s->npending -= n0;
+	pthread_mutex_unlock(&s->lock);
+out:
+	pthread_mutex_unlock(&s->commit_lock);
+	free(b.p);
+	return err;
+}
+
+/* Unload every context still registered (the store is closing). */
+static void store_release_all(struct kv_store *s)
+{
+	while (s->nreg)
+		kv_ctx_destroy(s->reg[s->nreg - 1]);
+}
+
+/* ---- recovery ------------------------------------------------------------ */
+
+struct rcv {
+	uint64_t *owner;		/* [blocks]: (id << 32 | seq) + 1 */
+	uint8_t *seen;			/* [pages / 8] */
+};
+
+/* Claim page @pg for (c, seq); 0 or -EUCLEAN. */
+static int rcv_page(struct kv_store *s, struct rcv *r, struct kv_ctx *c,
+		    struct kv_seq *sq, uint32_t seq, uint32_t pg)
+{
+	uint64_t pages = (uint64_t)s->bpc * s->channels * s->ppb;
+	uint64_t key = ((uint64_t)c->id << 32 | seq) + 1;
+	uint32_t blk;
+
+	if (pg >= pages || (r->seen[pg / 8] & (1u << (pg % 8))))
+		return -EUCLEAN;
+	r->seen[pg / 8] |= (uint8_t)(1u << (pg % 8));
+	blk = pg / s->ppb;
+	if (r->owner[blk] == key)
+		return 0;
+	if (r->owner[blk])
+		return -EUCLEAN;
+	r->owner[blk] = key;
+	if (owned_reserve(sq, 1))
+		return -ENOMEM;
+	sq->owned[sq->nowned++] = blk;
+	return 0;
+}
+
+/* Rebuild one (seq, layer) from its record; @pp advances past it. */
+static int rcv_layer(struct kv_store *s, struct rcv *r, struct kv_ctx *c,
+		     const struct md_layer *ml, const uint32_t *ent,
+		     size_t nent)
+{
+	struct kv_seq *sq;
+	struct kv_layer *ly;
+	uint32_t pg, st, k, j, np;
+	double *delta;
+	int err;
+
+	if (ml->seq >= c->p.max_seqs || ml->layer >= c->p.layers ||
+	    !ml->len || ml->len > c->p.max_tokens || ml->rsvd)
+		return -EUCLEAN;
+	np = pages_for(c, ml->len);
+	if (nent != (size_t)np * c->nstreams +
+		    (size_t)(ml->len / c->ct) * c->cpages)
+		return -EUCLEAN;
+	sq = seq_get(c, ml->seq);
+	if (!sq)
+		return -ENOMEM;
+	ly = layer_get(c, sq, ml->layer);
+	if (!ly)
+		return -ENOMEM;
+	if (atomic_load_explicit(&ly->len, memory_order_relaxed))
+		return -EUCLEAN;	/* the same layer twice */
+	for (k = 0; k * c->chunk_pages < np; k++) {
+		uint32_t *chunk = calloc((size_t)c->chunk_pages * c->nstreams,
+					 sizeof(*chunk));
+
+		if (!chunk)
+			return -ENOMEM;
+		atomic_store_explicit(&ly->dir[k], chunk, memory_order_relaxed);
+	}
+	for (pg = 0; pg < np; pg++)
+		for (st = 0; st < c->nstreams; st++) {
+			err = rcv_page(s, r, c, sq, ml->seq, *ent);
+			if (err)
+				return err;
+			*pt_entry(c, ly, pg, st) = *ent++;
+		}
+	for (k = 0; k < ml->len / c->ct; k++) {
+		uint32_t *ce = calloc(c->cpages, sizeof(*ce));
+
+		if (!ce)
+			return -ENOMEM;
+		atomic_store_explicit(&ly->cdir[k], ce, memory_order_relaxed);
+		for (j = 0; j < c->cpages; j++) {
+			err = rcv_page(s, r, c, sq, ml->seq, *ent);
+			if (err)
+				return err;
+			ce[j] = *ent++;
+		}
+	}
+	/* the V running sum lives in DRAM only: rebuilt from the V pages */
+	delta = calloc(c->cpages, sizeof(*delta));
+	if (!delta)
+		return -ENOMEM;
+	v_delta(c, ly, 0, ml->len, delta);
+	vsum_add(c, ly, delta, ml->len);
+	free(delta);
+	atomic_store_explicit(&ly->len, ml->len, memory_order_release);
+	atomic_fetch_add_explicit(&s->bytes_stored,
+				  (uint64_t)ml->len * c->row_bytes * 2,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->bytes_used,
+				  layer_pages(c, ml->len) * s->page_size,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->bytes_used,
+				  layer_pages(c, ml->len) * s->page_size,
+				  memory_order_relaxed);
+	return 0;
+}
+
+static int rcv_parse(struct kv_store *s, struct rcv *r, const uint8_t *p,
+		     size_t len, uint32_t nctx)
+{
+	const uint8_t *end = p + len;
+	uint32_t i, k, n;
+	int err;
+
+	for (i = 0; i < nctx; i++) {
+		struct md_ctx mc;
+		struct kv_ctx *c;
+
+		if ((size_t)(end - p) < sizeof(mc))
+			return -EUCLEAN;
+		memcpy(&mc, p, sizeof(mc));
+		p += sizeof(mc);
+		if (!mc.id)
+			return -EUCLEAN;
+		for (k = 0; k < s->nreg; k++)
+			if (s->reg[k]->id == mc.id)
+				return -EUCLEAN;
+		if (kv_ctx_create(s, &mc.p, mc.id, &c))
+			return -EUCLEAN;
+		s->rec[s->nrec++] = c;
+		for (n = 0; n < mc.nrec; n++) {
+			struct md_layer ml;
+			uint64_t nent;
+
+			if ((size_t)(end - p) < sizeof(ml))
+				return -EUCLEAN;
+			memcpy(&ml, p, sizeof(ml));
+			p += sizeof(ml);
+			if (ml.layer >= c->p.layers || !ml.len ||
+			    ml.len > c->p.max_tokens)
+				return -EUCLEAN;
+			nent = (uint64_t)pages_for(c, ml.len) * c->nstreams +
+			       (uint64_t)(ml.len / c->ct) * c->cpages;
+			if ((uint64_t)(end - p) / 4 < nent)
+				return -EUCLEAN;
+			err = rcv_layer(s, r, c, &ml,
+					(const uint32_t *)(const void *)p,
+					(size_t)nent);
+			if (err)
+				return err;
+			p += nent * 4;
+		}
+	}
+	return p == end ? 0 : -EUCLEAN;
+}
+
+static int slot_valid(const struct kv_store *s, uint32_t slot,
+		      struct md_hdr *h)
+{
+	const uint8_t *src = slot_addr(s, slot);
+	uint32_t crc;
+
+	memcpy(h, src, sizeof(*h));
+	crc = h->hdr_crc;
+	h->hdr_crc = 0;
+	if (memcmp(h->magic, md_magic, sizeof(h->magic)) ||
+	    crc32c(h, sizeof(*h)) != crc)
+		return 0;
+	h->hdr_crc = crc;
+	return h->version == FMT_VERSION && h->fs_id == s->fs_id &&
+	       h->nctx <= MD_MAX_CTX &&
+	       h->payload_len <= s->slot_size - MD_HDR_BYTES &&
+	       crc32c(src + MD_HDR_BYTES, h->payload_len) == h->payload_crc;
+}
+
+/* Load the newest valid slot that parses; the other one as a fallback. */
+static int store_recover(struct kv_store *s, const struct csdfw_config *cfg)
+{
+	uint64_t blocks = (uint64_t)s->bpc * s->channels;
+	struct md_hdr h[2];
+	int ok[2], err = -EUCLEAN;
+	uint32_t order[2], i, ch, b;
+	struct rcv r;
+
+	ok[0] = slot_valid(s, 0, &h[0]);
+	ok[1] = slot_valid(s, 1, &h[1]);
+	order[0] = ok[1] && (!ok[0] || h[1].seq > h[0].seq) ? 1 : 0;
+	order[1] = order[0] ^ 1;
+	r.owner = calloc(blocks, sizeof(*r.owner));
+	r.seen = calloc(blocks * s->ppb / 8 + 1, 1);
+	s->rec = calloc(MD_MAX_CTX, sizeof(*s->rec));
+	if (!r.owner || !r.seen || !s->rec) {
+		err = -ENOMEM;
+		goto out;
+	}
+	for (i = 0; i < 2; i++) {
+		uint32_t sl = order[i];
+
+		if (!ok[sl])
+			continue;
+		err = rcv_parse(s, &r, slot_addr(s, sl) + MD_HDR_BYTES,
+				h[sl].payload_len, h[sl].nctx);
+		if (!err) {
+			s->md_seq = h[sl].seq;
+			s->md_slot = sl;
+			if (i)
+				perr(cfg, "metadata slot %c unusable, "
+				     "recovered slot %c (commit %llu)",
+				     'A' + (int)order[0], 'A' + (int)sl,
+				     (unsigned long long)h[sl].seq);
+			break;
+		}
+		/* unload what this slot built, try the other one */
+		s->closing = true;
+		store_release_all(s);
+		s->closing = false;
+		s->nrec = 0;
+		memset(r.owner, 0, blocks * sizeof(*r.owner));
+		memset(r.seen, 0, blocks * s->ppb / 8 + 1);
+		atomic_store(&s->bytes_stored, 0);
+		atomic_store(&s->bytes_used, 0);
+		if (err == -ENOMEM)
+			goto out;
+	}
+	if (err) {
+		perr(cfg, "no valid metadata slot (use format=1 to reformat)");
+		goto out;
+	}
+	/* free lists: the blocks no recovered sequence owns */
+	s->nfree_total = 0;
+	for (ch = 0; ch < s->channels; ch++) {
+		uint32_t *stk = s->free_blk + (size_t)ch * s->bpc;
+
+		s->nfree[ch] = 0;
+		for (b = 0; b < s->bpc; b++) {
+			uint32_t blk = ch * s->bpc + (s->bpc - 1 - b);
+
+			if (!r.owner[blk])
+				stk[s->nfree[ch]++] = blk;
+		}
+		s->nfree_total += s->nfree[ch];
+	}
+	atomic_store(&s->blocks_free, s->nfree_total);
+out:
+	free(r.owner);
+	free(r.seen);
+	return err;
+}
+
+/* Lay out and write a fresh superblock and an empty metadata slot A. */
+static int store_format(struct kv_store *s)
+{
+	struct sb_disk sb;
+	struct timespec ts;
+	int err;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	s->fs_id = mix64((uint64_t)ts.tv_sec * 1000000000ull +
+			 (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+	if (!s->fs_id)
+		s->fs_id = 1;
+	/* drop old contents (a reformat must not resurrect anything) */
+	if (ftruncate(s->fd, 0) < 0 || ftruncate(s->fd, (off_t)s->size) < 0)
+		return -errno;
+	memset(&sb, 0, sizeof(sb));
+	memcpy(sb.magic, sb_magic, sizeof(sb.magic));
+	sb.version = FMT_VERSION;
+	sb.sb_bytes = SB_BYTES;
+	sb.data_bytes = s->data_bytes;
+	sb.channels = s->channels;
+	sb.page_size = s->page_size;
+	sb.ppb = s->ppb;
+	sb.bpc = s->bpc;
+	sb.slot_off = s->slot_off;
+	sb.slot_size = s->slot_size;
+	sb.data_off = s->data_off;
+	sb.file_size = s->size;
+	sb.fs_id = s->fs_id;
+	sb.format_ns = (uint64_t)ts.tv_sec * 1000000000ull +
+		       (uint64_t)ts.tv_nsec;
+	sb.crc = crc32c(&sb, offsetof(struct sb_disk, crc));
+	/* slot A (commit 1, no contexts) before the superblock names it */
+	err = write_slot(s, 0, 1, NULL, 0, 0, 0);
+	if (err)
+		return err;
+	memcpy(s->base, &sb, sizeof(sb));
+	err = msync_range(s, s->base, sizeof(sb));
+	if (err)
+		return err;
+	s->md_seq = 1;
+	s->md_slot = 0;
+	return 0;
+}
+
+static int store_attach_file(struct kv_store *s, const struct csdfw_config *cfg)
+{
+	char path[sizeof(cfg->backing) + 1];
+	uint64_t blocks = (uint64_t)s->bpc * s->channels;
+	struct sb_disk sb;
+	struct stat st;
+	bool fmt = cfg->format != 0;
+	int err;
+
+	memcpy(path, cfg->backing, sizeof(cfg->backing));
+	path[sizeof(cfg->backing)] = '\0';
+	s->slot_off = s->page_size;
+	s->slot_size = slot_bytes(s);
+	s->data_off = s->slot_off + 2 * s->slot_size;
+	s->size = (size_t)(s->data_off + s->data_bytes);
+	s->pend_blk = calloc(blocks, sizeof(*s->pend_blk));
+	if (!s->pend_blk)
+		return -ENOMEM;
+	s->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (s->fd < 0)
+		return -errno;
+	if (fstat(s->fd, &st) < 0) {
+		err = -errno;
+		goto err_fd;
+	}
+	if (st.st_size == 0) {
+		fmt = true;
+	} else if (!fmt) {
+		uint32_t crc;
+
+		if (pread(s->fd, &sb, sizeof(sb), 0) != (ssize_t)sizeof(sb) ||
+		    memcmp(sb.magic, sb_magic, sizeof(sb.magic))) {
+			perr(cfg, "no CSD superblock (use format=1 to "
+			     "format it)");
+			err = -EUCLEAN;
+			goto err_fd;
+		}
+		crc = crc32c(&sb, offsetof(struct sb_disk, crc));
+		if (crc != sb.crc) {
+			perr(cfg, "superblock checksum mismatch (use "
+			     "format=1 to reformat)");
+			err = -EUCLEAN;
+			goto err_fd;
+		}
+		if (sb.version != FMT_VERSION || sb.sb_bytes != SB_BYTES) {
+			perr(cfg, "unsupported format version %u (this "
+			     "firmware: %u)", sb.version, FMT_VERSION);
+			err = -EUCLEAN;
+			goto err_fd;
+		}
+		if (sb.channels != s->channels ||
+		    sb.page_size != s->page_size || sb.ppb != s->ppb ||
+		    sb.bpc != s->bpc || sb.data_bytes != s->data_bytes) {
+			perr(cfg, "geometry mismatch: file has %u channels x "
+			     "%u blocks of %u pages of %u bytes, configured "
+			     "%u x %u x %u x %u", sb.channels, sb.bpc, sb.ppb,
+			     sb.page_size, s->channels, s->bpc, s->ppb,
+			     s->page_size);
+			err = -EMEDIUMTYPE;
+			goto err_fd;
+		}
+		if (sb.slot_off != s->slot_off ||
+		    sb.slot_size != s->slot_size ||
+		    sb.data_off != s->data_off || sb.file_size != s->size) {
+			perr(cfg, "superblock layout is inconsistent");
+			err = -EUCLEAN;
+			goto err_fd;
+		}
+		if ((uint64_t)st.st_size < sb.file_size) {
+			perr(cfg, "truncated: %lld bytes, expected %llu",
+			     (long long)st.st_size,
+			     (unsigned long long)sb.file_size);
+			err = -EUCLEAN;
+			goto err_fd;
+		}
+		s->fs_id = sb.fs_id;
+	}
+	if (fmt && ftruncate(s->fd, (off_t)s->size) < 0) {
+		err = -errno;
+		goto err_fd;
+	}
+	s->base = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+		       s->fd, 0);
+	if (s->base == MAP_FAILED) {
+		err = -errno;
+		s->base = NULL;
+		goto err_fd;
+	}
+	s->data = s->base + s->data_off;
+	err = fmt ? store_format(s) : store_recover(s, cfg);
+	if (err)
+		goto err_map;
+	return 0;
+
+err_map:
+	s->closing = true;
+	store_release_all(s);
+	munmap(s->base, s->size);
+	s->base = NULL;
+err_fd:
+	close(s->fd);
+	s->fd = -1;
+	return err;
 }

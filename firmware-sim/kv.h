@@ -43,7 +43,24 @@ void kv_store_close(struct kv_store *s);
 /* msync the backing file (no-op for memory).  0 or -errno. */
 int kv_store_flush(struct kv_store *s);
 uint64_t kv_store_blocks_total(const struct kv_store *s);
+/* Free blocks, including blocks freed since the last commit of a backing
+ * file (reusable after the next commit, which an append that needs them
+ * makes implicitly). */
 uint64_t kv_store_blocks_free(const struct kv_store *s);
+/*
+ * Backing file (Documentation/on-media-format.md): kv_store_flush() is a
+ * metadata commit (data pages msync'd, then the context table, lengths and
+ * page tables written to the older of two checksummed slots).  Contexts of
+ * the last commit are recovered by kv_store_open(): kv_store_recovered(s,
+ * i) for i < kv_store_nrecovered(s), ascending id (NULL once destroyed).
+ * Every context not destroyed by its owner is released by
+ * kv_store_close().  kv_store_shutdown() commits and then makes
+ * kv_ctx_destroy() only unload contexts (their blocks stay in the file):
+ * call it before tearing contexts down at a clean shutdown.
+ */
+uint32_t kv_store_nrecovered(const struct kv_store *s);
+struct kv_ctx *kv_store_recovered(const struct kv_store *s, uint32_t i);
+void kv_store_shutdown(struct kv_store *s);
 
 /* Params are validated by the caller against device limits. */
 uint16_t kv_ctx_create(struct kv_store *s, const struct csd_ctx_desc *p,

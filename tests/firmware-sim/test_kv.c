@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "attn_internal.h"
 #include "kv.h"
 #include "cu_main.h"
 
@@ -849,15 +850,30 @@ static void test_file_backing(void)
 	close(fd);
 	unlink(probe);
 
-	/* a stale file is truncated */
+	/* a stale file without a superblock is refused; format=1 formats
+	 * it and nothing of the old content survives */
 	fd = open(path, O_RDWR | O_CREAT, 0600);
 	CU_ASSERT_FATAL(fd >= 0);
 	memset(row, 0xee, sizeof(row));
 	for (i = 0; i < 1000; i++)
 		CU_ASSERT(write(fd, row, sizeof(row)) == sizeof(row));
 	close(fd);
+	{
+		struct csdfw_config cfg;
 
-	s = open_store(16, 2, 4, path);
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.capacity = 16ull * 2 * PG;
+		cfg.channels = 2;
+		cfg.page_size = PG;
+		cfg.pages_per_block = 4;
+		CU_ASSERT_FATAL(strlen(path) < sizeof(cfg.backing));
+		memcpy(cfg.backing, path, strlen(path) + 1);
+		s = NULL;
+		CU_ASSERT(kv_store_open(&cfg, &s) == -EUCLEAN);
+		CU_ASSERT(s == NULL);
+		cfg.format = 1;
+		CU_ASSERT_FATAL(kv_store_open(&cfg, &s) == 0);
+	}
 	CU_ASSERT_FATAL(s != NULL);
 	c = mkctx(s, mkp(1, 2, 128, CSD_DTYPE_F16, 2, 1000), 1);
 	CU_ASSERT(app(c, 3, 0, 0, 0, 40, NULL) == 0);
@@ -866,7 +882,9 @@ static void test_file_backing(void)
 
 	f = slurp(path, &flen);
 	CU_ASSERT_FATAL(f != NULL);
-	CU_ASSERT(flen == 32ull * PG);
+	/* superblock page, two metadata slots, then the 32 data pages */
+	CU_ASSERT(flen > 32ull * PG && flen % PG == 0);
+	CU_ASSERT(memcmp(f, "CSDKVSB", 8) == 0);
 	for (i = 0; i < flen; i++)
 		if (f[i] == 0xee && i + 256 <= flen &&
 		    memcmp(f + i, row, 256) == 0)
@@ -889,8 +907,8 @@ static void test_file_backing(void)
 	CU_ASSERT(kv_store_flush(s) == 0);
 	f = slurp(path, &flen);
 	CU_ASSERT_FATAL(f != NULL);
-	CU_ASSERT(flen == 32ull * PG);
-	for (i = 0; i < flen; i++)
+	CU_ASSERT(flen > 32ull * PG);
+	for (i = flen - 32ull * PG; i < flen; i++)
 		zero &= f[i] == 0;
 	if (punch)
 		CU_ASSERT(zero);
@@ -1043,10 +1061,344 @@ static void test_metadata_size(void)
 		for (l = 0; l < 40; l++)
 			CU_ASSERT_FATAL(app(c, 1, q, l, 0, 1, NULL) == 0);
 	d = mallinfo2();
-	/* two sequences with every layer in use: far below 1 MiB each */
-	CU_ASSERT(d.uordblks - b.uordblks < (1u << 20));
+	/* two sequences with every layer in use: far below 1 MiB each, plus
+	 * the V running sums (40 x 128 doubles per layer) */
+	CU_ASSERT(d.uordblks - b.uordblks < (1u << 20) + 2 * 40 * 40960);
 	CU_ASSERT(check_pages(c, 1, 1, 39));
 	kv_ctx_destroy(c);
+	kv_store_close(s);
+}
+
+/* ---- SparF support: channel-indexed K and the V running sum ---------------- */
+
+/* Finite values, exact in every dtype (k/64, |k| <= 127). */
+static float fval(uint32_t salt, uint32_t layer, uint32_t tok, uint32_t head,
+		  uint32_t which, uint32_t dim)
+{
+	uint32_t v = mix(((uint64_t)salt << 52) ^ ((uint64_t)layer << 44) ^
+			 ((uint64_t)tok << 20) ^ ((uint64_t)head << 10) ^
+			 ((uint64_t)which << 9) ^ dim);
+
+	return (float)((int)(v % 255) - 127) / 64.0f;
+}
+
+static void put_elem(uint8_t *row, uint8_t dtype, uint32_t i, float v)
+{
+	attn_store_elem(row, dtype, i, v);
+}
+
+/* Append finite K/V of tokens [start, start + ntok). */
+static uint16_t app_f(struct kv_ctx *c, uint32_t salt, uint32_t seq,
+		      uint32_t layer, uint32_t start, uint32_t ntok,
+		      struct model_work *w)
+{
+	const struct csd_ctx_desc *p = kv_ctx_params(c);
+	size_t rb = rowb(c), len = 2 * rb * ntok;
+	uint8_t *b = malloc(len + 1);
+	struct csdfw_seg sg = { b, len };
+	struct csdfw_data d = { &sg, 1, len };
+	uint32_t t, h, j, wh;
+	uint16_t rc;
+
+	CU_ASSERT_FATAL(b != NULL);
+	for (wh = 0; wh < 2; wh++)
+		for (t = 0; t < ntok; t++)
+			for (h = 0; h < p->kv_heads; h++)
+				for (j = 0; j < p->head_dim; j++)
+					put_elem(b + wh * rb * ntok + t * rb +
+						 h * hrow(c), p->dtype, j,
+						 fval(salt, layer, start + t,
+						      h, wh, j));
+	rc = kv_append(c, seq, layer, start, ntok, &d, 0, rb * ntok, w);
+	free(b);
+	return rc;
+}
+
+/* Every complete chunk's channel pages == token-indexed K transposed. */
+static int check_chan(struct kv_ctx *c, uint32_t seq, uint32_t layer)
+{
+	const struct csd_ctx_desc *p = kv_ctx_params(c);
+	uint32_t ct = kv_chan_tokens(c), tpp = kv_tokens_per_page(c);
+	uint32_t es = csd_dtype_size(p->dtype), hr = hrow(c);
+	uint32_t nch = kv_chan_chunks(c, seq, layer), k, h, j, t;
+
+	if (nch != kv_len(c, seq, layer) / ct)
+		return 0;
+	if (kv_chan_page(c, seq, layer, 0, 0, nch))
+		return 0;	/* incomplete chunk: no channel pages */
+	for (k = 0; k < nch; k++)
+		for (h = 0; h < p->kv_heads; h++)
+			for (j = 0; j < p->head_dim; j++) {
+				const uint8_t *cp = kv_chan_page(c, seq, layer,
+								 h, j, k);
+
+				if (!cp || ((uintptr_t)cp & (PG - 1)))
+					return 0;
+				for (t = 0; t < ct; t++) {
+					uint32_t tok = k * ct + t;
+					const uint8_t *tp = kv_page(c, seq,
+						layer, h, KV_K, tok / tpp);
+
+					if (!tp || memcmp(cp + t * es,
+						tp + (tok % tpp) * hr + j * es,
+						es))
+						return 0;
+				}
+			}
+	return 1;
+}
+
+/* Exact sum (double) of V of tokens [0, n) vs kv_vsum(). */
+static int check_vsum(struct kv_ctx *c, uint32_t salt, uint32_t seq,
+		      uint32_t layer, uint32_t n)
+{
+	const struct csd_ctx_desc *p = kv_ctx_params(c);
+	uint32_t m = p->kv_heads * p->head_dim, i, t;
+	float *got = malloc(m * sizeof(*got));
+	int ok;
+
+	CU_ASSERT_FATAL(got != NULL);
+	ok = kv_vsum(c, seq, layer, got) == n;
+	for (i = 0; i < m && ok; i++) {
+		double want = 0;
+
+		for (t = 0; t < n; t++)
+			want += fval(salt, layer, t, i / p->head_dim, 1,
+				     i % p->head_dim);
+		ok = got[i] == (float)want;
+	}
+	free(got);
+	return ok;
+}
+
+static void chan_one(uint8_t dtype, uint16_t hd, uint32_t *seed)
+{
+	struct kv_store *s = open_store(1024, 4, 8, NULL);
+	uint32_t ct, tpp, n, pos, kvh = 2, cpc = 0;
+	struct model_work w;
+	struct kv_ctx *c;
+	uint64_t pages;
+
+	CU_ASSERT_FATAL(s != NULL);
+	c = mkctx(s, mkp(2, (uint16_t)kvh, hd, dtype, 2, 100000), 1);
+	ct = kv_chan_tokens(c);
+	tpp = kv_tokens_per_page(c);
+	CU_ASSERT(ct == PG / csd_dtype_size(dtype));
+	n = 2 * ct + ct / 3;
+	CU_ASSERT(kv_chan_chunks(c, 0, 0) == 0);
+	for (pos = 0; pos < n;) {
+		uint32_t m = 1 + rnd(seed) % (ct / 2), i, before, tot = 0;
+		uint32_t pg_new;
+
+		if (m > n - pos)
+			m = n - pos;
+		memset(&w, 0, sizeof(w));
+		before = kv_chan_chunks(c, 0, 1);
+		CU_ASSERT_FATAL(app_f(c, 3, 0, 1, pos, m, &w) == 0);
+		pos += m;
+		CU_ASSERT(kv_chan_chunks(c, 0, 1) == pos / ct);
+		/* programs: token pages touched + the new channel pages */
+		pg_new = (pos - 1) / tpp - (pos - m) / tpp + 1;
+		for (i = 0; i < 4; i++)
+			tot += w.wr_pages[i];
+		CU_ASSERT(tot == pg_new * 2 * kvh +
+			  (pos / ct - before) * kvh * hd);
+		if (pos / ct != before)
+			cpc++;
+	}
+	CU_ASSERT(cpc == 2);
+	CU_ASSERT(check_chan(c, 0, 1));
+	CU_ASSERT(check_vsum(c, 3, 0, 1, n));
+	/* one bulk append gives the same channel pages */
+	CU_ASSERT(app_f(c, 3, 1, 1, 0, n, NULL) == 0);
+	CU_ASSERT(check_chan(c, 1, 1));
+	CU_ASSERT(check_vsum(c, 3, 1, 1, n));
+	{
+		uint32_t k, j, h;
+
+		for (k = 0; k < 2; k++)
+			for (h = 0; h < kvh; h++)
+				for (j = 0; j < hd; j++) {
+					CU_ASSERT(memcmp(
+					    kv_chan_page(c, 0, 1, h, j, k),
+					    kv_chan_page(c, 1, 1, h, j, k),
+					    PG) == 0);
+					/* consecutive dims on distinct,
+					 * round-robin channels */
+					CU_ASSERT(kv_chan_page_chan(c, 1, 1, h,
+							j, k) ==
+						  (kv_chan_page_chan(c, 1, 1, h,
+							0, k) + j) % 4);
+				}
+		CU_ASSERT(kv_page_chan(c, 1, 1, 1, KV_V, 3) ==
+			  (kv_page_chan(c, 1, 1, 1, KV_V, 0) + 3) % 4);
+	}
+	/* space: token and channel pages both counted */
+	pages = 2ull * ((n + tpp - 1) / tpp * 2 * kvh + 2ull * kvh * hd);
+	CU_ASSERT(kv_store_bytes_used(s) == pages * PG);
+	/* empty layer */
+	CU_ASSERT(check_vsum(c, 3, 0, 0, 0));
+	CU_ASSERT(kv_chan_chunks(c, 0, 0) == 0);
+	CU_ASSERT(kv_chan_page(c, 0, 0, 0, 0, 0) == NULL);
+	/* reset clears the chunks and the sum, reuse rebuilds them */
+	CU_ASSERT(kv_seq_reset(c, 0) == 0);
+	CU_ASSERT(kv_chan_chunks(c, 0, 1) == 0);
+	CU_ASSERT(kv_chan_page(c, 0, 1, 0, 0, 0) == NULL);
+	CU_ASSERT(check_vsum(c, 3, 0, 1, 0));
+	CU_ASSERT(kv_store_bytes_used(s) == pages / 2 * PG);
+	CU_ASSERT(app_f(c, 3, 0, 1, 0, ct + 1, NULL) == 0);
+	CU_ASSERT(check_chan(c, 0, 1));
+	CU_ASSERT(check_vsum(c, 3, 0, 1, ct + 1));
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_blocks_free(s) == kv_store_blocks_total(s));
+	CU_ASSERT(kv_store_bytes_used(s) == 0);
+	kv_store_close(s);
+}
+
+static void test_chan(void)
+{
+	static const uint16_t hds[] = { 64, 80, 128 };
+	uint32_t seed = 777;
+	uint8_t dt;
+	size_t i;
+
+	for (dt = 0; dt < CSD_DTYPE_COUNT; dt++)
+		for (i = 0; i < sizeof(hds) / sizeof(hds[0]); i++)
+			chan_one(dt, hds[i], &seed);
+}
+
+static void test_chan_no_space(void)
+{
+	/* 2 channels x 12 blocks x 8 pages = 192 pages.  f32, hd 64, one
+	 * kv head: 16 tokens per page, 1024-token chunks of 64 pages */
+	struct kv_store *s = open_store(96, 2, 8, NULL);
+	struct kv_ctx *c;
+
+	CU_ASSERT_FATAL(s != NULL);
+	c = mkctx(s, mkp(2, 1, 64, CSD_DTYPE_F32, 2, 10000), 1);
+	CU_ASSERT(kv_chan_tokens(c) == 1024);
+	/* 1023 tokens: 64 pages per stream = 128 pages (16 blocks) */
+	CU_ASSERT(app_f(c, 1, 0, 0, 0, 1023, NULL) == 0);
+	CU_ASSERT(kv_store_bytes_used(s) == 128ull * PG);
+	/* seq 1 takes two blocks: 48 pages left */
+	CU_ASSERT(app_f(c, 2, 1, 0, 0, 1, NULL) == 0);
+	CU_ASSERT(kv_store_blocks_free(s) == 6);
+	/* the 1024th token fits in its page but completes a chunk: needs
+	 * 64 channel pages -> nothing written */
+	expect_fail(c, s, ST(NO_SPACE), 0, 0, 1023, 1);
+	expect_fail(c, s, ST(NO_SPACE), 0, 0, 1023, 5);
+	CU_ASSERT(kv_chan_chunks(c, 0, 0) == 0);
+	CU_ASSERT(check_vsum(c, 1, 0, 0, 1023));
+	/* a layer that completes no chunk still fits */
+	CU_ASSERT(app_f(c, 3, 0, 1, 0, 16, NULL) == 0);
+	CU_ASSERT(kv_seq_reset(c, 1) == 0);
+	expect_fail(c, s, ST(NO_SPACE), 0, 0, 1023, 1);
+	CU_ASSERT(app_f(c, 3, 0, 1, 16, 1, NULL) == 0);
+	/* exactly 64 pages free once seq 1 and layer 1 are gone */
+	CU_ASSERT(kv_seq_reset(c, 0) == 0);
+	CU_ASSERT(app_f(c, 1, 0, 0, 0, 1023, NULL) == 0);
+	CU_ASSERT(app_f(c, 1, 0, 0, 1023, 1, NULL) == 0);
+	CU_ASSERT(kv_chan_chunks(c, 0, 0) == 1);
+	CU_ASSERT(kv_store_bytes_used(s) == 192ull * PG);
+	CU_ASSERT(kv_store_blocks_free(s) == 0);
+	CU_ASSERT(check_chan(c, 0, 0));
+	CU_ASSERT(check_vsum(c, 1, 0, 0, 1024));
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_blocks_free(s) == kv_store_blocks_total(s));
+	kv_store_close(s);
+}
+
+#define VC_TOKENS	5000
+
+struct vc {
+	struct kv_ctx *c;
+	double *prefix;			/* [VC_TOKENS + 1][64] */
+	atomic_int done;
+	atomic_int bad;
+	atomic_long checks;
+};
+
+static void *vc_write(void *p)
+{
+	struct vc *vc = p;
+	uint32_t pos = 0, seed = 4242;
+
+	while (pos < VC_TOKENS) {
+		uint32_t m = 1 + rnd(&seed) % 97;
+		long seen = atomic_load(&vc->checks);
+
+		if (m > VC_TOKENS - pos)
+			m = VC_TOKENS - pos;
+		if (app_f(vc->c, 9, 0, 0, pos, m, NULL))
+			atomic_fetch_add(&vc->bad, 1);
+		pos += m;
+		while (atomic_load(&vc->checks) == seen &&
+		       !atomic_load(&vc->done))
+			sched_yield();
+	}
+	atomic_store(&vc->done, 1);
+	return NULL;
+}
+
+static void *vc_read(void *p)
+{
+	struct vc *vc = p;
+	float sum[64];
+	uint32_t n, i, nch, ct = kv_chan_tokens(vc->c), seed = 5;
+
+	while (!atomic_load(&vc->done)) {
+		n = kv_vsum(vc->c, 0, 0, sum);
+		for (i = 0; i < 64; i++)
+			if (sum[i] != (float)vc->prefix[(size_t)n * 64 + i])
+				atomic_fetch_add(&vc->bad, 1);
+		nch = kv_chan_chunks(vc->c, 0, 0);
+		if (nch * ct > kv_len(vc->c, 0, 0) + 0u)
+			atomic_fetch_add(&vc->bad, 1);
+		if (nch) {
+			uint32_t k = rnd(&seed) % nch, j = rnd(&seed) % 64;
+			uint32_t t = rnd(&seed) % ct;
+			const uint16_t *cp = kv_chan_page(vc->c, 0, 0, 0, j, k);
+
+			if (!cp || attn_f16_to_f32(cp[t]) !=
+				   fval(9, 0, k * ct + t, 0, 0, j))
+				atomic_fetch_add(&vc->bad, 1);
+		}
+		atomic_fetch_add(&vc->checks, 1);
+	}
+	return NULL;
+}
+
+static void test_chan_concurrency(void)
+{
+	struct kv_store *s = open_store(1024, 4, 8, NULL);
+	pthread_t th[2];
+	struct vc vc;
+	uint32_t t, i;
+
+	CU_ASSERT_FATAL(s != NULL);
+	memset(&vc, 0, sizeof(vc));
+	vc.c = mkctx(s, mkp(1, 1, 64, CSD_DTYPE_F16, 1, VC_TOKENS), 1);
+	vc.prefix = calloc((size_t)(VC_TOKENS + 1) * 64, sizeof(double));
+	CU_ASSERT_FATAL(vc.prefix != NULL);
+	for (t = 0; t < VC_TOKENS; t++)
+		for (i = 0; i < 64; i++)
+			vc.prefix[(size_t)(t + 1) * 64 + i] =
+				vc.prefix[(size_t)t * 64 + i] +
+				fval(9, 0, t, 0, 1, i);
+	atomic_init(&vc.done, 0);
+	atomic_init(&vc.bad, 0);
+	atomic_init(&vc.checks, 0);
+	CU_ASSERT_FATAL(pthread_create(&th[1], NULL, vc_read, &vc) == 0);
+	CU_ASSERT_FATAL(pthread_create(&th[0], NULL, vc_write, &vc) == 0);
+	pthread_join(th[0], NULL);
+	pthread_join(th[1], NULL);
+	CU_ASSERT(atomic_load(&vc.bad) == 0);
+	CU_ASSERT(atomic_load(&vc.checks) > 20);
+	CU_ASSERT(kv_chan_chunks(vc.c, 0, 0) == VC_TOKENS / 2048);
+	CU_ASSERT(check_chan(vc.c, 0, 0));
+	CU_ASSERT(check_vsum(vc.c, 9, 0, 0, VC_TOKENS));
+	free(vc.prefix);
+	kv_ctx_destroy(vc.c);
 	kv_store_close(s);
 }
 
@@ -1062,6 +1414,9 @@ static CU_TestInfo kv_tests[] = {
 	{ "file_backing", test_file_backing },
 	{ "concurrency", test_concurrency },
 	{ "metadata_size", test_metadata_size },
+	{ "chan", test_chan },
+	{ "chan_no_space", test_chan_no_space },
+	{ "chan_concurrency", test_chan_concurrency },
 	CU_TEST_INFO_NULL,
 };
 
