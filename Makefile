@@ -5,6 +5,7 @@
 #   make demo       install deps, build, csd-infer compare on the embedded drive
 #   make demo-attn  the attention demo on the embedded drive (csd-demo)
 #   make bench-e2e  csd vs flexgen batch sweep -> out/e2e/sweep.{json,dat,png}
+#   make bench-drives  modeled throughput with 1/2/4/8 drives -> out/drives/
 #   make check      install deps, build (-Werror), run all tests + ASan/UBSan
 #   make lint       clang-tidy, cppcheck, clang-format check
 #   make fuzz       libFuzzer targets (clang), FUZZ_TIME seconds each
@@ -28,7 +29,7 @@ E2E_ARGS   ?=
 MESON      ?= meson
 NINJA      ?= ninja
 
-.PHONY: all build deps demo demo-attn bench-e2e check lint fuzz soak clean \
+.PHONY: all build deps demo demo-attn bench-e2e bench-drives check lint fuzz soak clean \
 	distclean format
 
 all: build
@@ -66,6 +67,14 @@ bench-e2e: deps
 	$(BUILD)/tools/csd-bench e2e --out $(E2E_OUT) $(E2E_ARGS)
 	cd $(E2E_OUT) && gnuplot sweep.gp
 	@echo "wrote $(E2E_OUT)/sweep.json $(E2E_OUT)/sweep.dat $(E2E_OUT)/sweep.png"
+
+bench-drives: deps
+	scripts/deps.sh --plot
+	$(MAKE) build
+	mkdir -p out/drives
+	$(BUILD)/tools/csd-bench drives --json out/drives/drives.json \
+		--png out/drives/drives.png $(DRIVES_ARGS)
+	@echo "wrote out/drives/drives.json out/drives/drives.png"
 
 check:
 	scripts/deps.sh --fuzz --kmod

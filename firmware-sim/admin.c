@@ -77,6 +77,7 @@ static void fill_id_ctrl(struct csdfw *fw, struct csd_id_ctrl *id)
 	vs->dtypes = (1u << CSD_DTYPE_F32) | (1u << CSD_DTYPE_F16) |
 		     (1u << CSD_DTYPE_BF16);
 	vs->features = CSD_FEAT_FUSED_KV | CSD_FEAT_LSE | CSD_FEAT_PACING |
+		       CSD_FEAT_SPARSE |
 		       CSD_FEAT_WINDOW | (cfg->backing[0] ? CSD_FEAT_FILE_BACKED
 							    : 0);
 	vs->min_head_dim = FW_MIN_HEAD_DIM;

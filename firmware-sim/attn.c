@@ -13,6 +13,11 @@
  *
  * Jobs are served FIFO: workers take tasks from the oldest queued job until
  * all its tasks are handed out, so jobs complete roughly in order.
+ *
+ * A SparF job (sp_r != 0) has one task per (sequence, kv head) for every
+ * sequence that keeps fewer tokens than it has (attn_sparse_group() writes
+ * the group's outputs itself); sequences that keep all their tokens get the
+ * dense tasks, so k >= n is bit-identical to a dense call.
  */
 #include <errno.h>
 #include <math.h>
@@ -35,6 +40,7 @@ struct attn_task {
 	uint32_t begin, end;
 	uint32_t group;
 	uint32_t pg_off;		/* first page pointer slot */
+	bool sparse;			/* SparF group task */
 	float *acc;			/* [n_q][head_dim] */
 };
 
@@ -62,6 +68,7 @@ struct attn_engine {
 	bool stop;
 	int simd;
 	attn_kernel_fn kernel;
+	const struct attn_sparse_ops *sops;
 	unsigned int nthreads;
 	pthread_t *threads;
 };
@@ -79,7 +86,22 @@ static int job_check(const struct attn_job *j)
 	for (uint32_t i = 0; i < j->nseq; i++)
 		if (j->hi[i] <= j->lo[i])
 			return -EINVAL;
+	if (!j->sp_r)
+		return 0;
+	if (j->sp_r > j->head_dim || !j->sp_k || !j->chan || !j->vsum ||
+	    !j->chan_tokens || j->chan_tokens % j->tpp)
+		return -EINVAL;
+	for (uint32_t i = 0; i < j->nseq; i++)
+		if (j->lo[i])
+			return -EINVAL;
 	return 0;
+}
+
+/* Whether sequence @i of @j is attended sparsely (keeps < all tokens). */
+static bool seq_sparse(const struct attn_job *j, uint32_t i)
+{
+	return j->sp_r && attn_sparse_k(j->sp_k, j->sp_frac, j->hi[i]) <
+			  j->hi[i];
 }
 
 static uint32_t task_tokens(const struct attn_job *j, unsigned int threads)
@@ -88,7 +110,8 @@ static uint32_t task_tokens(const struct attn_job *j, unsigned int threads)
 	uint64_t total = 0, chunk, min_tok;
 
 	for (uint32_t i = 0; i < j->nseq; i++)
-		total += (uint64_t)(j->hi[i] - j->lo[i]) * j->kv_heads;
+		if (!seq_sparse(j, i))
+			total += (uint64_t)(j->hi[i] - j->lo[i]) * j->kv_heads;
 	chunk = total / ((uint64_t)threads * TASKS_PER_THREAD);
 	min_tok = (TASK_MIN_BYTES + 2 * row - 1) / (2 * row);
 	if (chunk < min_tok)
@@ -119,6 +142,10 @@ static struct attn_jstate *jstate_new(struct attn_job *j,
 	for (uint32_t i = 0; i < j->nseq; i++) {
 		uint32_t n = 0, p = 0;
 
+		if (seq_sparse(j, i)) {
+			ntasks += j->kv_heads;
+			continue;
+		}
 		for (uint32_t b = j->lo[i]; b < j->hi[i];) {
 			uint32_t e = (b / chunk + 1) * chunk;
 
@@ -182,7 +209,19 @@ static struct attn_jstate *jstate_new(struct attn_job *j,
 			float *out = j->out +
 				((size_t)i * j->q_heads + (size_t)h * nq) * d;
 
-			for (uint32_t b = j->lo[i]; b < j->hi[i];) {
+			if (seq_sparse(j, i)) {
+				struct attn_task *t = &js->tasks[ti++];
+
+				memset(t, 0, sizeof(*t));
+				t->si = i;
+				t->kvh = h;
+				t->end = j->hi[i];
+				t->group = g;
+				t->sparse = true;
+				t->acc = out;
+			}
+			for (uint32_t b = j->lo[i]; b < j->hi[i] &&
+			     !seq_sparse(j, i);) {
 				uint32_t e = (b / chunk + 1) * chunk;
 				struct attn_task *t = &js->tasks[ti];
 
@@ -194,6 +233,7 @@ static struct attn_jstate *jstate_new(struct attn_job *j,
 				t->end = e;
 				t->group = g;
 				t->pg_off = pslot;
+				t->sparse = false;
 				if (ti == first) {
 					t->acc = out;
 				} else {
@@ -219,6 +259,8 @@ static void finish_group(struct attn_jstate *js, struct attn_group *g)
 	struct attn_task *t0 = &js->tasks[g->first];
 	float *m = js->ml + (size_t)g->first * 2 * nq, *l = m + nq;
 
+	if (t0->sparse)		/* attn_sparse_group() wrote out and lse */
+		return;
 	for (uint32_t k = 1; k < g->ntasks; k++) {
 		struct attn_task *t = &js->tasks[g->first + k];
 		const float *m2 = js->ml + (size_t)(g->first + k) * 2 * nq;
@@ -244,8 +286,9 @@ static void finish_group(struct attn_jstate *js, struct attn_group *g)
  * Runs task @ti of @js.  Returns true when it was the job's last task: @js
  * has then been freed and job->done called, so the caller must not touch @js.
  */
-static bool run_task(attn_kernel_fn kernel, struct attn_jstate *js,
-		     uint32_t ti)
+static bool run_task(attn_kernel_fn kernel,
+		     const struct attn_sparse_ops *sops,
+		     struct attn_jstate *js, uint32_t ti)
 {
 	struct attn_job *j = js->job;
 	struct attn_task *t = &js->tasks[ti];
@@ -255,14 +298,16 @@ static bool run_task(attn_kernel_fn kernel, struct attn_jstate *js,
 	const uint32_t p0 = t->begin / j->tpp, seq = j->seqs[t->si];
 	const void **kp = js->pages + t->pg_off, **vp = kp + np;
 	float *m = js->ml + (size_t)ti * 2 * nq;
-	bool ok = true;
+	bool ok = !t->sparse;
 
 	for (uint32_t i = 0; i < np && ok; i++) {
 		kp[i] = j->page(j->cookie, seq, t->kvh, 0, p0 + i);
 		vp[i] = j->page(j->cookie, seq, t->kvh, 1, p0 + i);
 		ok = kp[i] && vp[i];
 	}
-	if (ok) {
+	if (t->sparse) {
+		attn_sparse_group(sops, kernel, j, t->si, t->kvh);
+	} else if (ok) {
 		struct attn_args a = {
 			.dtype = j->dtype,
 			.head_dim = d,
@@ -323,7 +368,7 @@ static void *worker(void *arg)
 				e->tail = NULL;
 		}
 		pthread_mutex_unlock(&e->lock);
-		run_task(e->kernel, js, ti);
+		run_task(e->kernel, e->sops, js, ti);
 		pthread_mutex_lock(&e->lock);
 	}
 	pthread_mutex_unlock(&e->lock);
@@ -358,6 +403,7 @@ int attn_engine_create(unsigned int threads, int simd,
 		return -ENOMEM;
 	e->simd = simd;
 	e->kernel = attn_kernel_get(simd);
+	e->sops = attn_sparse_ops_get(simd);
 	e->threads = calloc(threads, sizeof(*e->threads));
 	if (!e->threads) {
 		rc = -ENOMEM;
@@ -454,6 +500,7 @@ int attn_engine_submit(struct attn_engine *e, struct attn_job *job)
  */
 int attn_run_single(struct attn_job *job, int simd)
 {
+	const struct attn_sparse_ops *sops;
 	struct attn_jstate *js;
 	attn_kernel_fn kernel;
 	uint32_t n;
@@ -464,7 +511,8 @@ int attn_run_single(struct attn_job *job, int simd)
 	if (simd < 0 || simd >= CSD_SIMD_COUNT)
 		return -EINVAL;
 	kernel = attn_kernel_get(simd);
-	if (!kernel)
+	sops = attn_sparse_ops_get(simd);
+	if (!kernel || !sops)
 		return -EOPNOTSUPP;
 	rc = job_check(job);
 	if (rc)
@@ -476,7 +524,7 @@ int attn_run_single(struct attn_job *job, int simd)
 	n = js->ntasks;
 	/* the last run_task frees js and calls done */
 	for (uint32_t i = 0; i < n; i++)
-		if (run_task(kernel, js, i))
+		if (run_task(kernel, sops, js, i))
 			break;
 	return 0;
 }

@@ -11,6 +11,7 @@
 #ifndef CSDFW_ATTN_H
 #define CSDFW_ATTN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 enum csd_simd {
@@ -79,6 +80,28 @@ typedef const void *(*attn_page_fn)(void *cookie, uint32_t seq,
 				    uint32_t kv_head, int which,
 				    uint32_t page_idx);
 
+/* SparF: address of the channel-indexed page of dim @dim of complete chunk
+ * @chunk of the K stream of (seq, kv_head) for the job's layer. */
+typedef const void *(*attn_chan_fn)(void *cookie, uint32_t seq,
+				    uint32_t kv_head, uint32_t dim,
+				    uint32_t chunk);
+
+struct attn_job;
+
+/*
+ * SparF: what one (sequence, kv head) group of a sparse job read, reported
+ * from a worker when the group is done (for the timing model).  @dims: the
+ * union over the group's q heads of their top-r dims (ascending), whose
+ * channel pages of every complete chunk were read whole; the tail tokens
+ * [chunks * chan_tokens, hi) were scored from their token-indexed K pages;
+ * @toks: the union of the selected tokens (ascending, distinct) whose K and
+ * V rows were read.
+ */
+typedef void (*attn_sparse_read_fn)(struct attn_job *job, uint32_t si,
+				    uint32_t kv_head, const uint32_t *dims,
+				    uint32_t ndims, const uint32_t *toks,
+				    uint32_t ntoks);
+
 struct attn_job {
 	/* shape */
 	int dtype;
@@ -96,6 +119,20 @@ struct attn_job {
 	/* called once from a worker when out/lse are complete */
 	void (*done)(struct attn_job *job);
 	void *priv;			/* owner's pointer */
+	/*
+	 * SparF (command set v0.2), used when sp_r != 0: every sequence must
+	 * have lo == 0.  A sequence whose kept tokens k_i =
+	 * attn_sparse_k(sp_k, sp_frac, hi) cover all its tokens is attended
+	 * exactly as a dense job would (same tasks, bit-identical).
+	 */
+	uint32_t sp_r;			/* dims of q, 1..head_dim; 0 = dense */
+	uint32_t sp_k;			/* tokens kept (>= 1) or a fraction */
+	bool sp_frac;			/* sp_k in units of 2^-24 */
+	uint32_t chan_tokens;		/* tokens per channel chunk (% tpp == 0) */
+	attn_chan_fn chan;
+	const float *vsum;		/* [nseq][kv_heads][head_dim]: sum of V
+					 * over tokens [0, hi) */
+	attn_sparse_read_fn sp_read;	/* may be NULL */
 	/* engine private */
 	void *internal;
 };
@@ -105,5 +142,27 @@ int attn_engine_submit(struct attn_engine *e, struct attn_job *job);
 
 /* Run @job on the calling thread only, with kernel @simd (tests, tools). */
 int attn_run_single(struct attn_job *job, int simd);
+
+/* ---- SparF helpers ------------------------------------------------------ */
+
+/* Tokens kept of a sequence of @n tokens: @k, or with @frac
+ * max(1, ceil(n * k / 2^24)); at most n. */
+static inline uint32_t attn_sparse_k(uint32_t k, bool frac, uint32_t n)
+{
+	uint64_t v = k;
+
+	if (frac)
+		v = ((uint64_t)n * k + (1u << 24) - 1) >> 24;
+	if (v < 1)
+		v = 1;
+	return v > n ? n : (uint32_t)v;
+}
+
+/*
+ * The @r dims of @q (length @d) with the largest |q_i|, ascending; ties go
+ * to the lower index.  Returns ||q_r||_1 / ||q||_1 (1 when q is 0).
+ */
+float attn_sparse_topdims(const float *q, uint32_t d, uint32_t r,
+			  uint32_t *dims);
 
 #endif /* CSDFW_ATTN_H */

@@ -26,6 +26,40 @@ void attn_kernel_avx512(const struct attn_args *a);
 /* Whether the CPU (and OS) support the ISA of @simd; no env lookup. */
 int attn_cpu_supports(int simd);
 
+/*
+ * SparF hot loops, one set per ISA (attn_sparse.c scalar reference,
+ * attn_sparse_avx2.c, attn_sparse_avx512.c).
+ */
+struct attn_sparse_ops {
+	/* s[t] = sum_j qd[j] * cols[j][t] for t < n: approximate scores
+	 * from @r channel-indexed columns of dtype @dt (dim-major axpy) */
+	void (*chan_dot)(int dt, uint32_t r, const float *qd,
+			 const void *const *cols, uint32_t n, float *s);
+	/* s[t] = dot(q, rows[t]) over @d elements of dtype @dt, t < n */
+	void (*rows_dot)(int dt, uint32_t d, const float *q,
+			 const char *const *rows, uint32_t n, float *s);
+	/* max of s[0..n) (n >= 1; NaN ignored, -inf if all NaN) */
+	float (*vmax)(const float *s, uint32_t n);
+	/* sum_t exp(a * s[t] - b), t < n */
+	float (*expsum)(const float *s, uint32_t n, float a, float b);
+};
+
+extern const struct attn_sparse_ops attn_sparse_scalar;
+extern const struct attn_sparse_ops attn_sparse_avx2;
+extern const struct attn_sparse_ops attn_sparse_avx512;
+/* Ops for @simd (must be supported). */
+const struct attn_sparse_ops *attn_sparse_ops_get(int simd);
+
+/*
+ * Sparse attention of the q heads of kv head @kvh of sequence @si of @j:
+ * writes out (and lse) of those heads and calls j->sp_read.  Without
+ * memory for its scratch (about 16 bytes per token) it falls back to exact
+ * dense attention of the heads.
+ */
+void attn_sparse_group(const struct attn_sparse_ops *ops,
+		       attn_kernel_fn kernel, struct attn_job *j, uint32_t si,
+		       uint32_t kvh);
+
 /* ---- element conversions (portable, exact) ---------------------------- */
 
 static inline float attn_u32_as_f32(uint32_t u)

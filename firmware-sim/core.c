@@ -25,6 +25,7 @@
  */
 #include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -379,7 +380,8 @@ static const struct fw_opdesc io_ops[] = {
 	  { 0, ALL, 0, 0, 0, 0 }, 0, io_kv_check, io_kv_read },
 	{ CSD_IO_SEQ_RESET, D_NDT, NS_IO, "seq-reset", ALL, ALL,
 	  { 0, ALL, 0, HI16, ALL, ALL }, 0, NULL, io_seq_reset },
-	{ CSD_IO_ATTN_SUBMIT, D_NDT, NS_IO, "attn-submit", 0, ALL,
+	/* CDW3 (SparF parameters, v0.2) is checked by its own check */
+	{ CSD_IO_ATTN_SUBMIT, D_NDT, NS_IO, "attn-submit", 0, 0,
 	  { 0, ALL, 0, 0, 0, 0 }, CSD_ATTN_F_ALL,
 	  io_attn_submit_check, io_attn_submit },
 	{ CSD_IO_CTX_QUERY, D_NDT, NS_IO, "ctx-query", ALL, ALL,
@@ -491,24 +493,16 @@ static uint16_t check_params(struct csdfw *fw, const struct csd_ctx_desc *p)
 	return ST_OK;
 }
 
-static uint16_t io_ctx_create(struct csdfw *fw, struct fw_cmd *c)
+/* A context object without its KV part (io_ctx_create, recovery). */
+static struct fw_ctx *ctx_alloc(struct csdfw *fw, const struct csd_ctx_desc *pp)
 {
-	struct csd_ctx_desc p;
+	struct csd_ctx_desc p = *pp;
 	struct fw_ctx *ctx;
-	uint32_t slot, i;
-	uint16_t st;
-
-	if (fw_data_len(c) != sizeof(p))
-		return ST_VS(LENGTH);
-	if (csdfw_data_read(c->data, 0, &p, sizeof(p)))
-		return ST_GEN(DATA_XFER_ERROR);
-	st = check_params(fw, &p);
-	if (st)
-		return st;
+	uint32_t i;
 
 	ctx = calloc(1, sizeof(*ctx));
 	if (!ctx)
-		return ST_GEN(INTERNAL);
+		return NULL;
 	ctx->fw = fw;
 	ctx->p = p;
 	ctx->refs = 1;
@@ -520,7 +514,7 @@ static uint16_t io_ctx_create(struct csdfw *fw, struct fw_cmd *c)
 		free(ctx->tags);
 		free(ctx->seq_busy);
 		free(ctx);
-		return ST_GEN(INTERNAL);
+		return NULL;
 	}
 	for (i = 0; i < FW_SEQ_STRIPES; i++)
 		pthread_mutex_init(&ctx->seq_lock[i], NULL);
@@ -530,6 +524,26 @@ static uint16_t io_ctx_create(struct csdfw *fw, struct fw_cmd *c)
 		ctx->tags[i].ctx = ctx;
 		ctx->tags[i].idx = (uint16_t)i;
 	}
+	return ctx;
+}
+
+static uint16_t io_ctx_create(struct csdfw *fw, struct fw_cmd *c)
+{
+	struct csd_ctx_desc p;
+	struct fw_ctx *ctx;
+	uint32_t slot;
+	uint16_t st;
+
+	if (fw_data_len(c) != sizeof(p))
+		return ST_VS(LENGTH);
+	if (csdfw_data_read(c->data, 0, &p, sizeof(p)))
+		return ST_GEN(DATA_XFER_ERROR);
+	st = check_params(fw, &p);
+	if (st)
+		return st;
+	ctx = ctx_alloc(fw, &p);
+	if (!ctx)
+		return ST_GEN(INTERNAL);
 
 	pthread_mutex_lock(&fw->lock);
 	for (slot = 0; slot < fw->cfg.max_contexts; slot++)
@@ -760,6 +774,7 @@ static uint16_t io_attn_submit_check(struct csdfw *fw, struct fw_cmd *c)
 {
 	uint32_t tag = CSD_CDW13_TAG(c->sqe.cdw13);
 	uint32_t nseq = CSD_CDW14_NSEQ(c->sqe.cdw14);
+	unsigned int flags = CSD_CDW14_FLAGS(c->sqe.cdw14);
 	float scale;
 
 	if (tag >= fw->cfg.max_tags)
@@ -769,6 +784,14 @@ static uint16_t io_attn_submit_check(struct csdfw *fw, struct fw_cmd *c)
 	memcpy(&scale, &c->sqe.cdw15, sizeof(scale));
 	if (!isfinite(scale) || scale < 0.0f)
 		return ST_INVALID_FIELD;
+	/* SparF (v0.2): CDW3 and FRAC only with SPARSE; no window; k >= 1
+	 * (r = 0 cannot be encoded; r > head_dim is a range check) */
+	if (!(flags & CSD_ATTN_F_SPARSE)) {
+		if (c->sqe.cdw3 || (flags & CSD_ATTN_F_SPARSE_FRAC))
+			return ST_INVALID_FIELD;
+	} else if (c->sqe.cdw2 || !CSD_CDW3_SPARSE_K(c->sqe.cdw3)) {
+		return ST_INVALID_FIELD;
+	}
 	return ST_OK;
 }
 
@@ -786,6 +809,70 @@ static const void *job_page(void *cookie, uint32_t seq, uint32_t kv_head,
 
 	return kv_page(t->ctx->kv, seq, t->layer, kv_head,
 		       which ? KV_V : KV_K, page_idx);
+}
+
+/* SparF: channel-indexed K page of a chunk */
+static const void *job_chan(void *cookie, uint32_t seq, uint32_t kv_head,
+			    uint32_t dim, uint32_t chunk)
+{
+	struct fw_tag *t = cookie;
+
+	return kv_chan_page(t->ctx->kv, seq, t->layer, kv_head, dim, chunk);
+}
+
+static inline void w_add32(uint32_t *p, uint32_t v)
+{
+	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+
+static inline void w_add64(uint64_t *p, uint64_t v)
+{
+	__atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+
+/*
+ * SparF: charge what a sparse (sequence, kv head) group read to the job's
+ * model_work (concurrently from workers: atomic adds; job_done reads it
+ * after the engine's last-task synchronization).  Channel pages of the
+ * union of dims are read whole for every complete chunk; the tail chunk's
+ * token-indexed K pages whole; the kept tokens' K and V rows as partial
+ * page reads (one sense per distinct page, only the rows transferred).
+ */
+static void job_sp_read(struct attn_job *job, uint32_t si, uint32_t kv_head,
+			const uint32_t *dims, uint32_t ndims,
+			const uint32_t *toks, uint32_t ntoks)
+{
+	struct fw_tag *t = job->priv;
+	struct kv_ctx *kv = t->ctx->kv;
+	struct model_work *w = &t->w;
+	const uint32_t seq = job->seqs[si], n = job->hi[si], tpp = job->tpp;
+	const uint32_t nch = n / job->chan_tokens;
+	const size_t row = (size_t)job->head_dim * csd_dtype_size(job->dtype);
+	uint32_t c, i, p;
+	int which;
+
+	for (c = 0; c < nch; c++)
+		for (i = 0; i < ndims; i++)
+			w_add32(&w->rd_pages[kv_chan_page_chan(kv, seq, t->layer,
+							      kv_head, dims[i],
+							      c)], 1);
+	for (p = nch * job->chan_tokens / tpp; (uint64_t)p * tpp < n; p++)
+		w_add32(&w->rd_pages[kv_page_chan(kv, seq, t->layer, kv_head,
+						  KV_K, p)], 1);
+	for (which = 0; which < 2; which++) {
+		for (i = 0; i < ntoks;) {
+			uint32_t pg = toks[i] / tpp, cnt = 0, ch;
+
+			while (i < ntoks && toks[i] / tpp == pg) {
+				cnt++;
+				i++;
+			}
+			ch = kv_page_chan(kv, seq, t->layer, kv_head,
+					  which ? KV_V : KV_K, pg);
+			w_add32(&w->rd_part_pages[ch], 1);
+			w_add64(&w->rd_part_bytes[ch], cnt * row);
+		}
+	}
 }
 
 static size_t attn_out_bytes(const struct fw_ctx *ctx, uint32_t nseq,
@@ -858,11 +945,22 @@ static void job_done(struct attn_job *job)
 	struct fw_ctx *ctx = t->ctx;
 	struct csdfw *fw = ctx->fw;
 	struct fw_cmd *rd = NULL;
-	uint64_t now = model_now_ns();
+	uint64_t now = model_now_ns(), part = 0;
+	int i;
 
+	if (t->job.sp_r) {
+		/* SparF: what was read is known only now */
+		t->cost_ns = model_cost(&fw->model, &t->w);
+		if (t->job_end_ns)
+			t->job_end_ns = model_schedule(&fw->model,
+						       t->job_end_ns,
+						       t->cost_ns);
+	}
+	for (i = 0; i < CSDFW_MAX_CHANNELS; i++)
+		part += t->w.rd_part_bytes[i];
 	st_add(&fw->st.busy_ns, now - t->t_start);
 	st_add(&fw->st.flash_bytes_read,
-	       work_pages(&t->w, true) * fw->cfg.page_size);
+	       work_pages(&t->w, true) * fw->cfg.page_size + part);
 	pthread_mutex_lock(&ctx->lock);
 	if (t->state == TAG_READING)
 		rd = t->reader;
@@ -884,6 +982,7 @@ struct attn_batch {
 	uint32_t nseq;
 	uint32_t *seqs, *lo, *hi, *sorted;
 	float *q, *out, *lse;
+	float *vsum;			/* SparF: [nseq][kv_heads][head_dim] */
 };
 
 static void *batch_alloc(const struct fw_ctx *ctx, uint32_t nseq,
@@ -894,10 +993,15 @@ static void *batch_alloc(const struct fw_ctx *ctx, uint32_t nseq,
 	size_t lse = (flags & CSD_ATTN_F_LSE) ?
 		     (size_t)nseq * ctx->p.q_heads * sizeof(float) : 0;
 	size_t ua = (u + 63) & ~(size_t)63, qa = (qn * 4 + 63) & ~(size_t)63;
-	uint8_t *m = aligned_alloc(64, ua + 2 * qa + ((lse + 63) & ~(size_t)63));
+	size_t la = (lse + 63) & ~(size_t)63;
+	size_t vs = (flags & CSD_ATTN_F_SPARSE) ? (size_t)nseq *
+		    ctx->p.kv_heads * ctx->p.head_dim * sizeof(float) : 0;
+	uint8_t *m = aligned_alloc(64, ua + 2 * qa + la +
+				   ((vs + 63) & ~(size_t)63));
 
 	if (!m)
 		return NULL;
+	b->vsum = vs ? (float *)(void *)(m + ua + 2 * qa + la) : NULL;
 	b->nseq = nseq;
 	b->seqs = (uint32_t *)(void *)m;
 	b->lo = b->seqs + nseq;
@@ -932,6 +1036,10 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 	uint32_t nseq = CSD_CDW14_NSEQ(c->sqe.cdw14);
 	unsigned int flags = CSD_CDW14_FLAGS(c->sqe.cdw14);
 	bool fused = flags & CSD_ATTN_F_FUSED_KV;
+	bool sparse = flags & CSD_ATTN_F_SPARSE;
+	uint32_t sp_r = CSD_CDW3_SPARSE_R(c->sqe.cdw3);
+	uint32_t sp_k = CSD_CDW3_SPARSE_K(c->sqe.cdw3);
+	bool sp_frac = flags & CSD_ATTN_F_SPARSE_FRAC;
 	uint32_t window = c->sqe.cdw2;
 	struct fw_ctx *ctx;
 	struct attn_batch b;
@@ -939,7 +1047,7 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 	struct model_work jw;
 	bool stripes[FW_SEQ_STRIPES] = { false };
 	size_t qbytes, kvrow, len, koff, voff;
-	uint64_t tokens = 0, need_blocks = 0;
+	uint64_t tokens = 0, need_blocks = 0, flops = 0;
 	void *mem = NULL;
 	uint16_t st = ST_OK;
 	float scale;
@@ -953,6 +1061,10 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 		return ST_VS(CTX_INVALID);
 	if (layer >= ctx->p.layers) {
 		st = ST_VS(LAYER_RANGE);
+		goto out_put;
+	}
+	if (sparse && sp_r > ctx->p.head_dim) {
+		st = ST_INVALID_FIELD;
 		goto out_put;
 	}
 	qbytes = (size_t)nseq * ctx->p.q_heads * ctx->p.head_dim * 4;
@@ -1006,13 +1118,21 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 			st = ST_VS(CTX_FULL);
 			goto out_unlock;
 		}
-		if (fused && l % ctx->tpp == 0) {
-			/* new pages: at most one new block each, and never
-			 * more than kv_append's own bound */
-			uint64_t pages = 2ull * ctx->p.kv_heads;
-			uint64_t bound = pages / fw->cfg.pages_per_block +
-					 fw->cfg.channels + 1;
+		if (fused && (l % ctx->tpp == 0 ||
+			      (l + 1) % kv_chan_tokens(ctx->kv) == 0)) {
+			/* new pages (token pages, and the channel-indexed
+			 * pages of a chunk the token completes): at most one
+			 * new block each, and never more than kv_append's
+			 * own bound */
+			uint64_t pages = l % ctx->tpp ? 0 :
+					 2ull * ctx->p.kv_heads;
+			uint64_t bound;
 
+			if ((l + 1) % kv_chan_tokens(ctx->kv) == 0)
+				pages += (uint64_t)ctx->p.kv_heads *
+					 ctx->p.head_dim;
+			bound = pages / fw->cfg.pages_per_block +
+				fw->cfg.channels + 1;
 			need_blocks += pages < bound ? pages : bound;
 		}
 	}
@@ -1057,12 +1177,34 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 	}
 	memset(&jw, 0, sizeof(jw));
 	for (i = 0; i < nseq; i++) {
-		uint32_t s = b.seqs[i], hi = kv_len(ctx->kv, s, layer);
+		uint32_t s = b.seqs[i], hi, ki;
 
+		if (!sparse) {
+			hi = kv_len(ctx->kv, s, layer);
+			b.hi[i] = hi;
+			b.lo[i] = window && hi > window ? hi - window : 0;
+			kv_account_read(ctx->kv, s, layer, b.lo[i], b.hi[i],
+					&jw);
+			flops += 4ull * ctx->p.q_heads * ctx->p.head_dim *
+				 (b.hi[i] - b.lo[i]);
+			tokens += b.hi[i] - b.lo[i];
+			continue;
+		}
+		/* SparF: length and mean(V) from one consistent snapshot */
+		hi = kv_vsum(ctx->kv, s, layer, b.vsum + (size_t)i *
+			     ctx->p.kv_heads * ctx->p.head_dim);
 		b.hi[i] = hi;
-		b.lo[i] = window && hi > window ? hi - window : 0;
-		tokens += b.hi[i] - b.lo[i];
-		kv_account_read(ctx->kv, s, layer, b.lo[i], b.hi[i], &jw);
+		b.lo[i] = 0;
+		tokens += hi;
+		ki = attn_sparse_k(sp_k, sp_frac, hi);
+		if (ki >= hi) {		/* all tokens: exactly dense */
+			kv_account_read(ctx->kv, s, layer, 0, hi, &jw);
+			flops += 4ull * ctx->p.q_heads * ctx->p.head_dim * hi;
+		} else {		/* reads are charged by job_sp_read */
+			flops += (uint64_t)ctx->p.q_heads *
+				 (2ull * sp_r * hi +
+				  4ull * ctx->p.head_dim * ki);
+		}
 	}
 	if (fused)
 		pthread_rwlock_unlock(&fw->alloc_lock);
@@ -1084,7 +1226,7 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 		return st;
 	}
 
-	jw.flops = 4ull * ctx->p.q_heads * ctx->p.head_dim * tokens;
+	jw.flops = flops;
 	jw.link_out = attn_out_bytes(ctx, nseq, flags);
 	pthread_mutex_lock(&ctx->lock);
 	t->tokens = tokens;
@@ -1109,6 +1251,15 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 	t->job.cookie = t;
 	t->job.done = job_done;
 	t->job.priv = t;
+	if (sparse) {
+		t->job.sp_r = sp_r;
+		t->job.sp_k = sp_k;
+		t->job.sp_frac = sp_frac;
+		t->job.chan_tokens = kv_chan_tokens(ctx->kv);
+		t->job.chan = job_chan;
+		t->job.vsum = b.vsum;
+		t->job.sp_read = job_sp_read;
+	}
 	pthread_mutex_unlock(&ctx->lock);
 
 	c->w.link_in = fw_data_len(c);
@@ -1119,7 +1270,10 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 		c->deadline = model_schedule(&fw->model, c->t_submit,
 					     c->cost_ns);
 		c->paced_set = true;
-		t->job_end_ns = model_schedule(&fw->model, c->deadline,
+		/* a sparse job is placed when it is done (job_done): its
+		 * reads depend on the scores; until then the earliest start */
+		t->job_end_ns = sparse ? c->deadline :
+				model_schedule(&fw->model, c->deadline,
 					       t->cost_ns);
 	}
 	st_add(&fw->st.attn_calls, 1);
@@ -1367,12 +1521,49 @@ void fw_fill_stats(struct csdfw *fw, struct csd_log_stats *s)
 
 /* ---- create / destroy ---------------------------------------------------- */
 
+/*
+ * Register the contexts kv_store_open() recovered from the backing file at
+ * their ids (they are unowned until a host names them).  0 or -errno with
+ * a message on stderr.
+ */
+static int adopt_recovered(struct csdfw *fw)
+{
+	uint32_t i, n = kv_store_nrecovered(fw->kv);
+
+	for (i = 0; i < n; i++) {
+		struct kv_ctx *kv = kv_store_recovered(fw->kv, i);
+		const struct csd_ctx_desc *p = kv_ctx_params(kv);
+		uint32_t id = kv_ctx_id(kv);
+		struct fw_ctx *ctx;
+
+		if (id > fw->cfg.max_contexts || fw->ctx[id - 1] ||
+		    check_params(fw, p)) {
+			fprintf(stderr, "csdfw: recovered context %u does not "
+				"fit this configuration (contexts=%u, "
+				"seqs=%u, tokens=%u)\n", id,
+				fw->cfg.max_contexts, fw->cfg.max_seqs,
+				fw->cfg.max_tokens);
+			return -EINVAL;
+		}
+		ctx = ctx_alloc(fw, p);
+		if (!ctx)
+			return -ENOMEM;
+		ctx->id = id;
+		ctx->kv = kv;
+		ctx->tpp = kv_tokens_per_page(kv);
+		fw->ctx[id - 1] = ctx;
+		fw->nctx++;
+	}
+	return 0;
+}
+
 int csdfw_create(const struct csdfw_config *cfg, struct csdfw **fwp)
 {
 	struct csdfw_config def;
 	pthread_condattr_t ca;
 	pthread_rwlockattr_t ra;
 	struct csdfw *fw;
+	uint32_t i;
 	int rc;
 
 	*fwp = NULL;
@@ -1414,6 +1605,9 @@ int csdfw_create(const struct csdfw_config *cfg, struct csdfw **fwp)
 	rc = kv_store_open(&fw->cfg, &fw->kv);
 	if (rc)
 		goto err_locks;
+	rc = adopt_recovered(fw);
+	if (rc)
+		goto err_kv;
 	if (fw->cfg.simd != CSD_SIMD_AUTO &&
 	    !attn_simd_supported(fw->cfg.simd)) {
 		rc = -ENOTSUP;
@@ -1434,6 +1628,10 @@ int csdfw_create(const struct csdfw_config *cfg, struct csdfw **fwp)
 err_eng:
 	attn_engine_destroy(fw->eng);
 err_kv:
+	/* recovered contexts: their blocks only go pending, never
+	 * committed, so the file keeps them */
+	for (i = 0; i < fw->cfg.max_contexts; i++)
+		ctx_free(fw->ctx[i]);
 	kv_store_close(fw->kv);
 err_locks:
 	model_fini(&fw->model);
@@ -1468,6 +1666,8 @@ void csdfw_destroy(struct csdfw *fw)
 	if (fw->tq_started)
 		pthread_join(fw->tq_thread, NULL);
 	attn_engine_destroy(fw->eng);
+	/* a clean shutdown commits; contexts stay in a backing file */
+	kv_store_shutdown(fw->kv);
 	for (i = 0; i < fw->cfg.max_contexts; i++)
 		ctx_free(fw->ctx[i]);
 	kv_store_close(fw->kv);

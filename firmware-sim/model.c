@@ -10,13 +10,19 @@
  *   T_link_out = link_out / link_bytes_per_s
  *   T_compute  = flops / compute_flops
  *   T_flash    = max over channels c of
- *                chan(rd_pages[c], read_lat) + chan(wr_pages[c], prog_lat)
+ *                chan(rd_pages[c] + rd_part_pages[c],
+ *                     rd_pages[c] * page_size + rd_part_bytes[c], read_lat)
+ *                + chan(wr_pages[c], wr_pages[c] * page_size, prog_lat)
  *
- * with the time of n page operations of latency `lat` on one channel
+ * with the time of n page operations moving b bytes over the channel bus,
+ * of array latency `lat`
  *
- *   chan(0, lat) = 0
- *   chan(n, lat) = lat + max(n * page_size / chan_bytes_per_s,
- *                            (ceil(n / ways) - 1) * lat)
+ *   chan(0, b, lat) = 0
+ *   chan(n, b, lat) = lat + max(b / chan_bytes_per_s,
+ *                               (ceil(n / ways) - 1) * lat)
+ *
+ * A partial-page read (SparF's selected rows: a NAND column read) senses a
+ * whole page (tR, one operation) but moves only the bytes asked for.
  *
  * i.e. the first access pays the full array latency (tR or tPROG); after
  * that the `ways` dies of the channel work in parallel, so further latency
@@ -112,7 +118,8 @@ static double xfer_ns(double bytes, double bps)
 	return bytes * 1e9 / bps;
 }
 
-static double chan_ns(const struct model *m, uint32_t n, double lat)
+static double chan_ns(const struct model *m, uint64_t n, double bytes,
+		      double lat)
 {
 	uint32_t ways = m->t.ways ? m->t.ways : 1;
 	uint64_t nwaves;
@@ -123,7 +130,7 @@ static double chan_ns(const struct model *m, uint32_t n, double lat)
 	/* whole waves of @ways page operations: integer ceiling on purpose */
 	nwaves = (n + (uint64_t)ways - 1) / ways;
 	waves = (double)nwaves;
-	xfer = xfer_ns((double)n * m->page_size, m->t.chan_bytes_per_s);
+	xfer = xfer_ns(bytes, m->t.chan_bytes_per_s);
 	hidden = (waves - 1.0) * lat;
 	return lat + (xfer > hidden ? xfer : hidden);
 }
@@ -141,8 +148,12 @@ uint64_t model_cost(const struct model *m, const struct model_work *w)
 	if (nch == 0 || nch > CSDFW_MAX_CHANNELS)
 		nch = CSDFW_MAX_CHANNELS;
 	for (c = 0; c < nch; c++) {
-		double t = chan_ns(m, w->rd_pages[c], m->t.read_lat_ns) +
-			   chan_ns(m, w->wr_pages[c], m->t.prog_lat_ns);
+		uint64_t rd = (uint64_t)w->rd_pages[c] + w->rd_part_pages[c];
+		double t = chan_ns(m, rd, (double)w->rd_pages[c] *
+				   m->page_size + (double)w->rd_part_bytes[c],
+				   m->t.read_lat_ns) +
+			   chan_ns(m, w->wr_pages[c], (double)w->wr_pages[c] *
+				   m->page_size, m->t.prog_lat_ns);
 
 		flash = dmax(flash, t);
 	}

@@ -43,7 +43,8 @@ enum csd_kv_dtype {
  *       pacing=0|1, backing=PATH (file-backed flash), profile=NAME
  *   "shm:PATH[,timeout=MS]"  the csd-fw daemon listening on socket PATH
  *       (data is copied through the shared-memory window)
- *   (later: "/dev/csdN" kernel driver: -EPROTONOSUPPORT for now)
+ *   "/dev/NODE[,ioctl][,depth=N]"  NVMe passthrough char device (csd.ko's
+ *       /dev/csdN, or /dev/ngXnY): io_uring uring_cmd, ioctl fallback
  * NULL or "" means the CSD_DEVICE environment variable, else "embedded:".
  */
 int csd_dev_open(const char *spec, struct csd_dev **devp);
@@ -248,16 +249,20 @@ enum csd_group_split {
 struct csd_group_opts {
 	uint32_t split;		/* enum csd_group_split */
 	uint32_t chunk_tokens;	/* CSD_SPLIT_TOKENS: tokens per stripe unit
-				 * (0 = library default) */
+				 * (0 = library default, 256) */
 };
 
 /*
- * Open @n drives (device strings as for csd_dev_open()) as one device.
- * The returned handle is used exactly like a single drive: contexts, KV
- * and attention are spread over the members and results gathered.
- * @opts may be NULL (split by heads).  csd_dev_open("A,B,...") with every
- * element starting with a transport prefix ("embedded:", "shm:", "/dev/")
- * opens a head-split group too.
+ * Open @n drives (device strings as for csd_dev_open(), any transports) as
+ * one device.  The returned handle is used exactly like a single drive:
+ * contexts, KV and attention are spread over the members and results
+ * gathered (head split: bit-identical to one drive; token split: merged by
+ * log-sum-exp).  @opts may be NULL (split by heads).  A member failing to
+ * open closes the others and its error is returned.
+ * csd_dev_open("A,B,...") with every element starting with a transport
+ * prefix ("embedded:", "embedded", "shm:", "/dev/") opens a head-split
+ * group too; the string is split only at commas followed by a prefix.
+ * See csd_group_open(3).
  */
 int csd_group_open(const char *const *specs, unsigned int n,
 		   const struct csd_group_opts *opts, struct csd_dev **devp);

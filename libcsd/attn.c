@@ -5,6 +5,7 @@
  * out/lse buffers and wakes csd_attn_wait().
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,6 +61,48 @@ static void attn_read_done(void *arg, const struct csd_cpl *cpl)
 	pthread_mutex_unlock(&op->lock);
 }
 
+/*
+ * SparF parameters of @req (CSD_ATTN_SPARSE) as ATTN_SUBMIT CDW3 and the
+ * extra CDW14 flags (spec v0.2).  A ratio gives r = round(ratio *
+ * head_dim) >= 1 dims and keeps ratio / 2 of every sequence's tokens
+ * (CSD_ATTN_F_SPARSE_FRAC, k = ratio / 2 in units of 2^-24); else r and k
+ * are absolute (k is capped at the field's maximum, which keeps all tokens
+ * of any sequence the device can hold).
+ */
+static int sparse_encode(const struct csd_ctx_params *p,
+			 const struct csd_attn_req *req, uint32_t *cdw3,
+			 uint32_t *flags)
+{
+	const struct csd_attn_sparse *sp = &req->sparse;
+	uint32_t r, k;
+
+	if (req->window)
+		return -EINVAL;
+	if (sp->ratio != 0.0f) {
+		double kf;
+
+		if (!(sp->ratio > 0.0f && sp->ratio <= 1.0f))
+			return -EINVAL;	/* also NaN */
+		r = (uint32_t)lround((double)sp->ratio * p->head_dim);
+		if (r < 1)
+			r = 1;
+		if (r > p->head_dim)
+			r = p->head_dim;
+		kf = nearbyint((double)sp->ratio / 2 * CSD_SPARSE_FRAC_ONE);
+		k = kf < 1 ? 1 : kf > CSD_SPARSE_MAX_K ? CSD_SPARSE_MAX_K
+						       : (uint32_t)kf;
+		*flags |= CSD_ATTN_F_SPARSE | CSD_ATTN_F_SPARSE_FRAC;
+	} else {
+		r = sp->r;
+		k = sp->k > CSD_SPARSE_MAX_K ? CSD_SPARSE_MAX_K : sp->k;
+		if (r < 1 || r > p->head_dim || r > CSD_SPARSE_MAX_R || !k)
+			return -EINVAL;
+		*flags |= CSD_ATTN_F_SPARSE;
+	}
+	*cdw3 = CSD_CDW3_SPARSE(r, k);
+	return 0;
+}
+
 static void op_free(struct csd_attn *op)
 {
 	pthread_cond_destroy(&op->cond);
@@ -79,15 +122,19 @@ CSD_EXPORT int csd_attn_submit(struct csd_ctx *ctx,
 	struct csd_sqe sqe;
 	struct csd_cpl cpl;
 	unsigned int nseg = 0, nrseg = 0;
-	uint32_t scale_bits;
+	uint32_t scale_bits, cdw3 = 0;
+	uint32_t wflags;
 	int rc, tag;
 
+	if (ctx && ctx->grp)
+		return csd_group_attn_submit(ctx, req, opp);
 	if (!opp)
 		return -EINVAL;
 	*opp = NULL;
 	if (!ctx || !req || !req->nseq || !req->seqs || !req->q || !req->out)
 		return -EINVAL;
-	if (req->flags & ~(uint32_t)(CSD_ATTN_FUSED_KV | CSD_ATTN_LSE))
+	if (req->flags & ~(uint32_t)(CSD_ATTN_FUSED_KV | CSD_ATTN_LSE |
+				     CSD_ATTN_SPARSE))
 		return -EINVAL;
 	if ((req->flags & CSD_ATTN_FUSED_KV) && (!req->k_new || !req->v_new))
 		return -EINVAL;
@@ -98,6 +145,12 @@ CSD_EXPORT int csd_attn_submit(struct csd_ctx *ctx,
 	if (req->layer > UINT16_MAX)
 		return -ERANGE;
 	p = &ctx->p;
+	wflags = req->flags & (CSD_ATTN_F_FUSED_KV | CSD_ATTN_F_LSE);
+	if (req->flags & CSD_ATTN_SPARSE) {
+		rc = sparse_encode(p, req, &cdw3, &wflags);
+		if (rc)
+			return rc;
+	}
 	qlen = (size_t)req->nseq * p->q_heads * p->head_dim * sizeof(float);
 	if (req->flags & CSD_ATTN_FUSED_KV)
 		kvlen = (size_t)req->nseq * ctx->row_bytes;
@@ -147,7 +200,8 @@ CSD_EXPORT int csd_attn_submit(struct csd_ctx *ctx,
 	csd_sqe_io(&sqe, CSD_IO_ATTN_SUBMIT, ctx->id, (uint32_t)sublen);
 	sqe.cdw2 = req->window;
 	sqe.cdw13 = op->tag | req->layer << 16;
-	sqe.cdw14 = req->nseq | (req->flags & CSD_ATTN_F_ALL) << 16;
+	sqe.cdw3 = cdw3;
+	sqe.cdw14 = req->nseq | wflags << 16;
 	sqe.cdw15 = scale_bits;
 	rc = csd_exec_status(ctx->dev, 0, &sqe, seg, nseg, &cpl);
 	if (rc) {
@@ -196,6 +250,8 @@ CSD_EXPORT int csd_attn_wait(struct csd_attn *op, struct csd_attn_result *res)
 
 	if (!op)
 		return -EINVAL;
+	if (op->ctx->grp)
+		return csd_group_attn_wait(op, res);
 	ctx = op->ctx;
 	pthread_mutex_lock(&op->lock);
 	while (!op->done)

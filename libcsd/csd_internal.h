@@ -63,6 +63,8 @@ struct csd_transport_ops {
 };
 
 extern const struct csd_transport_ops csd_transport_embedded;
+/* transport_kernel.c: "/dev/..." NVMe passthrough char device (csd.ko) */
+extern const struct csd_transport_ops csd_transport_kernel;
 
 struct csd_dev {
 	const struct csd_transport_ops *ops;
@@ -72,6 +74,7 @@ struct csd_dev {
 	atomic_uint cid;
 	pthread_mutex_t lock;		/* protects ctx_list */
 	struct csd_ctx *ctx_list;
+	struct csd_group *grp;		/* non-NULL: a device group (group.c) */
 };
 
 struct csd_ctx {
@@ -89,6 +92,7 @@ struct csd_ctx {
 	uint32_t refs;			/* 1 (handle) + unwaited ops */
 	bool dead;			/* destroyed, waiting for ops */
 	struct csd_ctx *next, **pprev;	/* dev->ctx_list */
+	struct csd_group_ctx *grp;	/* non-NULL: a context of a group */
 };
 
 /* Synchronous execution through the transport: 0 and *cpl filled, or
@@ -106,6 +110,36 @@ int csd_get_log(struct csd_dev *dev, uint8_t lid, void *buf, uint32_t len);
 /* Internal helpers of ctx.c used by attn.c / dev.c. */
 void csd_ctx_put(struct csd_ctx *ctx);
 int csd_ctx_destroy_locked_list(struct csd_ctx *ctx);
+
+/*
+ * group.c: device groups.  The public functions of dev.c, ctx.c and attn.c
+ * hand a group device (dev->grp) or group context (ctx->grp) to these at
+ * their top.  A group's struct csd_attn is really a struct csd_group_attn;
+ * both begin with `struct csd_ctx *ctx`, so csd_attn_wait() tells them
+ * apart by op->ctx->grp - keep ctx the first member of struct csd_attn.
+ */
+int csd_group_is_spec(const char *spec);
+int csd_group_open_spec(const char *spec, struct csd_dev **devp);
+void csd_group_close(struct csd_dev *dev);
+int csd_group_get_stats(struct csd_dev *dev, struct csd_dev_stats *st);
+int csd_group_set_pacing(struct csd_dev *dev, int on);
+int csd_group_flush(struct csd_dev *dev);
+int csd_group_list_ctx(struct csd_dev *dev, struct csd_ctx_entry *ents,
+		       size_t max);
+int csd_group_ctx_create(struct csd_dev *dev, const struct csd_ctx_params *p,
+			 struct csd_ctx **ctxp);
+int csd_group_ctx_destroy(struct csd_ctx *ctx);
+int csd_group_ctx_query(struct csd_ctx *ctx, struct csd_ctx_usage *u,
+			uint32_t *seq_lens, size_t n);
+int csd_group_seq_reset(struct csd_ctx *ctx, uint32_t seq);
+int csd_group_kv_append(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
+			uint32_t start, uint32_t ntok, const void *k,
+			const void *v);
+int csd_group_kv_read(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
+		      uint32_t start, uint32_t ntok, void *k, void *v);
+int csd_group_attn_submit(struct csd_ctx *ctx, const struct csd_attn_req *req,
+			  struct csd_attn **opp);
+int csd_group_attn_wait(struct csd_attn *op, struct csd_attn_result *res);
 
 /* Debug messages (CSD_DEBUG=1 in the environment) to stderr. */
 void csd_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -40,6 +40,8 @@ CSD_EXPORT int csd_ctx_create(struct csd_dev *dev,
 	struct csd_ctx_desc wire;
 	int rc;
 
+	if (dev && dev->grp)
+		return csd_group_ctx_create(dev, p, ctxp);
 	if (!dev || !p || !ctxp)
 		return -EINVAL;
 	*ctxp = NULL;
@@ -110,6 +112,8 @@ CSD_EXPORT int csd_ctx_destroy(struct csd_ctx *ctx)
 	struct csd_sqe sqe;
 	int rc;
 
+	if (ctx && ctx->grp)
+		return csd_group_ctx_destroy(ctx);
 	if (!ctx)
 		return -EINVAL;
 	dev = ctx->dev;
@@ -159,6 +163,8 @@ CSD_EXPORT int csd_ctx_query(struct csd_ctx *ctx, struct csd_ctx_usage *u,
 	void *buf;
 	int rc;
 
+	if (ctx && ctx->grp)
+		return csd_group_ctx_query(ctx, u, seq_lens, n);
 	if (!ctx || (n && !seq_lens))
 		return -EINVAL;
 	cap = n < ctx->p.max_seqs ? n : ctx->p.max_seqs;
@@ -197,6 +203,8 @@ CSD_EXPORT int csd_seq_reset(struct csd_ctx *ctx, uint32_t seq)
 {
 	struct csd_sqe sqe;
 
+	if (ctx && ctx->grp)
+		return csd_group_seq_reset(ctx, seq);
 	if (!ctx)
 		return -EINVAL;
 	if (seq > UINT16_MAX)
@@ -255,6 +263,8 @@ CSD_EXPORT int csd_kv_append(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
 			     uint32_t start, uint32_t ntok, const void *k,
 			     const void *v)
 {
+	if (ctx && ctx->grp)
+		return csd_group_kv_append(ctx, seq, layer, start, ntok, k, v);
 	if (!ctx)
 		return -EINVAL;
 	/* Checked here so that an append split over several commands fails
@@ -270,6 +280,8 @@ CSD_EXPORT int csd_kv_append(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
 CSD_EXPORT int csd_kv_read(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
 			   uint32_t start, uint32_t ntok, void *k, void *v)
 {
+	if (ctx && ctx->grp)
+		return csd_group_kv_read(ctx, seq, layer, start, ntok, k, v);
 	if (!ctx)
 		return -EINVAL;
 	return kv_xfer(ctx, CSD_IO_KV_READ, seq, layer, start, ntok, k, v);

@@ -210,9 +210,10 @@ static int parse_spec(const char *spec, const struct csd_transport_ops **ops,
 		return 0;
 	}
 	if (!strncmp(spec, "/dev/", 5)) {
-		csd_debug("\"%s\": transport not available in this build\n",
-			  spec);
-		return -EPROTONOSUPPORT;
+		/* transport_kernel.c: NVMe passthrough char device */
+		*ops = &csd_transport_kernel;
+		*opts = spec;
+		return 0;
 	}
 	csd_debug("\"%s\": unknown device string\n", spec);
 	return -EINVAL;
@@ -225,6 +226,8 @@ CSD_EXPORT int csd_dev_open(const char *spec, struct csd_dev **devp)
 	const char *opts;
 	int rc;
 
+	if (csd_group_is_spec(spec))	/* "A,B,..." (group.c) */
+		return csd_group_open_spec(spec, devp);
 	if (!devp)
 		return -EINVAL;
 	*devp = NULL;
@@ -265,6 +268,10 @@ CSD_EXPORT void csd_dev_close(struct csd_dev *dev)
 
 	if (!dev)
 		return;
+	if (dev->grp) {
+		csd_group_close(dev);
+		return;
+	}
 	/* Contexts still open through this handle are destroyed. */
 	for (;;) {
 		pthread_mutex_lock(&dev->lock);
@@ -295,6 +302,8 @@ CSD_EXPORT int csd_dev_get_stats(struct csd_dev *dev, struct csd_dev_stats *st)
 
 	if (!dev || !st)
 		return -EINVAL;
+	if (dev->grp)
+		return csd_group_get_stats(dev, st);
 	rc = csd_get_log(dev, CSD_LOG_STATS, &ls, sizeof(ls));
 	if (rc)
 		return rc;
@@ -323,6 +332,8 @@ CSD_EXPORT int csd_dev_set_pacing(struct csd_dev *dev, int on)
 
 	if (!dev)
 		return -EINVAL;
+	if (dev->grp)
+		return csd_group_set_pacing(dev, on);
 	sqe.opcode = CSD_ADM_SET_FEATURES;
 	sqe.cdw10 = CSD_FEAT_ID_PACING;
 	sqe.cdw11 = on ? 1 : 0;
@@ -335,6 +346,8 @@ CSD_EXPORT int csd_dev_flush(struct csd_dev *dev)
 
 	if (!dev)
 		return -EINVAL;
+	if (dev->grp)
+		return csd_group_flush(dev);
 	csd_sqe_io(&sqe, CSD_IO_FLUSH, 0, 0);
 	return csd_exec_status(dev, 0, &sqe, NULL, 0, NULL);
 }
@@ -351,6 +364,8 @@ CSD_EXPORT int csd_dev_list_ctx(struct csd_dev *dev, struct csd_ctx_entry *ents,
 
 	if (!dev || (max && !ents))
 		return -EINVAL;
+	if (dev->grp)
+		return csd_group_list_ctx(dev, ents, max);
 	len = ((uint64_t)dev->info.max_contexts + 1) * sizeof(*e);
 	if (len > UINT32_MAX / 2)
 		return -EOVERFLOW;

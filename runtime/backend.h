@@ -92,4 +92,13 @@ int rt_flexgen_get_info(struct rt_backend *b, struct rt_flexgen_info *info);
 int rt_flexgen_raw_read(struct rt_backend *b, uint64_t max_bytes,
 			uint64_t *bytes, uint64_t *ns);
 
+/*
+ * csd only (additive): SparF sparse attention (spec v0.2) with compression
+ * @ratio of the KV bytes read per step (0 < ratio <= 1) for the calls
+ * submitted after it; 0 = dense.  kv_bytes_read then counts the drive's
+ * real flash reads.  -EINVAL if @b is not a csd backend or @ratio is out of
+ * range.
+ */
+int rt_csd_set_sparse(struct rt_backend *b, float ratio);
+
 #endif /* CSD_RT_BACKEND_H */

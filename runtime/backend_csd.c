@@ -7,6 +7,10 @@
  * opts is a libcsd device string ("embedded:...", "shm:PATH", "/dev/csdN");
  * NULL or "" means "embedded:" (CSD_DEVICE is not consulted so that a
  * benchmark names its device explicitly).
+ *
+ * rt_csd_set_sparse() switches later calls to SparF (CSD_ATTN_SPARSE with
+ * a compression ratio); the bytes the drive really read are then taken
+ * from its statistics log around each wait.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -36,6 +40,8 @@ struct csdb_be {
 	size_t tok_kv_bytes;			/* K + V of one token, layer */
 	struct csdb_op opt[CSDB_MAX_OPS];
 	struct rt_backend_stats st;
+	float sparse;				/* SparF ratio, 0 = dense */
+	uint64_t flash_read;			/* last device stats snapshot */
 };
 
 static struct csdb_be *to_be(struct rt_backend *b)
@@ -140,6 +146,10 @@ static int csdb_submit(struct rt_backend *b, uint32_t layer, uint32_t nseq,
 	op->req.layer = layer;
 	op->req.nseq = nseq;
 	op->req.flags = CSD_ATTN_FUSED_KV;
+	if (be->sparse > 0.0f) {
+		op->req.flags |= CSD_ATTN_SPARSE;
+		op->req.sparse.ratio = be->sparse;
+	}
 	op->req.seqs = seqs;
 	op->req.q = q;
 	op->req.k_new = k_new;
@@ -177,7 +187,18 @@ static int csdb_wait(struct rt_backend *b, int ticket)
 	op->used = 0;
 	op->op = NULL;
 	be->st.modeled_ns += res.modeled_ns;
-	be->st.kv_bytes_read += res.tokens * be->tok_kv_bytes;
+	if (op->req.flags & CSD_ATTN_SPARSE) {
+		struct csd_dev_stats ds;
+
+		/* the drive's real reads (whole and partial pages) */
+		if (!csd_dev_get_stats(be->dev, &ds)) {
+			be->st.kv_bytes_read += ds.flash_bytes_read -
+						be->flash_read;
+			be->flash_read = ds.flash_bytes_read;
+		}
+	} else {
+		be->st.kv_bytes_read += res.tokens * be->tok_kv_bytes;
+	}
 	be->st.attn_ns += rt_now_ns() - t0;
 	return ret < 0 ? ret : 0;
 }
@@ -199,6 +220,21 @@ static void csdb_get_stats(struct rt_backend *b, struct rt_backend_stats *st)
 		return;
 	*st = be->st;
 	st->host_kv_bytes = 0;
+}
+
+int rt_csd_set_sparse(struct rt_backend *b, float ratio)
+{
+	struct csdb_be *be = to_be(b);
+	struct csd_dev_stats ds;
+
+	if (!be || be->ops != &rt_backend_csd ||
+	    !(ratio >= 0.0f && ratio <= 1.0f))
+		return -EINVAL;
+	if (csd_dev_get_stats(be->dev, &ds))
+		return -EIO;
+	be->flash_read = ds.flash_bytes_read;
+	be->sparse = ratio;
+	return 0;
 }
 
 const struct rt_backend_ops rt_backend_csd = {

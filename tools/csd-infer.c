@@ -10,9 +10,12 @@
  *   csd-infer compare (--model FILE | --synthetic PRESET) [options]
  *
  * Run options: --batch B, --prompt-len N, --gen N, --attn host|flexgen|csd,
- * --device STR (csd), --kv-dir DIR / --flexgen-opts STR (flexgen),
- * --threads N, --micro-batches 1|2, --mixed (prompt lengths vary over the
- * batch), --synthetic-kv (fill the prompt KV with random values instead of
+ * --device STR (csd; "A,B,..." = a group of drives), --drives LIST (compare:
+ * extra csd rows on that many drives), --kv-dir DIR / --flexgen-opts STR
+ * (flexgen), --sparse RATIO (csd: SparF sparse attention reading about
+ * RATIO of the KV per step; compare adds a "csd-sparse" row), --threads N,
+ * --micro-batches 1|2, --mixed (prompt lengths vary
+ * over the batch), --synthetic-kv (fill the prompt KV with random values instead of
  * computing the prefill on the host: for long contexts), --layers N and
  * --type T (with --synthetic), --json.
  */
@@ -33,15 +36,20 @@
 
 struct opts {
 	const char *model, *synthetic, *out, *preset, *device, *fg_opts;
-	const char *attn, *backends;
+	const char *attn, *backends, *drives;
 	uint32_t layers, ctx, batch, prompt_len, gen, threads, mbatches;
 	uint32_t fg_threads;
+	float sparse;		/* SparF ratio for csd, 0 = dense */
 	uint64_t seed;
 	int wtype, json, mixed, synth_kv;
 };
 
 struct result {
 	const char *backend;
+	char label[24];		/* backend, "csd x2" for 2 drives */
+	uint32_t drives;	/* csd: member drives of the device */
+	float sparse;		/* csd: SparF ratio, 0 = dense */
+	double agree;		/* sparse: greedy tokens equal to the dense row */
 	int ret;
 	char err[256];
 	uint32_t batch;
@@ -71,9 +79,14 @@ static void usage(FILE *f)
 "  --gen N              tokens generated per sequence (default 32)\n"
 "  --attn BACKEND       host | flexgen | csd (run; default csd)\n"
 "  --backends LIST      compare only these, e.g. csd,flexgen (default all)\n"
-"  --device STR         libcsd device for csd (default embedded:)\n"
+"  --device STR         libcsd device for csd (default embedded:); a list\n"
+"                       A,B,... of device strings is a group of drives\n"
+"  --drives LIST        compare: add csd rows on N drives each (--device\n"
+"                       repeated N times), e.g. --drives 1,2,4\n"
 "  --kv-dir DIR         directory of flexgen's KV file (default $TMPDIR)\n"
 "  --flexgen-opts STR   flexgen options (dir=,buf=MiB,rs=KiB,qd=,io=,ssd_gbps=)\n"
+"  --sparse RATIO       csd: SparF sparse attention reading ~RATIO of the\n"
+"                       KV per step (e.g. 0.125); compare adds a row\n"
 "  --threads N          host threads (default: online CPUs)\n"
 "  --flexgen-threads N  host threads for the flexgen run (default --threads;\n"
 "                       1 can leave a core to its I/O on a 2-core machine)\n"
@@ -88,6 +101,7 @@ enum {
 	O_PRESET = 256, O_LAYERS, O_TYPE, O_CTX, O_SEED, O_MODEL, O_SYNTH,
 	O_BATCH, O_PLEN, O_GEN, O_ATTN, O_DEVICE, O_KVDIR, O_FGOPTS,
 	O_THREADS, O_MB, O_JSON, O_MIXED, O_SKV, O_BACKENDS, O_FGTHREADS,
+	O_DRIVES, O_SPARSE,
 };
 
 static const struct option long_opts[] = {
@@ -104,6 +118,8 @@ static const struct option long_opts[] = {
 	{ "attn", required_argument, NULL, O_ATTN },
 	{ "backends", required_argument, NULL, O_BACKENDS },
 	{ "device", required_argument, NULL, O_DEVICE },
+	{ "drives", required_argument, NULL, O_DRIVES },
+	{ "sparse", required_argument, NULL, O_SPARSE },
 	{ "kv-dir", required_argument, NULL, O_KVDIR },
 	{ "flexgen-opts", required_argument, NULL, O_FGOPTS },
 	{ "threads", required_argument, NULL, O_THREADS },
@@ -187,6 +203,19 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_ATTN: o->attn = optarg; break;
 		case O_BACKENDS: o->backends = optarg; break;
 		case O_DEVICE: o->device = optarg; break;
+		case O_DRIVES: o->drives = optarg; break;
+		case O_SPARSE: {
+			char *end;
+
+			o->sparse = strtof(optarg, &end);
+			if (end == optarg || *end || !(o->sparse > 0.0f) ||
+			    o->sparse > 1.0f) {
+				fprintf(stderr,
+					"csd-infer: --sparse takes a ratio in (0, 1], e.g. 0.125\n");
+				return -1;
+			}
+			break;
+		}
 		case O_KVDIR:	/* bare DIR is the short form of the opts */
 		case O_FGOPTS: o->fg_opts = optarg; break;
 		case O_THREADS:
@@ -342,6 +371,27 @@ static uint32_t prompt_len_of(const struct opts *o, uint32_t s)
 	return n ? n : 1;
 }
 
+/* Member drives of a libcsd device string: "A,B,..." where every element
+ * starts with a transport prefix is a group (libcsd's csd_dev_open rule). */
+static uint32_t drive_count(const char *dev)
+{
+	static const char *const pfx[] = { "embedded", "shm:", "/dev/" };
+	uint32_t n = 1;
+	size_t i;
+
+	if (!dev || !*dev)
+		dev = getenv("CSD_DEVICE");
+	for (; dev && *dev; dev++) {
+		if (*dev != ',')
+			continue;
+		for (i = 0; i < sizeof(pfx) / sizeof(pfx[0]); i++)
+			if (!strncmp(dev + 1, pfx[i], strlen(pfx[i])))
+				break;
+		n += i < sizeof(pfx) / sizeof(pfx[0]);
+	}
+	return n;
+}
+
 static int run_one(const struct opts *o, const struct rt_model *m,
 		   const char *backend, int tty, struct result *r)
 {
@@ -357,16 +407,25 @@ static int run_one(const struct opts *o, const struct rt_model *m,
 
 	memset(r, 0, sizeof(*r));
 	r->backend = backend;
+	snprintf(r->label, sizeof(r->label), "%s", backend);
 	r->batch = o->batch;
 	if (!ops) {
 		snprintf(r->err, sizeof(r->err), "unknown backend '%s'",
 			 backend);
 		return r->ret = -EINVAL;
 	}
-	if (!strcmp(backend, "csd"))
+	if (!strcmp(backend, "csd")) {
 		bopts = o->device;
-	else if (!strcmp(backend, "flexgen"))
+		r->drives = drive_count(o->device);
+		if (r->drives > 1)
+			snprintf(r->label, sizeof(r->label), "csd x%u",
+				 r->drives);
+	} else if (!strcmp(backend, "flexgen"))
 		bopts = o->fg_opts;
+	if (!strcmp(backend, "csd") && o->sparse > 0.0f) {
+		r->sparse = o->sparse;
+		snprintf(r->label, sizeof(r->label), "csd-sparse");
+	}
 	lens = calloc(o->batch, sizeof(*lens));
 	prompts = calloc(o->batch, sizeof(*prompts));
 	out = calloc(o->batch, sizeof(*out));
@@ -399,6 +458,14 @@ static int run_one(const struct opts *o, const struct rt_model *m,
 				sizeof(r->err));
 	if (ret < 0)
 		goto fail;
+	if (r->sparse > 0.0f) {
+		ret = rt_csd_set_sparse(rt_decoder_backend(d), r->sparse);
+		if (ret < 0) {
+			snprintf(r->err, sizeof(r->err), "--sparse: %s",
+				 strerror(-ret));
+			goto fail;
+		}
+	}
 	t0 = rt_now_ns();
 	if (tty)
 		fprintf(stderr, "%s: prefill %" PRIu64 " tokens...", backend,
@@ -497,7 +564,7 @@ static void print_workload(const struct opts *o, const struct rt_model *m)
 
 static void print_run(const struct result *r)
 {
-	printf("backend %s\n", r->backend);
+	printf("backend %s\n", r->label);
 	printf("  decode       %.3f s, %" PRIu64 " tokens, %.2f tokens/s\n",
 	       r->decode_s, r->gen_tokens, r->tok_s);
 	printf("  prefill      %.3f s (%" PRIu64 " prompt tokens)\n",
@@ -522,6 +589,11 @@ static void json_run(const struct result *r, int last)
 	       r->ret ? "false" : "true");
 	if (r->ret)
 		printf("\"error\": \"%s\", ", r->err);
+	if (r->drives)
+		printf("\"drives\": %u, ", r->drives);
+	if (r->sparse > 0.0f)
+		printf("\"sparse_ratio\": %.6g, \"tokens_agree_dense\": %.4f, ",
+		       r->sparse, r->agree);
 	printf("\"batch\": %u, \"steps\": %" PRIu64 ", \"tokens\": %" PRIu64
 	       ", \"prompt_tokens\": %" PRIu64 ", \"tokens_per_s\": %.4f, "
 	       "\"decode_s\": %.6f, \"prefill_s\": %.6f, \"host_s\": %.6f, "
@@ -597,12 +669,55 @@ static int select_backends(const char *spec, const char *const all[3],
 	return *n ? 0 : -1;
 }
 
+#define MAX_DRIVE_ROWS	8
+
+/* --drives LIST: one more csd row per N, on --device repeated N times. */
+static int add_drive_rows(const struct opts *o, const char **list,
+			  const char **devs, char **dstr, int *n)
+{
+	const char *base = o->device && *o->device ? o->device : "embedded:";
+	char buf[64], *save = NULL, *tok;
+	uint32_t d, k;
+
+	if (strlen(o->drives) >= sizeof(buf))
+		goto bad;
+	strcpy(buf, o->drives);
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		size_t len;
+
+		if (*n >= 3 + MAX_DRIVE_ROWS ||
+		    parse_u32(tok, "--drives", 1, &d) || d > 64)
+			goto bad;
+		len = (strlen(base) + 1) * d;
+		dstr[*n] = malloc(len);
+		if (!dstr[*n])
+			return -1;
+		dstr[*n][0] = 0;
+		for (k = 0; k < d; k++) {
+			if (k)
+				strcat(dstr[*n], ",");
+			strcat(dstr[*n], base);
+		}
+		list[*n] = "csd";
+		devs[*n] = dstr[*n];
+		(*n)++;
+	}
+	return 0;
+bad:
+	fprintf(stderr, "csd-infer: bad --drives '%s' (e.g. 1,2,4; up to %d)\n",
+		o->drives, MAX_DRIVE_ROWS);
+	return -1;
+}
+
 static int cmd_run(struct opts *o, int compare)
 {
 	static const char *const all[] = { "host", "flexgen", "csd" };
-	const char *list[3];
+	const char *list[4 + MAX_DRIVE_ROWS], *devs[4 + MAX_DRIVE_ROWS];
+	char *dstr[4 + MAX_DRIVE_ROWS] = { NULL };
+	float sparse[4 + MAX_DRIVE_ROWS] = { 0 };
 	int n = 0, i, rc = 0, tty, fgi = -1, csi = -1;
-	struct result res[3];
+	struct result res[4 + MAX_DRIVE_ROWS];
 	struct rt_model *m = NULL;
 
 	if (!compare && !rt_backend_find(o->attn)) {
@@ -614,22 +729,54 @@ static int cmd_run(struct opts *o, int compare)
 		list[n++] = o->attn;
 	else if (select_backends(o->backends, all, list, &n) < 0)
 		return 2;
+	for (i = 0; i < n; i++)
+		devs[i] = o->device;
+	if (compare && o->drives &&
+	    add_drive_rows(o, list, devs, dstr, &n) < 0) {
+		for (i = 0; i < n; i++)
+			free(dstr[i]);
+		return 2;
+	}
+	if (!compare)
+		sparse[0] = o->sparse;
+	else if (o->sparse > 0.0f) {	/* one more row: csd with SparF */
+		list[n] = "csd";
+		devs[n] = o->device;
+		sparse[n++] = o->sparse;
+	}
 	for (i = 0; i < n; i++) {
 		if (!strcmp(list[i], "flexgen"))
 			fgi = i;
-		else if (!strcmp(list[i], "csd"))
+		else if (!strcmp(list[i], "csd") && csi < 0)
 			csi = i;
 	}
 	/* !m: the analyzer cannot tell that -errno after mkstemp is < 0 */
-	if (load_model(o, &m) < 0 || !m)
+	if (load_model(o, &m) < 0 || !m) {
+		for (i = 0; i < n; i++)
+			free(dstr[i]);
 		return 1;
+	}
 	tty = !o->json && isatty(STDERR_FILENO);
 	for (i = 0; i < n; i++) {
-		if (run_one(o, m, list[i], tty, &res[i]) < 0) {
-			fprintf(stderr, "csd-infer: %s: %s\n", list[i],
+		struct opts ro = *o;
+
+		ro.device = devs[i];
+		ro.sparse = sparse[i];
+		if (run_one(&ro, m, list[i], tty, &res[i]) < 0) {
+			fprintf(stderr, "csd-infer: %s: %s\n", res[i].label,
 				res[i].err);
 			rc = 1;
 		}
+	}
+	for (i = 0; i < n; i++) {	/* sparse rows: agreement with dense */
+		size_t nt = (size_t)o->batch * o->gen, same = 0, t;
+		int ref = res[0].sparse > 0.0f ? -1 : 0;
+
+		if (!res[i].sparse || res[i].ret || ref < 0 || res[ref].ret)
+			continue;
+		for (t = 0; t < nt; t++)
+			same += res[i].tokens[t] == res[ref].tokens[t];
+		res[i].agree = nt ? (double)same / (double)nt : 0;
 	}
 	if (o->json) {
 		json_head(o, m, compare ? "compare" : "run");
@@ -644,7 +791,9 @@ static int cmd_run(struct opts *o, int compare)
 		size_t nt = (size_t)o->batch * o->gen;
 
 		for (i = 1; i < n; i++)
-			if (res[i].ret || res[0].ret ||
+			if (res[i].sparse > 0.0f)	/* approximate */
+				continue;
+			else if (res[i].ret || res[0].ret ||
 			    memcmp(res[i].tokens, res[0].tokens,
 				   nt * sizeof(int32_t)) != 0)
 				match = 0;
@@ -668,18 +817,24 @@ static int cmd_run(struct opts *o, int compare)
 				const struct result *r = &res[i];
 
 				if (r->ret) {
-					printf("%-8s failed: %s\n", r->backend,
+					printf("%-8s failed: %s\n", r->label,
 					       r->err);
 					continue;
 				}
 				printf("%-8s %10.2f %9.3f %9.3f %9.3f %9.3f %10.3f %11.1f %11.1f\n",
-				       r->backend, r->tok_s, r->decode_s,
+				       r->label, r->tok_s, r->decode_s,
 				       r->host_s, r->xfer_s, r->attn_s,
 				       r->modeled_s, mib(r->bs.host_kv_bytes),
 				       mib(r->bs.link_bytes));
 			}
 			printf("greedy tokens identical across backends: %s\n",
 			       match ? "yes" : "NO");
+			for (i = 0; i < n; i++)
+				if (res[i].sparse > 0.0f && !res[i].ret)
+					printf("%s (ratio %g): %.1f%% of greedy tokens equal to %s\n",
+					       res[i].label, res[i].sparse,
+					       100.0 * res[i].agree,
+					       res[0].label);
 			if (fgi >= 0 && !res[fgi].ret && res[fgi].fg_valid)
 				printf("flexgen: %s%s, KV read %.2f GB/s vs raw O_DIRECT read %.2f GB/s of the same file\n",
 				       res[fgi].fg_uring ? "io_uring" : "pread",
@@ -696,9 +851,14 @@ static int cmd_run(struct opts *o, int compare)
 		printf("\n}\n");
 	} else if (!res[0].ret) {
 		print_run(&res[0]);
+		if (res[0].sparse > 0.0f)
+			printf("  sparse       SparF ratio %g (KV read counts the drive's flash reads)\n",
+			       res[0].sparse);
 	}
-	for (i = 0; i < n; i++)
+	for (i = 0; i < n; i++) {
 		free(res[i].tokens);
+		free(dstr[i]);
+	}
 	rt_model_close(m);
 	return rc;
 }

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
 /*
- * csd_spec.h - the CSD command set, wire format (spec version 0.1).
+ * csd_spec.h - the CSD command set, wire format (spec version 0.2).
  *
  * This header is the machine-readable half of Documentation/command-set.md.
  * It is shared by the emulated drive (firmware-sim), libcsd and the kernel
@@ -22,7 +22,7 @@
 #endif
 
 #define CSD_SPEC_MAJOR		0
-#define CSD_SPEC_MINOR		1
+#define CSD_SPEC_MINOR		2
 #define CSD_SPEC_VERSION	((CSD_SPEC_MAJOR << 16) | CSD_SPEC_MINOR)
 
 /* ------------------------------------------------------------------------
@@ -162,8 +162,13 @@ enum csd_io_opcode {
  *          elements in the context dtype
  * SEQ_RESET:   CDW13 sequence slot
  * ATTN_SUBMIT:
- *   CDW2   window: attend to the last `window` tokens only (0 = all)
- *   CDW3   reserved for sparse attention parameters: must be 0 in v0.1
+ *   CDW2   window: attend to the last `window` tokens only (0 = all);
+ *          must be 0 with CSD_ATTN_F_SPARSE
+ *   CDW3   SparF parameters with CSD_ATTN_F_SPARSE (v0.2), else 0:
+ *          [7:0] r - 1 (dims of q used for the approximate scores,
+ *          r <= head_dim), [31:8] k (tokens kept per q head, >= 1; with
+ *          CSD_ATTN_F_SPARSE_FRAC a fraction of each sequence's tokens in
+ *          units of 2^-24: k_i = max(1, ceil(n_i * k / 2^24)))
  *   CDW13  [15:0] tag, [31:16] layer
  *   CDW14  [15:0] number of sequences, [31:16] flags (CSD_ATTN_F_*)
  *   CDW15  softmax scale, IEEE-754 binary32 bits (0 = 1/sqrt(head_dim))
@@ -185,8 +190,20 @@ enum csd_io_opcode {
 enum csd_attn_flags {
 	CSD_ATTN_F_FUSED_KV	= 1u << 0,	/* append the new token's k/v first */
 	CSD_ATTN_F_LSE		= 1u << 1,	/* return per-head log-sum-exp */
+	CSD_ATTN_F_SPARSE	= 1u << 2,	/* v0.2: SparF, parameters in CDW3 */
+	CSD_ATTN_F_SPARSE_FRAC	= 1u << 3,	/* v0.2: CDW3 k is a fraction */
 };
-#define CSD_ATTN_F_ALL		(CSD_ATTN_F_FUSED_KV | CSD_ATTN_F_LSE)
+#define CSD_ATTN_F_ALL		(CSD_ATTN_F_FUSED_KV | CSD_ATTN_F_LSE | \
+				 CSD_ATTN_F_SPARSE | CSD_ATTN_F_SPARSE_FRAC)
+
+/* ATTN_SUBMIT CDW3 with CSD_ATTN_F_SPARSE (v0.2) */
+#define CSD_SPARSE_MAX_R	256
+#define CSD_SPARSE_MAX_K	0xffffffu
+#define CSD_SPARSE_FRAC_ONE	(1u << 24)	/* FRAC unit: k / 2^24 */
+#define CSD_CDW3_SPARSE_R(c)	(((c) & 0xffu) + 1)
+#define CSD_CDW3_SPARSE_K(c)	((c) >> 8)
+#define CSD_CDW3_SPARSE(r, k)	((((uint32_t)(r) - 1) & 0xffu) | \
+				 ((uint32_t)(k) << 8))
 
 /* ------------------------------------------------------------------------
  * KV contexts
@@ -259,6 +276,7 @@ enum csd_feature_bits {
 	CSD_FEAT_PACING		= 1u << 2,
 	CSD_FEAT_WINDOW		= 1u << 3,
 	CSD_FEAT_FILE_BACKED	= 1u << 4,
+	CSD_FEAT_SPARSE		= 1u << 5,	/* v0.2: SparF (CSD_ATTN_F_SPARSE) */
 };
 
 /* Vendor specific area of Identify Controller, bytes 3072..4095. */
@@ -445,5 +463,10 @@ _Static_assert(offsetof(struct csd_log_health, data_units_read) == 32,
 _Static_assert(sizeof(struct csd_log_stats) == 256, "stats log size");
 _Static_assert(sizeof(struct csd_log_ctx_hdr) == 64, "ctx log hdr size");
 _Static_assert(sizeof(struct csd_log_ctx_entry) == 64, "ctx log entry size");
+_Static_assert(CSD_CDW3_SPARSE_R(CSD_CDW3_SPARSE(CSD_SPARSE_MAX_R, 1)) ==
+	       CSD_SPARSE_MAX_R, "sparse r field");
+_Static_assert(CSD_CDW3_SPARSE_K(CSD_CDW3_SPARSE(1, CSD_SPARSE_MAX_K)) ==
+	       CSD_SPARSE_MAX_K, "sparse k field");
+_Static_assert(CSD_SPEC_VERSION == 0x00000002, "spec version 0.2");
 
 #endif /* CSD_SPEC_H */

@@ -333,7 +333,39 @@ static void test_now(void)
 	CU_ASSERT(b >= a);
 }
 
+/* SparF partial-page reads: one tR per page sensed, only the bytes moved. */
+static void test_partial_pages(void)
+{
+	struct model m;
+	struct model_work w, f;
+	const double lat = 36000, bw = 1.4e9, ovh = 5000;
+
+	init_profile(&m, "instinfer", 8);
+	/* 1 page sensed, 512 bytes moved */
+	memset(&w, 0, sizeof(w));
+	w.rd_part_pages[0] = 1;
+	w.rd_part_bytes[0] = 512;
+	CU_ASSERT(near(model_cost(&m, &w), ovh + lat + 512 / bw * 1e9));
+	/* a partial read of a whole page costs what a page read does */
+	memset(&f, 0, sizeof(f));
+	w.rd_part_bytes[0] = PG;
+	f.rd_pages[0] = 1;
+	CU_ASSERT_EQUAL(model_cost(&m, &w), model_cost(&m, &f));
+	/* 64 senses of 256 bytes: latency waves dominate (16 ways) */
+	w.rd_part_pages[0] = 64;
+	w.rd_part_bytes[0] = 64 * 256;
+	CU_ASSERT(near(model_cost(&m, &w), ovh + lat + 3 * lat));
+	/* mixed with whole pages on the channel: operations and bytes add */
+	w.rd_pages[0] = 100;
+	CU_ASSERT(near(model_cost(&m, &w),
+		       ovh + lat + fmax((100.0 * PG + 64 * 256) / bw * 1e9,
+					(ceil(164 / 16.0) - 1) * lat)));
+	CU_ASSERT(model_cost(&m, &w) < ovh + ref_chan(164, lat, bw, 16));
+	model_fini(&m);
+}
+
 static CU_TestInfo model_tests[] = {
+	{ "partial_pages", test_partial_pages },
 	{ "profiles", test_profiles },
 	{ "zero_work", test_zero_work },
 	{ "link_bound", test_link_bound },

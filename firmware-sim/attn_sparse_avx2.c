@@ -1,0 +1,218 @@
+// SPDX-License-Identifier: MIT
+/*
+ * attn_sparse_avx2.c - SparF hot loops with AVX2 + FMA + F16C: the
+ * dim-major approximate scores over channel-indexed columns (8
+ * accumulators of 8 tokens in registers), row dots for the tail tokens,
+ * max and sum of exponentials.  Ragged ends are done in scalar code.
+ */
+#include <immintrin.h>
+#include <math.h>
+
+#include "attn_internal.h"
+
+#define AI static inline __attribute__((always_inline))
+
+AI __m256 ld8(const char *p, const int dt)
+{
+	if (dt == CSD_DTYPE_F16)
+		return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+	if (dt == CSD_DTYPE_BF16)
+		return _mm256_castsi256_ps(_mm256_slli_epi32(
+			_mm256_cvtepu16_epi32(
+				_mm_loadu_si128((const __m128i *)p)), 16));
+	return _mm256_loadu_ps((const float *)p);
+}
+
+/* exp(x) for x <= 88; -inf and very negative x give 0. */
+AI __m256 exp8(__m256 x)
+{
+	const __m256 one = _mm256_set1_ps(1.0f);
+	__m256 n, r, r2, p, tiny;
+	__m256i e;
+
+	tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ);
+	x = _mm256_max_ps(x, _mm256_set1_ps(-87.33654f));
+	x = _mm256_min_ps(x, _mm256_set1_ps(88.37626f));
+	n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)),
+			    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+	r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+	r2 = _mm256_mul_ps(r, r);
+	p = _mm256_set1_ps(1.9875691500e-4f);
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+	p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+	p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, one));
+	e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n),
+					       _mm256_set1_epi32(127)), 23);
+	return _mm256_andnot_ps(tiny,
+				_mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+AI float hsum1(__m256 v)
+{
+	__m128 x = _mm_add_ps(_mm256_castps256_ps128(v),
+			      _mm256_extractf128_ps(v, 1));
+
+	x = _mm_add_ps(x, _mm_movehl_ps(x, x));
+	x = _mm_add_ss(x, _mm_movehdup_ps(x));
+	return _mm_cvtss_f32(x);
+}
+
+#define TB 8		/* 8-token vectors per block of chan_dot */
+
+AI void chan_dot_t(const int dt, uint32_t r, const float *qd,
+		   const void *const *cols, uint32_t n, float *s)
+{
+	const size_t es = dt == CSD_DTYPE_F32 ? 4 : 2;
+	uint32_t t0 = 0;
+
+	for (; t0 + TB * 8 <= n; t0 += TB * 8) {
+		__m256 acc[TB];
+
+#pragma GCC unroll 8
+		for (int i = 0; i < TB; i++)
+			acc[i] = _mm256_setzero_ps();
+		for (uint32_t j = 0; j < r; j++) {
+			const char *c = (const char *)cols[j] + (size_t)t0 * es;
+			const __m256 qv = _mm256_set1_ps(qd[j]);
+
+#pragma GCC unroll 8
+			for (int i = 0; i < TB; i++)
+				acc[i] = _mm256_fmadd_ps(ld8(c + i * 8 * es, dt),
+							 qv, acc[i]);
+		}
+#pragma GCC unroll 8
+		for (int i = 0; i < TB; i++)
+			_mm256_storeu_ps(s + t0 + i * 8, acc[i]);
+	}
+	for (; t0 + 8 <= n; t0 += 8) {
+		__m256 acc = _mm256_setzero_ps();
+
+		for (uint32_t j = 0; j < r; j++)
+			acc = _mm256_fmadd_ps(
+				ld8((const char *)cols[j] + (size_t)t0 * es, dt),
+				_mm256_set1_ps(qd[j]), acc);
+		_mm256_storeu_ps(s + t0, acc);
+	}
+	for (; t0 < n; t0++) {
+		float acc = 0.0f;
+
+		for (uint32_t j = 0; j < r; j++)
+			acc = fmaf(attn_load_elem(cols[j], dt, t0), qd[j], acc);
+		s[t0] = acc;
+	}
+}
+
+static void chan_dot(int dt, uint32_t r, const float *qd,
+		     const void *const *cols, uint32_t n, float *s)
+{
+	switch (dt) {
+	case CSD_DTYPE_F16:
+		chan_dot_t(CSD_DTYPE_F16, r, qd, cols, n, s);
+		break;
+	case CSD_DTYPE_BF16:
+		chan_dot_t(CSD_DTYPE_BF16, r, qd, cols, n, s);
+		break;
+	default:
+		chan_dot_t(CSD_DTYPE_F32, r, qd, cols, n, s);
+		break;
+	}
+}
+
+AI void rows_dot_t(const int dt, uint32_t d, const float *q,
+		   const char *const *rows, uint32_t n, float *s)
+{
+	const size_t cs = 8 * (dt == CSD_DTYPE_F32 ? 4 : 2);
+	uint32_t t = 0;
+
+	for (; t + 4 <= n; t += 4) {
+		__m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+
+		for (uint32_t c = 0; c < d / 8; c++) {
+			const __m256 qv = _mm256_loadu_ps(q + c * 8);
+
+			a0 = _mm256_fmadd_ps(ld8(rows[t] + c * cs, dt), qv, a0);
+			a1 = _mm256_fmadd_ps(ld8(rows[t + 1] + c * cs, dt), qv,
+					     a1);
+			a2 = _mm256_fmadd_ps(ld8(rows[t + 2] + c * cs, dt), qv,
+					     a2);
+			a3 = _mm256_fmadd_ps(ld8(rows[t + 3] + c * cs, dt), qv,
+					     a3);
+		}
+		s[t] = hsum1(a0);
+		s[t + 1] = hsum1(a1);
+		s[t + 2] = hsum1(a2);
+		s[t + 3] = hsum1(a3);
+	}
+	for (; t < n; t++) {
+		__m256 a0 = _mm256_setzero_ps();
+
+		for (uint32_t c = 0; c < d / 8; c++)
+			a0 = _mm256_fmadd_ps(ld8(rows[t] + c * cs, dt),
+					     _mm256_loadu_ps(q + c * 8), a0);
+		s[t] = hsum1(a0);
+	}
+}
+
+static void rows_dot(int dt, uint32_t d, const float *q,
+		     const char *const *rows, uint32_t n, float *s)
+{
+	switch (dt) {
+	case CSD_DTYPE_F16:
+		rows_dot_t(CSD_DTYPE_F16, d, q, rows, n, s);
+		break;
+	case CSD_DTYPE_BF16:
+		rows_dot_t(CSD_DTYPE_BF16, d, q, rows, n, s);
+		break;
+	default:
+		rows_dot_t(CSD_DTYPE_F32, d, q, rows, n, s);
+		break;
+	}
+}
+
+static float vmax(const float *s, uint32_t n)
+{
+	__m256 m = _mm256_set1_ps(-INFINITY);
+	float r;
+	uint32_t t = 0;
+	__m128 x;
+
+	for (; t + 8 <= n; t += 8)	/* max_ps(x, m) keeps m for NaN x */
+		m = _mm256_max_ps(_mm256_loadu_ps(s + t), m);
+	x = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+	x = _mm_max_ps(x, _mm_movehl_ps(x, x));
+	x = _mm_max_ss(x, _mm_movehdup_ps(x));
+	r = _mm_cvtss_f32(x);
+	for (; t < n; t++)
+		r = fmaxf(r, s[t]);
+	return r;
+}
+
+static float expsum(const float *s, uint32_t n, float a, float b)
+{
+	const __m256 va = _mm256_set1_ps(a), vb = _mm256_set1_ps(b);
+	__m256 s0 = _mm256_setzero_ps(), s1 = s0;
+	uint32_t t = 0;
+	float sum;
+
+	for (; t + 16 <= n; t += 16) {
+		s0 = _mm256_add_ps(s0, exp8(_mm256_fmsub_ps(
+			va, _mm256_loadu_ps(s + t), vb)));
+		s1 = _mm256_add_ps(s1, exp8(_mm256_fmsub_ps(
+			va, _mm256_loadu_ps(s + t + 8), vb)));
+	}
+	sum = hsum1(_mm256_add_ps(s0, s1));
+	for (; t < n; t++)
+		sum += expf(fmaf(a, s[t], -b));
+	return sum;
+}
+
+const struct attn_sparse_ops attn_sparse_avx2 = {
+	.chan_dot = chan_dot,
+	.rows_dot = rows_dot,
+	.vmax = vmax,
+	.expsum = expsum,
+};
