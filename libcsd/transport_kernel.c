@@ -65,7 +65,6 @@
 #define KDEV_ALIGN		4096
 #define KDEV_STOP		(~(uint64_t)0)	/* user_data of the stop NOP */
 /* NVMe generic status 15h, Operation Denied (no csd_spec.h name) */
-#define KDEV_SC_OPERATION_DENIED 0x15
 
 struct kdev_req {
 	csd_cpl_fn done;
@@ -120,7 +119,7 @@ static uint16_t errno_status(int err)
 		break;
 	case EACCES:
 	case EPERM:
-		sc = KDEV_SC_OPERATION_DENIED;
+		sc = CSD_SC_OP_DENIED;
 		break;
 	case EINTR:
 		dnr = 0;

@@ -92,6 +92,16 @@ else
 	fz_skip=1
 fi
 
+# csd.ko: `dkms build` of this tree against the Debian headers, and modinfo
+# (scripts/dkms-check.sh); each "dkms: PASS/FAIL/SKIP" line counts.
+echo "== dkms build (csd.ko) =="
+scripts/dkms-check.sh >"$BUILD/dkms-check.log" 2>&1
+cat "$BUILD/dkms-check.log"
+fz_pass=$((fz_pass + $(grep -c '^dkms: PASS' "$BUILD/dkms-check.log")))
+fz_fail=$((fz_fail + $(grep -c '^dkms: FAIL' "$BUILD/dkms-check.log")))
+fz_skip=$((fz_skip + $(grep -c '^dkms: SKIP' "$BUILD/dkms-check.log")))
+grep -q '^dkms: FAIL' "$BUILD/dkms-check.log" && status=1
+
 # csd.ko in a QEMU guest (tests/qemu/run.sh), where the kernel packages are
 # installed (scripts/deps.sh --kmod); each guest check counts as a test.
 if [ -x tests/qemu/run.sh ] && command -v qemu-system-x86_64 >/dev/null 2>&1 &&
@@ -103,9 +113,21 @@ if [ -x tests/qemu/run.sh ] && command -v qemu-system-x86_64 >/dev/null 2>&1 &&
 	else
 		qrc=1
 	fi
-	grep -E 'GUEST (PASS|FAIL|RESULT)|^run.sh:' "$BUILD/qemu-test.log"
-	fz_pass=$((fz_pass + $(grep -c '^GUEST PASS' "$BUILD/qemu-test.log")))
-	fz_fail=$((fz_fail + $(grep -c '^GUEST FAIL' "$BUILD/qemu-test.log")))
+	grep -E 'GUEST (PASS|FAIL|RESULT|INFO)|^run.sh:' "$BUILD/qemu-test.log"
+	# the guest's last line "GUEST RESULT: P passed, F failed, S skipped"
+	# counts every check (conformance suite tests included); without it
+	# (the guest died) count the check lines seen
+	qres=$(sed -n 's/^GUEST RESULT: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped.*/\1 \2 \3/p' \
+		"$BUILD/qemu-test.log" | tail -1)
+	if [ -n "$qres" ]; then
+		set -- $qres
+		fz_pass=$((fz_pass + $1))
+		fz_fail=$((fz_fail + $2))
+		fz_skip=$((fz_skip + $3))
+	else
+		fz_pass=$((fz_pass + $(grep -c '^GUEST PASS' "$BUILD/qemu-test.log")))
+		fz_fail=$((fz_fail + $(grep -c '^GUEST FAIL' "$BUILD/qemu-test.log")))
+	fi
 	if [ "$qrc" -ne 0 ]; then
 		echo "qemu guest test FAILED (see $BUILD/qemu-test.log)"
 		fz_fail=$((fz_fail + 1))

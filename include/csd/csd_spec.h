@@ -86,6 +86,7 @@ struct csd_cqe {
 #define CSD_SC_ABORT_REQ	0x07
 #define CSD_SC_INVALID_NS	0x0b
 #define CSD_SC_SGL_INVALID	0x0d	/* bad data pointer / segment */
+#define CSD_SC_OP_DENIED	0x15	/* host side: access denied (EACCES) */
 
 /* Command specific status (SCT 1) */
 #define CSD_SC_INVALID_LOG_PAGE	0x09

@@ -32,7 +32,7 @@ static struct csd_dev_info info;
 #define S_VS(x)		ST(CSD_SCT_VENDOR, CSD_VSC_##x)
 /* NVMe generic 15h Operation Denied: the kernel transport's status for a
  * command the driver refused with -EACCES (libcsd/transport_kernel.c) */
-#define S_DENIED	ST(CSD_SCT_GENERIC, 0x15)
+#define S_DENIED	ST(CSD_SCT_GENERIC, CSD_SC_OP_DENIED)
 
 static int suite_init(void)
 {

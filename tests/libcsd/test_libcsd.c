@@ -210,7 +210,8 @@ static void test_open_bad_specs(void)
 		{ "embeddedx:", -EINVAL },
 		{ "tcp://host", -EINVAL },
 		{ "shm:/nonexistent/csd.sock", -ENOENT },
-		{ "/dev/csd0", -EPROTONOSUPPORT },
+		{ "/dev/csd-nonexistent", -ENOENT },	/* kernel transport */
+		{ "/dev/csd-nonexistent,bogus", -EINVAL },
 		{ "embedded:nosuchkey=1", -EINVAL },
 		{ "embedded:channels=abc", -EINVAL },
 		{ "embedded:simd=sse9", -EINVAL },
