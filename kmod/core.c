@@ -26,6 +26,10 @@
 
 #define CSD_WATCHDOG_MS		250
 
+/* csd_irq() reads the CQE's CID and status as one aligned 32-bit word */
+static_assert(offsetof(struct csd_cqe, cid) == 12);
+static_assert(offsetof(struct csd_cqe, status) == 14);
+
 static unsigned long csd_timeout(bool admin, unsigned int timeout_ms)
 {
 	unsigned int tmo_s = admin ? READ_ONCE(csd_admin_timeout) :
@@ -129,36 +133,58 @@ static void csd_req_device_end(struct csd_queue *q, struct csd_req *req)
 	csd_req_end_submitter(req, 0);
 }
 
+/**
+ * csd_irq() - completion interrupt of one queue (MSI-X vector v = queue v)
+ * @irq: the Linux interrupt number
+ * @data: the &struct csd_queue
+ *
+ * Consumes the CQEs whose phase tag matches, ends the requests they name and
+ * publishes the new CQ head.  The CQ is daemon-written memory: each CQE's
+ * status word is read once with acquire semantics, every CID is checked
+ * against the request that owns its tag, and at most @depth entries are
+ * taken per call, so a daemon that keeps flipping phase tags cannot hold
+ * the CPU in hard interrupt context (flow control, device-interface.md 4.3,
+ * never lets an honest daemon post more than depth - 1 before the head
+ * moves).
+ *
+ * Return: IRQ_HANDLED if a CQE was consumed, else IRQ_NONE.
+ */
 irqreturn_t csd_irq(int irq, void *data)
 {
 	struct csd_queue *q = data;
 	unsigned long flags;
+	unsigned int budget;
 	bool found = false;
 
 	spin_lock_irqsave(&q->lock, flags);
-	for (;;) {
+	for (budget = q->depth; budget; budget--) {
 		struct csd_cqe *cqe = &q->cq[q->cq_head];
-		/* pairs with the daemon's release store: fields before it are valid */
-		u16 st = smp_load_acquire(&cqe->status);
+		/*
+		 * CID and status share one 32-bit word, written last by the
+		 * daemon with a release store: read it once, with acquire,
+		 * so dw0/dw1 read below are those of this completion.
+		 */
+		u32 word = smp_load_acquire((u32 *)&cqe->cid);
+		u16 st = word >> 16, cid = word & 0xffff;
 		struct csd_req *req;
-		u16 cid;
+		u16 tag;
 
 		if ((st & 1) != q->cq_phase)
 			break;
-		cid = READ_ONCE(cqe->cid);
 		found = true;
 		if (++q->cq_head == q->depth) {
 			q->cq_head = 0;
 			q->cq_phase ^= 1;
 		}
-		if (cid >= q->depth || !q->cmds[cid]) {
+		tag = cid & CSD_CID_TAG_MASK;
+		req = tag < q->depth ? q->cmds[tag] : NULL;
+		if (!req || req->sqe.cid != cid) {
 			dev_warn_ratelimited(&q->ctrl->pdev->dev,
-					     "queue %u: completion for unknown cid %u\n",
+					     "queue %u: completion for unknown cid %#x\n",
 					     q->qid, cid);
 			continue;
 		}
-		req = q->cmds[cid];
-		q->cmds[cid] = NULL;
+		q->cmds[tag] = NULL;
 		req->status = st >> 1;
 		req->result = READ_ONCE(cqe->dw0) |
 			      (u64)READ_ONCE(cqe->dw1) << 32;
@@ -168,23 +194,32 @@ irqreturn_t csd_irq(int irq, void *data)
 		csd_req_device_end(q, req);
 	}
 	if (found)
-		/* publish entries/consumption before the daemon reads the index */
+		/* entries consumed before the daemon sees the new head */
 		smp_store_release(&q->db->cq_head, q->cq_head);
+	if (!budget)
+		dev_warn_ratelimited(&q->ctrl->pdev->dev,
+				     "queue %u: more than %u completions at once\n",
+				     q->qid, q->depth);
 	spin_unlock_irqrestore(&q->lock, flags);
-	return IRQ_HANDLED;
+	return found ? IRQ_HANDLED : IRQ_NONE;
 }
 
-/*
+/**
+ * csd_ctrl_kill() - mark the controller dead and fail every submitter
+ * @ctrl: the controller
+ * @why: logged once (NULL: removal, not logged)
+ * @dma_stopped: the daemon can no longer touch our memory (it is gone), so
+ *	the buffers of commands it still owned are released too; otherwise
+ *	they stay with the commands until it completes them
+ *
  * The device cannot come back (device-interface.md section 2): every
  * submitter still waiting gets -EIO and new commands fail with -EIO.
- * @dma_stopped: the daemon can no longer touch our memory (it is gone), so
- * the buffers of commands it still owned are released too; otherwise they
- * stay pinned until it completes them.
+ * Any context that may sleep; takes every queue lock in turn.
  */
 void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why, bool dma_stopped)
 {
 	unsigned long flags;
-	unsigned int v, cid;
+	unsigned int v, tag;
 
 	for (v = 0; v <= ctrl->nr_io_queues; v++) {
 		struct csd_queue *q = &ctrl->queues[v];
@@ -198,15 +233,15 @@ void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why, bool dma_stopped)
 			if (dma_stopped)
 				WRITE_ONCE(ctrl->dma_stopped, true);
 		}
-		for (cid = 0; cid < q->depth; cid++) {
-			struct csd_req *req = q->cmds[cid];
+		for (tag = 0; tag < q->depth; tag++) {
+			struct csd_req *req = q->cmds[tag];
 
 			if (!req)
 				continue;
 			if (!req->abandoned)
 				csd_req_end_submitter(req, -EIO);
 			if (dma_stopped) {
-				q->cmds[cid] = NULL;
+				q->cmds[tag] = NULL;
 				csd_req_device_end(q, req);
 			}
 		}
@@ -217,17 +252,26 @@ void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why, bool dma_stopped)
 	wake_up_all(&ctrl->req_wait);
 }
 
-/*
- * Put @req on @q: wait (or -EAGAIN with @nowait) for a slot, so at most
- * depth - 1 commands are outstanding (device-interface.md 4.3).  On success
- * the device owns @req and it may already have completed on return.
+/**
+ * csd_queue_submit() - give a request to the device
+ * @q: the queue
+ * @req: the request, data mapped
+ * @nowait: return -EAGAIN instead of waiting for a slot
+ * @timeout: how long to wait for a slot, in jiffies
+ *
+ * At most depth - 1 commands are outstanding per queue
+ * (device-interface.md 4.3).  The SQE and SQX entry are written, then the
+ * tail is published with a release store and the daemon's doorbell rung.
+ *
+ * Return: 0 (the device owns @req, which may already have completed), or
+ * -EIO (dead), -EAGAIN, -EINTR or -ETIMEDOUT (@req not queued).
  */
 static int csd_queue_submit(struct csd_queue *q, struct csd_req *req,
 			    bool nowait, long timeout)
 {
 	struct csd_ctrl *ctrl = q->ctrl;
 	unsigned long flags;
-	unsigned int cid;
+	unsigned int tag;
 	u16 tail;
 
 	for (;;) {
@@ -250,15 +294,16 @@ static int csd_queue_submit(struct csd_queue *q, struct csd_req *req,
 		if (!timeout)
 			return -ETIMEDOUT;
 	}
-	for (cid = 0; cid < q->depth; cid++)
-		if (!q->cmds[cid])
+	for (tag = 0; tag < q->depth; tag++)
+		if (!q->cmds[tag])
 			break;
-	q->cmds[cid] = req;
+	q->cmds[tag] = req;
 	q->inflight++;
 	atomic_inc(&ctrl->outstanding);
 	req->q = q;
 	req->start = jiffies;
-	req->sqe.cid = cid;
+	req->sqe.cid = (q->cid_gen++ & (0xffff >> CSD_CID_TAG_BITS)) <<
+		       CSD_CID_TAG_BITS | tag;
 	tail = q->sq_tail;
 	memcpy(&q->sq[tail], &req->sqe, sizeof(req->sqe));
 	WRITE_ONCE(q->sqx[tail].data_len, req->data.len);
@@ -276,11 +321,18 @@ static int csd_queue_submit(struct csd_queue *q, struct csd_req *req,
 	return 0;
 }
 
-/*
- * Run @req and wait up to @timeout.  *@owned says whether the caller still
- * owns @req: yes on success (see req->status) and when it was never queued;
- * no when the wait ended with -ETIMEDOUT, -EINTR or -EIO (the request is
- * abandoned and the device side frees it).
+/**
+ * csd_exec_sync() - run a request and wait for it
+ * @req: the request, data mapped, @req->q set
+ * @timeout: jiffies, for the queue slot and again for the completion
+ * @owned: set to whether the caller still owns @req
+ *
+ * *@owned is true on success (see req->status) and when @req was never
+ * queued; false when the wait ended with -ETIMEDOUT, -EINTR (fatal signal)
+ * or -EIO (controller dead): the request is then abandoned and freed by
+ * the device side once the device can no longer touch its buffers.
+ *
+ * Return: 0 or a negative errno.
  */
 static int csd_exec_sync(struct csd_req *req, unsigned long timeout,
 			 bool *owned)
@@ -323,7 +375,20 @@ static int csd_exec_sync(struct csd_req *req, unsigned long timeout,
 	return w.error;
 }
 
-/* Kernel-internal synchronous command (Identify at probe, context cleanup). */
+/**
+ * csd_submit_sync() - driver-internal synchronous command
+ * @ctrl: the controller
+ * @qid: queue (0 admin)
+ * @sqe: the command; PRPs and CID are filled in
+ * @buf: kernel buffer (bounced through the window) or NULL
+ * @data_len: bytes of @buf
+ * @to_dev: @buf is written to the device
+ * @result: CQE dw0 on success, or NULL
+ *
+ * Used for Identify at probe and for context cleanup; admin timeout.
+ *
+ * Return: 0, -EIO for an NVMe error status, or a negative errno.
+ */
 int csd_submit_sync(struct csd_ctrl *ctrl, unsigned int qid,
 		    struct csd_sqe *sqe, void *buf, u32 data_len,
 		    bool to_dev, u32 *result)
@@ -373,9 +438,17 @@ static bool csd_opc_names_ctx(u8 opc)
 	}
 }
 
-/*
- * Check ownership, pick the queue and map the data of a validated user
- * command.  The caller frees @req on error.
+/**
+ * csd_req_prepare_user() - ownership, queue and data of a user command
+ * @req: a fresh request of the submitting file
+ * @uc: the command, checked by csd_validate()
+ * @nowait: do not wait for a bounce chunk (-EAGAIN)
+ *
+ * A command naming (CDW12) a context another open file owns is refused.
+ * The caller frees @req on error.
+ *
+ * Return: 0, -EACCES, -EIO (dead), -EFAULT, -ENOMEM, -EAGAIN, -EINTR or
+ * -ETIMEDOUT.
  */
 int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,
 			 bool nowait)
@@ -405,7 +478,16 @@ int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,
 				 csd_timeout(uc->admin, uc->timeout_ms));
 }
 
-/* Queue a prepared asynchronous request (req->end_io set). */
+/**
+ * csd_req_start() - queue a prepared asynchronous request
+ * @req: the request, req->end_io set
+ * @timeout_ms: the user's timeout (0: the module's), ends the submitter
+ *	side through the watchdog
+ * @nowait: return -EAGAIN rather than wait for a queue slot
+ *
+ * Return: 0 (req->end_io will be called exactly once) or a negative errno
+ * (@req not queued, the caller frees it).
+ */
 int csd_req_start(struct csd_req *req, unsigned int timeout_ms, bool nowait)
 {
 	unsigned long tmo = csd_timeout(!req->q->qid, timeout_ms);
@@ -435,11 +517,15 @@ static void csd_track_contexts(struct csd_req *req)
 	}
 }
 
-/*
- * The submitter's side of a completed user command, in its process context:
- * deliver bounced read data, track contexts, free @req.  Returns the NVMe
- * status field (>= 0, with *@result = CQE dw0 | dw1 << 32) or a negative
- * errno.
+/**
+ * csd_req_user_finish() - the submitter's side of a completed user command
+ * @req: the completed request, owned by the caller; freed here
+ * @result: set to CQE dw0 | dw1 << 32
+ *
+ * Process context of the submitter: delivers bounced read data
+ * (copy_to_user), records the contexts a CTX_CREATE/CTX_DESTROY changed.
+ *
+ * Return: the NVMe status field (>= 0) or a negative errno.
  */
 int csd_req_user_finish(struct csd_req *req, u64 *result)
 {
@@ -454,9 +540,14 @@ int csd_req_user_finish(struct csd_req *req, u64 *result)
 	return ret;
 }
 
-/*
- * Synchronous user passthrough command (ioctl); @uc is validated.  Returns a
- * negative errno, or the NVMe status field (>= 0) with *@result.
+/**
+ * csd_submit_user() - synchronous user passthrough command (ioctl)
+ * @ctrl: the controller
+ * @file: the submitting open file (context owner)
+ * @uc: the command, checked by csd_validate()
+ * @result: set to CQE dw0 | dw1 << 32 on completion
+ *
+ * Return: a negative errno, or the NVMe status field (>= 0).
  */
 int csd_submit_user(struct csd_ctrl *ctrl, struct csd_file *file,
 		    const struct csd_ucmd *uc, u64 *result)
@@ -483,9 +574,14 @@ out:
 	return ret;
 }
 
-/*
- * Destroy every context @file created (the file is being released), or
- * every tracked context (@file NULL: the device is going away).
+/**
+ * csd_release_contexts() - destroy contexts on the device
+ * @ctrl: the controller
+ * @file: destroy the contexts of this file (being released), or of every
+ *	file (NULL: the device is going away)
+ *
+ * Each context is taken out of the table by exactly one caller, which
+ * sends its CTX_DESTROY (unless the controller is dead).  May sleep.
  */
 void csd_release_contexts(struct csd_ctrl *ctrl, struct csd_file *file)
 {
@@ -514,12 +610,12 @@ void csd_release_contexts(struct csd_ctrl *ctrl, struct csd_file *file)
  * Timeouts of asynchronous submitters (synchronous ones time out in
  * csd_exec_sync()), and hung commands: the interface has neither abort nor
  * reset, so a command the device has not completed in twice the module
- * timeout marks the controller dead.
+ * timeout marks the controller dead.  Watchdog context.
  */
 static void csd_check_timeouts(struct csd_ctrl *ctrl)
 {
 	unsigned long now = jiffies, flags;
-	unsigned int v, cid, hung_qid = 0;
+	unsigned int v, tag, hung_qid = 0;
 	u8 hung_opc = 0;
 	bool hung = false;
 
@@ -528,8 +624,8 @@ static void csd_check_timeouts(struct csd_ctrl *ctrl)
 		unsigned long hard = 2 * csd_timeout(!v, 0);
 
 		spin_lock_irqsave(&q->lock, flags);
-		for (cid = 0; q->inflight && cid < q->depth; cid++) {
-			struct csd_req *req = q->cmds[cid];
+		for (tag = 0; q->inflight && tag < q->depth; tag++) {
+			struct csd_req *req = q->cmds[tag];
 
 			if (!req)
 				continue;
@@ -558,11 +654,18 @@ static void csd_check_timeouts(struct csd_ctrl *ctrl)
 	}
 }
 
+/*
+ * Every CSD_WATCHDOG_MS: the daemon's liveness (heartbeat, status, our
+ * client slot) and command timeouts.  Keeps running after death until the
+ * daemon can no longer touch our memory.
+ */
 static void csd_watchdog(struct work_struct *work)
 {
 	struct csd_ctrl *ctrl = container_of(to_delayed_work(work),
 					     struct csd_ctrl, watchdog);
-	u32 period = max_t(u32, READ_ONCE(ctrl->regs->hb_period_ms), 1);
+	/* daemon-provided: keep 10 x period from wrapping (at most 10 min) */
+	u32 period = clamp_t(u32, READ_ONCE(ctrl->regs->hb_period_ms), 1,
+			     60000);
 	unsigned long limit = msecs_to_jiffies(max_t(u32, 3000, 10 * period));
 	/* pairs with the daemon's release store: fields before it are valid */
 	u32 status = smp_load_acquire(&ctrl->regs->status);
@@ -594,6 +697,7 @@ static void csd_watchdog(struct work_struct *work)
 				      msecs_to_jiffies(CSD_WATCHDOG_MS));
 }
 
+/* [@off, @off + @len) inside [0, @limit), without overflow */
 static bool csd_range_ok(u64 off, u64 len, u64 limit)
 {
 	return off <= limit && len <= limit - off;
@@ -601,9 +705,9 @@ static bool csd_range_ok(u64 off, u64 len, u64 limit)
 
 static int csd_queue_init(struct csd_ctrl *ctrl, unsigned int v)
 {
-	struct csd_devif_regs *r = ctrl->regs;
+	const struct csd_layout *l = &ctrl->layout;
 	struct csd_queue *q = &ctrl->queues[v];
-	void *base = ctrl->client_area + r->q_off + v * r->q_stride;
+	void *base = ctrl->client_area + l->q_off + v * l->q_stride;
 	u32 sq_tail, cq_head;
 
 	q->ctrl = ctrl;
@@ -611,9 +715,9 @@ static int csd_queue_init(struct csd_ctrl *ctrl, unsigned int v)
 	q->depth = ctrl->depth;
 	spin_lock_init(&q->lock);
 	init_waitqueue_head(&q->wait);
-	q->sq = base + r->sq_off;
-	q->sqx = base + r->sqx_off;
-	q->cq = base + r->cq_off;
+	q->sq = base + l->sq_off;
+	q->sqx = base + l->sqx_off;
+	q->cq = base + l->cq_off;
 	q->db = &ctrl->client->db[v];
 	q->cmds = kcalloc(q->depth, sizeof(*q->cmds), GFP_KERNEL);
 	if (!q->cmds)
@@ -679,66 +783,117 @@ out:
 	return ret;
 }
 
-/* Validate the register page and attach to our client slot. */
-int csd_ctrl_init(struct csd_ctrl *ctrl)
+/*
+ * Snapshot the register page into ctrl->layout and check it: every region
+ * inside BAR2 and inside our client area, page aligned (device-interface.md
+ * section 3), with no arithmetic that can wrap.  Hostile values fail probe.
+ */
+static int csd_read_layout(struct csd_ctrl *ctrl)
 {
 	struct csd_devif_regs *r = ctrl->regs;
+	struct csd_layout *l = &ctrl->layout;
 	struct device *dev = &ctrl->pdev->dev;
-	u64 shm = ctrl->shm_size, cs, area, qend;
-	u32 slot, v;
-	int ret;
+	u32 max_clients, nr_io_queues, nr_vectors, depth, slot;
+	u64 shm = ctrl->shm_size, client_off, stride;
 
-	if (ctrl->peer_id < 1 || ctrl->peer_id > r->max_clients ||
-	    r->max_clients > CSD_DEVIF_MAX_CLIENTS) {
-		dev_err(dev, "bad peer id %u\n", ctrl->peer_id);
+	max_clients = READ_ONCE(r->max_clients);
+	nr_io_queues = READ_ONCE(r->nr_io_queues);
+	nr_vectors = READ_ONCE(r->nr_vectors);
+	depth = READ_ONCE(r->queue_depth);
+	ctrl->max_xfer = READ_ONCE(r->max_xfer);
+	client_off = READ_ONCE(r->client_off);
+	stride = READ_ONCE(r->client_stride);
+	l->q_off = READ_ONCE(r->q_off);
+	l->q_stride = READ_ONCE(r->q_stride);
+	l->sq_off = READ_ONCE(r->sq_off);
+	l->sqx_off = READ_ONCE(r->sqx_off);
+	l->cq_off = READ_ONCE(r->cq_off);
+	l->win_off = READ_ONCE(r->win_off);
+	l->win_size = READ_ONCE(r->win_size);
+
+	if (max_clients > CSD_DEVIF_MAX_CLIENTS || ctrl->peer_id < 1 ||
+	    ctrl->peer_id > max_clients) {
+		dev_err(dev, "bad peer id %u (%u clients)\n", ctrl->peer_id,
+			max_clients);
 		return -ENODEV;
 	}
 	slot = ctrl->peer_id - 1;
-	cs = r->client_stride;
-	ctrl->depth = r->queue_depth;
-	ctrl->nr_vectors = r->nr_vectors;
-	ctrl->max_xfer = r->max_xfer;
+	if (nr_io_queues < 1 || nr_io_queues > CSD_DEVIF_MAX_QUEUES - 1 ||
+	    nr_vectors != nr_io_queues + 1 || depth < CSD_DEVIF_MIN_DEPTH ||
+	    depth > CSD_DEVIF_MAX_DEPTH)
+		goto bad;
 	/*
 	 * Client area: client_off + slot * stride.  Stride 0 (devif 1.1,
 	 * one shared memory per client) makes the area run to the end.
 	 */
-	if (!csd_range_ok(r->client_off, (u64)slot * cs, shm))
+	if (stride > shm || !csd_range_ok(client_off, (u64)slot * stride, shm))
 		goto bad;
-	area = cs ? cs : shm - r->client_off;
-	if (!csd_range_ok(r->client_off + (u64)slot * cs, area, shm) ||
-	    area < sizeof(struct csd_devif_client))
+	l->client_off = client_off + (u64)slot * stride;
+	l->area_size = stride ? stride : shm - client_off;
+	if (!csd_range_ok(l->client_off, l->area_size, shm) ||
+	    l->area_size < sizeof(struct csd_devif_client))
 		goto bad;
-	if (r->nr_io_queues < 1 || r->nr_io_queues > CSD_DEVIF_MAX_QUEUES - 1 ||
-	    r->nr_vectors != r->nr_io_queues + 1 ||
-	    ctrl->depth < CSD_DEVIF_MIN_DEPTH ||
-	    ctrl->depth > CSD_DEVIF_MAX_DEPTH || !ctrl->max_xfer ||
-	    !csd_range_ok(r->win_off, r->win_size, area))
+	if (!IS_ALIGNED(l->client_off | l->q_off | l->q_stride | l->sq_off |
+			l->sqx_off | l->cq_off | l->win_off, CSD_DEVIF_PAGE))
 		goto bad;
-	qend = r->q_off + (u64)r->nr_vectors * r->q_stride;
-	if (!csd_range_ok(r->q_off, (u64)r->nr_vectors * r->q_stride, area) ||
-	    qend > area ||
-	    !csd_range_ok(r->sq_off, ctrl->depth * sizeof(struct csd_sqe),
-			  r->q_stride) ||
-	    !csd_range_ok(r->sqx_off, ctrl->depth * sizeof(struct csd_devif_sqx),
-			  r->q_stride) ||
-	    !csd_range_ok(r->cq_off, ctrl->depth * sizeof(struct csd_cqe),
-			  r->q_stride)) {
-		dev_err(dev, "inconsistent queue layout\n");
-		return -ENODEV;
-	}
+	/* queues: nr_vectors strides, each holding the three rings */
+	if (l->q_stride > l->area_size ||
+	    !csd_range_ok(l->q_off, nr_vectors * l->q_stride, l->area_size) ||
+	    !csd_range_ok(l->sq_off, depth * sizeof(struct csd_sqe),
+			  l->q_stride) ||
+	    !csd_range_ok(l->sqx_off, depth * sizeof(struct csd_devif_sqx),
+			  l->q_stride) ||
+	    !csd_range_ok(l->cq_off, depth * sizeof(struct csd_cqe),
+			  l->q_stride))
+		goto bad;
+	/* the window holds at least one max_xfer command (csd_window_init) */
+	if (!csd_range_ok(l->win_off, l->win_size, l->area_size) ||
+	    !ctrl->max_xfer || ctrl->max_xfer > l->win_size)
+		goto bad;
+
+	ctrl->depth = depth;
+	ctrl->nr_vectors = nr_vectors;
+	ctrl->nr_io_queues = min_t(u32, nr_io_queues, num_possible_cpus());
+	return 0;
+
+bad:
+	dev_err(dev, "inconsistent register page\n");
+	return -ENODEV;
+}
+
+/**
+ * csd_ctrl_init() - validate the register page and attach to our client slot
+ * @ctrl: the controller; @regs, @shm, @shm_size, @peer_id and @caps are set
+ *
+ * Reads the layout once (csd_read_layout()), checks that our client slot is
+ * active, sets up the queues from the doorbell words (the daemon keeps its
+ * queue state across module reloads) and the bounce window.  No interrupt
+ * and no command yet.  On error the caller frees with the last reference.
+ *
+ * Return: 0 or a negative errno (-ENODEV for a layout we cannot use).
+ */
+int csd_ctrl_init(struct csd_ctrl *ctrl)
+{
+	struct csd_devif_regs *r = ctrl->regs;
+	struct device *dev = &ctrl->pdev->dev;
+	unsigned int v;
+	int ret;
+
+	ret = csd_read_layout(ctrl);
+	if (ret)
+		return ret;
 	if (ctrl->caps & CSD_DEVIF_CAP_DMA_RAM) {
 		ctrl->dma_size = READ_ONCE(r->dma_size);
 		if (!ctrl->dma_size)
 			ctrl->caps &= ~CSD_DEVIF_CAP_DMA_RAM;
 	}
-	ctrl->client_area = ctrl->shm + r->client_off + slot * cs;
+	ctrl->client_area = ctrl->shm + ctrl->layout.client_off;
 	ctrl->client = ctrl->client_area;
 	if (READ_ONCE(ctrl->client->state) != CSD_DEVIF_CLIENT_ACTIVE ||
 	    READ_ONCE(ctrl->client->peer_id) != ctrl->peer_id) {
-		dev_err(dev, "client slot %u not active\n", slot);
+		dev_err(dev, "client slot %u not active\n", ctrl->peer_id - 1);
 		return -ENODEV;
 	}
-	ctrl->nr_io_queues = min_t(u32, r->nr_io_queues, num_possible_cpus());
 
 	ctrl->queues = kcalloc(ctrl->nr_io_queues + 1, sizeof(*ctrl->queues),
 			       GFP_KERNEL);
@@ -757,10 +912,6 @@ int csd_ctrl_init(struct csd_ctrl *ctrl)
 	ctrl->last_beat_jiffies = jiffies;
 	INIT_DELAYED_WORK(&ctrl->watchdog, csd_watchdog);
 	return 0;
-
-bad:
-	dev_err(dev, "inconsistent register page\n");
-	return -ENODEV;
 }
 
 int csd_ctrl_start(struct csd_ctrl *ctrl)
@@ -770,11 +921,15 @@ int csd_ctrl_start(struct csd_ctrl *ctrl)
 	return csd_identify(ctrl);
 }
 
-/*
- * The device is going away (unbind, rmmod, hot unplug) or probe failed:
- * destroy the contexts of files still open while the device can, fail
- * everything, wait for users to leave and (bounded) for the device to
- * finish the commands it owns.  Memory is freed with the last reference.
+/**
+ * csd_ctrl_remove() - stop using the device (unbind, rmmod, hot unplug,
+ *	failed probe)
+ * @ctrl: the controller; interrupts still registered
+ *
+ * Destroys the contexts of files still open while the device can, fails
+ * everything, waits for ioctls in progress to leave and (up to 5 s) for the
+ * device to finish the commands it owns, then stops the watchdog.  Open
+ * files get -ENODEV from now on.  Memory is freed with the last reference.
  */
 void csd_ctrl_remove(struct csd_ctrl *ctrl)
 {
@@ -796,7 +951,10 @@ void csd_ctrl_remove(struct csd_ctrl *ctrl)
 			 left);
 }
 
-/* Free what csd_ctrl_init() allocated (last reference; no IRQs). */
+/**
+ * csd_ctrl_shutdown() - free what csd_ctrl_init() allocated
+ * @ctrl: the controller, at its last reference (no interrupts, no requests)
+ */
 void csd_ctrl_shutdown(struct csd_ctrl *ctrl)
 {
 	unsigned int v;

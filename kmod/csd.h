@@ -29,6 +29,16 @@
 
 #define CSD_NO_CHUNK		(-1)
 
+/*
+ * CID = generation << CSD_CID_TAG_BITS | tag.  The tag indexes q->cmds[]
+ * (depth <= 4096); the generation changes with every submission, so a stale
+ * or duplicated CQE from the daemon cannot complete a newer command that
+ * reuses the tag.
+ */
+#define CSD_CID_TAG_BITS	12
+#define CSD_CID_TAG_MASK	((1u << CSD_CID_TAG_BITS) - 1)
+static_assert(CSD_CID_TAG_MASK + 1 >= CSD_DEVIF_MAX_DEPTH);
+
 struct csd_ctrl;
 struct csd_file;
 struct csd_req;
@@ -95,11 +105,12 @@ struct csd_queue {
 	u16 sq_tail;
 	u16 cq_head;
 	u8 cq_phase;
+	u8 cid_gen;		/* generation of the next CID */
 	struct csd_sqe *sq;
 	struct csd_devif_sqx *sqx;
 	struct csd_cqe *cq;
 	struct csd_devif_qdb *db;
-	struct csd_req **cmds;	/* indexed by CID: requests the device owns */
+	struct csd_req **cmds;	/* indexed by CID tag: requests the device owns */
 	unsigned int inflight;	/* at most depth - 1 (device-interface.md 4.3) */
 	wait_queue_head_t wait;	/* a slot was freed or the controller died */
 };
@@ -115,6 +126,23 @@ struct csd_window {
 	wait_queue_head_t wait;	/* a chunk was freed or the controller died */
 };
 
+/*
+ * The register page as validated at probe.  The daemon owns that page, so
+ * every value the driver uses is read once into this snapshot and checked
+ * there; the page itself is only re-read for liveness (status, heartbeat).
+ */
+struct csd_layout {
+	u64 client_off;		/* of our client area, in BAR2 */
+	u64 area_size;		/* bytes of our client area */
+	u64 q_off;		/* the rest are client-area relative */
+	u64 q_stride;
+	u64 sq_off;
+	u64 sqx_off;
+	u64 cq_off;
+	u64 win_off;
+	u64 win_size;
+};
+
 struct csd_ctrl {
 	struct pci_dev *pdev;
 	struct device dev;	/* /dev/csdN; its refcount keeps this alive */
@@ -127,6 +155,7 @@ struct csd_ctrl {
 	struct csd_devif_regs *regs;
 	struct csd_devif_client *client;
 	void *client_area;
+	struct csd_layout layout;
 
 	u32 caps;
 	u32 version;

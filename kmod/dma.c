@@ -90,7 +90,7 @@ static void csd_build_window_prps(struct csd_window *win, int chunk, u32 len,
 				  struct csd_sqe *sqe)
 {
 	u64 off = (u64)chunk * win->chunk_size;
-	u32 npages = DIV_ROUND_UP(len, CSD_DEVIF_PAGE);
+	u32 npages = DIV_ROUND_UP_ULL(len, CSD_DEVIF_PAGE);
 	u64 list_off;
 	u64 *list;
 	u32 i, idx;
@@ -213,7 +213,7 @@ static int csd_map_pinned(struct csd_req *req, void __user *ubuf, u32 len,
 	struct csd_data *d = &req->data;
 	unsigned long addr = (unsigned long)ubuf;
 	unsigned int off = offset_in_page(addr), i;
-	unsigned int nr = DIV_ROUND_UP(off + len, PAGE_SIZE);
+	unsigned int nr = DIV_ROUND_UP_ULL((u64)off + len, PAGE_SIZE);
 	int ret;
 
 	d->pages = kvmalloc_array(nr, sizeof(*d->pages), GFP_KERNEL);
@@ -247,10 +247,21 @@ out_unpin:
 	return ret;
 }
 
-/*
- * Map a user buffer for @req: pinned pages when the daemon maps guest RAM
- * and the buffer is dword aligned (PRP1 offset rule), else a bounce chunk
- * (write data copied in now, read data copied out by csd_data_finish()).
+/**
+ * csd_data_map_user() - describe a user buffer to the device
+ * @req: the request; PRP1/PRP2 of req->sqe are set
+ * @ubuf: the user buffer (access_ok() checked by the caller)
+ * @len: bytes, <= max_xfer
+ * @to_dev: the device reads the buffer (else writes it)
+ * @nowait: do not wait for a bounce chunk
+ * @timeout: jiffies to wait for a bounce chunk
+ *
+ * Pinned pages when the daemon maps guest RAM and the buffer is dword
+ * aligned (PRP1 offset rule), else a bounce chunk (write data copied in
+ * now, read data copied out by csd_data_finish()).  Whatever was taken is
+ * given back by csd_data_release(), on every path.
+ *
+ * Return: 0 or a negative errno (-EFAULT: not mappable as asked).
  */
 int csd_data_map_user(struct csd_req *req, void __user *ubuf, u32 len,
 		      bool to_dev, bool nowait, unsigned long timeout)
@@ -308,9 +319,13 @@ int csd_data_map_kernel(struct csd_req *req, void *kbuf, u32 len,
 	return 0;
 }
 
-/*
- * The command completed successfully: deliver read data that went through
- * the window.  Process context of the submitter (copy_to_user).
+/**
+ * csd_data_finish() - deliver read data that went through the window
+ * @req: a request that completed successfully
+ *
+ * Process context of the submitter (copy_to_user).
+ *
+ * Return: 0 or -EFAULT.
  */
 int csd_data_finish(struct csd_req *req)
 {
@@ -327,38 +342,53 @@ int csd_data_finish(struct csd_req *req)
 	return 0;
 }
 
-/*
- * Give back the data resources; the device no longer uses them.  Pages the
- * device wrote are marked dirty.  Process context.
+/**
+ * csd_data_release() - give back a request's pinned pages and bounce chunk
+ * @req: a request the device no longer owns (never queued, completed, or
+ *	 the daemon can no longer touch memory)
+ *
+ * Pages of a device-to-host transfer are marked dirty whether or not the
+ * command completed: the daemon may have written part of them before an
+ * error, a timeout or its death (as bio_release_pages() does for reads).
+ * Process context.
  */
 void csd_data_release(struct csd_req *req)
 {
 	struct csd_data *d = &req->data;
 
-	csd_unpin(d, !d->to_dev && req->device_done);
+	csd_unpin(d, !d->to_dev);
 	if (d->chunk != CSD_NO_CHUNK) {
 		csd_win_put(req->ctrl, d->chunk);
 		d->chunk = CSD_NO_CHUNK;
 	}
 }
 
+/**
+ * csd_window_init() - cut the data window into bounce chunks
+ * @ctrl: the controller; layout validated (max_xfer <= win_size)
+ *
+ * Each chunk holds round_up(max_xfer, 4K) data bytes plus the PRP list
+ * pages describing them; at most %CSD_MAX_CHUNKS chunks.
+ *
+ * Return: 0, -EINVAL if not even one chunk fits, or -ENOMEM.
+ */
 int csd_window_init(struct csd_ctrl *ctrl)
 {
-	struct csd_devif_regs *r = ctrl->regs;
+	const struct csd_layout *l = &ctrl->layout;
 	struct csd_window *win = &ctrl->win;
 	size_t pages, lists;
 
-	win->base = ctrl->client_area + r->win_off;
-	win->data_size = round_up(ctrl->max_xfer, CSD_DEVIF_PAGE);
+	win->base = ctrl->client_area + l->win_off;
+	win->data_size = round_up((size_t)ctrl->max_xfer, CSD_DEVIF_PAGE);
 	pages = win->data_size / CSD_DEVIF_PAGE;
 	lists = pages > 2 ? DIV_ROUND_UP(pages, CSD_PRP_PER_PAGE - 1) : 0;
 	win->chunk_size = win->data_size + lists * CSD_DEVIF_PAGE;
-	win->nr_chunks = min_t(u64, r->win_size / win->chunk_size,
+	win->nr_chunks = min_t(u64, l->win_size / win->chunk_size,
 			       CSD_MAX_CHUNKS);
 	if (!win->nr_chunks) {
 		dev_err(&ctrl->pdev->dev,
 			"data window (%llu bytes) too small for max_xfer %u\n",
-			r->win_size, ctrl->max_xfer);
+			l->win_size, ctrl->max_xfer);
 		return -EINVAL;
 	}
 	win->busy = bitmap_zalloc(win->nr_chunks, GFP_KERNEL);

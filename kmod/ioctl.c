@@ -19,14 +19,24 @@ static int csd_open(struct inode *inode, struct file *f)
 	struct csd_ctrl *ctrl = container_of(inode->i_cdev, struct csd_ctrl,
 					     cdev);
 	struct csd_file *cf;
+	int ret = 0;
 
 	cf = kzalloc(sizeof(*cf), GFP_KERNEL);
 	if (!cf)
 		return -ENOMEM;
-	csd_ctrl_get(ctrl);
-	cf->ctrl = ctrl;
-	f->private_data = cf;
-	return 0;
+	/* an open that found the cdev just before removal deleted it */
+	down_read(&ctrl->remove_lock);
+	if (ctrl->removed) {
+		ret = -ENODEV;
+	} else {
+		csd_ctrl_get(ctrl);
+		cf->ctrl = ctrl;
+		f->private_data = cf;
+	}
+	up_read(&ctrl->remove_lock);
+	if (ret)
+		kfree(cf);
+	return ret;
 }
 
 static int csd_release(struct inode *inode, struct file *f)
@@ -43,14 +53,19 @@ static int csd_release(struct inode *inode, struct file *f)
 	return 0;
 }
 
-/* Commands an unprivileged user may send; everything else needs CAP_SYS_ADMIN. */
+/*
+ * Commands an unprivileged user may send; everything else needs
+ * CAP_SYS_ADMIN.  capable() only for the others, so that everyday commands
+ * neither mark the task as having used privilege nor log LSM denials.
+ */
 static bool csd_cmd_allowed(bool admin, u8 opc)
 {
-	if (capable(CAP_SYS_ADMIN))
-		return true;
-	if (admin)
-		return opc == CSD_ADM_IDENTIFY || opc == CSD_ADM_GET_LOG_PAGE ||
-		       opc == CSD_ADM_GET_FEATURES;
+	if (admin) {
+		if (opc == CSD_ADM_IDENTIFY || opc == CSD_ADM_GET_LOG_PAGE ||
+		    opc == CSD_ADM_GET_FEATURES)
+			return true;
+		return capable(CAP_SYS_ADMIN);
+	}
 	switch (opc) {
 	case CSD_IO_FLUSH:
 	case CSD_IO_CTX_CREATE:
@@ -63,7 +78,7 @@ static bool csd_cmd_allowed(bool admin, u8 opc)
 	case CSD_IO_ATTN_READ:
 		return true;
 	default:
-		return false;
+		return capable(CAP_SYS_ADMIN);
 	}
 }
 
@@ -76,12 +91,25 @@ struct csd_uhdr {
 	u32 metadata_len;
 };
 
-/* Validate every field before anything reaches the device. */
+/**
+ * csd_validate() - check a user command before anything reaches the device
+ * @ctrl: the controller (for max_xfer)
+ * @h: the ABI fields that must be zero
+ * @uc: the command
+ *
+ * In order: the opcode (privilege), the reserved fields, the data
+ * direction, the length against max_xfer, the user range.  Context
+ * ownership is checked later, in csd_req_prepare_user().
+ *
+ * Return: 0, -EACCES, -EINVAL or -EFAULT.
+ */
 static int csd_validate(struct csd_ctrl *ctrl, const struct csd_uhdr *h,
 			const struct csd_ucmd *uc)
 {
 	u8 xfer = CSD_OPC_XFER(uc->sqe.opcode);
 
+	if (!csd_cmd_allowed(uc->admin, uc->sqe.opcode))
+		return -EACCES;
 	if (h->flags || h->rsvd1 || h->rsvd2 || h->metadata || h->metadata_len)
 		return -EINVAL;
 	if (xfer == (CSD_XFER_TO_DEV | CSD_XFER_FROM_DEV))
@@ -95,8 +123,6 @@ static int csd_validate(struct csd_ctrl *ctrl, const struct csd_uhdr *h,
 	if (uc->data_len &&
 	    !access_ok(u64_to_user_ptr(uc->addr), uc->data_len))
 		return -EFAULT;
-	if (!csd_cmd_allowed(uc->admin, uc->sqe.opcode))
-		return -EACCES;
 	return 0;
 }
 
@@ -116,10 +142,18 @@ static void csd_fill_sqe(struct csd_sqe *sqe, u8 opcode, u32 nsid, u32 cdw2,
 	sqe->cdw15 = cdw10_15[5];
 }
 
-/*
- * NVME_IOCTL_{ADMIN,IO}{,64}_CMD.  struct nvme_passthru_cmd is a prefix of
- * struct nvme_passthru_cmd64 up to timeout_ms; @is64 says which one user
- * space passed.
+/**
+ * csd_user_cmd() - NVME_IOCTL_{ADMIN,IO}{,64}_CMD
+ * @ctrl: the controller
+ * @cf: the open file
+ * @argp: struct nvme_passthru_cmd or struct nvme_passthru_cmd64 in user space
+ * @admin: admin queue
+ * @is64: @argp is the 64-bit form (64-bit result)
+ *
+ * struct nvme_passthru_cmd is a prefix of struct nvme_passthru_cmd64 up to
+ * timeout_ms.  The structure is copied in once and validated.
+ *
+ * Return: a negative errno or the NVMe status field (>= 0).
  */
 static int csd_user_cmd(struct csd_ctrl *ctrl, struct csd_file *cf,
 			void __user *argp, bool admin, bool is64)
@@ -253,6 +287,19 @@ static void csd_uring_end_io(struct csd_req *req, int error)
 	io_uring_cmd_complete_in_task(ioucmd, csd_uring_task_cb);
 }
 
+/**
+ * csd_uring_cmd() - io_uring passthrough (NVME_URING_CMD_IO/_ADMIN)
+ * @ioucmd: the command; struct nvme_uring_cmd in the 128-byte SQE
+ * @issue_flags: IO_URING_F_*
+ *
+ * Validated like the ioctls and queued without waiting.  The CQE is posted
+ * exactly once, from the submitter's task (csd_uring_task_cb()), on
+ * completion, timeout (watchdog) or controller death.  io_uring holds the
+ * file until then, so the open file (and the context owner) outlives it.
+ *
+ * Return: -EIOCBQUEUED, or a negative errno (-EAGAIN with
+ * IO_URING_F_NONBLOCK when a queue, window or removal would block).
+ */
 static int csd_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 {
 	struct csd_file *cf = ioucmd->file->private_data;
@@ -297,7 +344,15 @@ static int csd_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 	uc.data_len = c.data_len;
 	uc.timeout_ms = c.timeout_ms;
 
-	down_read(&ctrl->remove_lock);
+	/* IO_URING_F_NONBLOCK: do not sleep behind a removal */
+	if (nowait) {
+		if (!down_read_trylock(&ctrl->remove_lock)) {
+			atomic64_inc(&ctrl->eagain);
+			return -EAGAIN;
+		}
+	} else {
+		down_read(&ctrl->remove_lock);
+	}
 	if (ctrl->removed) {
 		ret = -ENODEV;
 		goto out;

@@ -13,13 +13,30 @@
 
 #include "csd.h"
 
+#define CSD_MAX_TIMEOUT_S	3600
+
+/* Timeouts are 1..CSD_MAX_TIMEOUT_S seconds: 0 would fail every command. */
+static int csd_param_set_timeout(const char *val, const struct kernel_param *kp)
+{
+	return param_set_uint_minmax(val, kp, 1, CSD_MAX_TIMEOUT_S);
+}
+
+static const struct kernel_param_ops csd_timeout_ops = {
+	.set = csd_param_set_timeout,
+	.get = param_get_uint,
+};
+
 unsigned int csd_io_timeout = 30;
-module_param_named(io_timeout, csd_io_timeout, uint, 0644);
-MODULE_PARM_DESC(io_timeout, "I/O command timeout in seconds (default 30)");
+module_param_cb(io_timeout, &csd_timeout_ops, &csd_io_timeout, 0644);
+__MODULE_PARM_TYPE(io_timeout, "uint");
+MODULE_PARM_DESC(io_timeout,
+		 "I/O command timeout in seconds, 1..3600 (default 30)");
 
 unsigned int csd_admin_timeout = 10;
-module_param_named(admin_timeout, csd_admin_timeout, uint, 0644);
-MODULE_PARM_DESC(admin_timeout, "admin command timeout in seconds (default 10)");
+module_param_cb(admin_timeout, &csd_timeout_ops, &csd_admin_timeout, 0644);
+__MODULE_PARM_TYPE(admin_timeout, "uint");
+MODULE_PARM_DESC(admin_timeout,
+		 "admin (and driver-internal) command timeout in seconds, 1..3600 (default 10)");
 
 bool csd_guest_dma = true;
 module_param_named(guest_dma, csd_guest_dma, bool, 0644);
@@ -84,9 +101,10 @@ static int csd_check_shm(struct pci_dev *pdev, struct csd_devif_regs *r)
 static void csd_free_irqs(struct csd_ctrl *ctrl, unsigned int n)
 {
 	while (n--)
-		free_irq(pci_irq_vector(ctrl->pdev, n), &ctrl->queues[n]);
+		pci_free_irq(ctrl->pdev, n, &ctrl->queues[n]);
 }
 
+/* MSI-X vector v = queue v (device-interface.md section 1), csdN-qV */
 static int csd_setup_irqs(struct csd_ctrl *ctrl)
 {
 	struct pci_dev *pdev = ctrl->pdev;
@@ -101,8 +119,8 @@ static int csd_setup_irqs(struct csd_ctrl *ctrl)
 		return ret;
 	}
 	for (v = 0; v <= ctrl->nr_io_queues; v++) {
-		ret = request_irq(pci_irq_vector(pdev, v), csd_irq, 0,
-				  CSD_DRV_NAME, &ctrl->queues[v]);
+		ret = pci_request_irq(pdev, v, csd_irq, NULL, &ctrl->queues[v],
+				      "%s-q%u", dev_name(&ctrl->dev), v);
 		if (ret) {
 			csd_free_irqs(ctrl, v);
 			pci_free_irq_vectors(pdev);
@@ -112,6 +130,17 @@ static int csd_setup_irqs(struct csd_ctrl *ctrl)
 	return 0;
 }
 
+/**
+ * csd_probe() - bind an ivshmem-doorbell function that carries csd
+ * @pdev: the PCI function (1af4:1110)
+ * @id: the matching table entry
+ *
+ * Leaves other ivshmem users alone (-ENODEV unless BAR2 has the magic, a
+ * supported major version and RDY), maps the BARs, attaches to the client
+ * slot, sets up MSI-X, sends Identify and creates /dev/csdN.
+ *
+ * Return: 0 or a negative errno; everything is undone on error.
+ */
 static int csd_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 {
 	struct csd_ctrl *ctrl;
@@ -124,7 +153,8 @@ static int csd_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		return ret;
 	shm_len = pci_resource_len(pdev, CSD_BAR_SHM);
 	if (shm_len < sizeof(struct csd_devif_regs) ||
-	    !(pci_resource_flags(pdev, CSD_BAR_SHM) & IORESOURCE_MEM))
+	    !(pci_resource_flags(pdev, CSD_BAR_SHM) & IORESOURCE_MEM) ||
+	    pci_resource_len(pdev, CSD_BAR_REGS) < CSD_IVSHM_DOORBELL + 4)
 		return -ENODEV;
 	/* Peek at the magic before claiming anything. */
 	shm = memremap(pci_resource_start(pdev, CSD_BAR_SHM),
@@ -148,6 +178,13 @@ static int csd_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		ret = -ENOMEM;
 		goto out_region;
 	}
+	ret = ida_alloc_max(&csd_ida, CSD_MAX_MINORS - 1, GFP_KERNEL);
+	if (ret < 0) {
+		kfree(ctrl);
+		goto out_region;
+	}
+	ctrl->instance = ret;
+	/* from here on, the last put_device() frees (csd_dev_release) */
 	ctrl->pdev = pci_dev_get(pdev);
 	ctrl->bar0 = pcim_iomap_table(pdev)[CSD_BAR_REGS];
 	ctrl->shm_size = shm_len;
@@ -159,13 +196,6 @@ static int csd_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ctrl->dev.parent = &pdev->dev;
 	ctrl->dev.groups = csd_attr_groups;
 	ctrl->dev.release = csd_dev_release;
-	ret = ida_alloc_max(&csd_ida, CSD_MAX_MINORS - 1, GFP_KERNEL);
-	if (ret < 0) {
-		pci_dev_put(pdev);
-		kfree(ctrl);
-		goto out_region;
-	}
-	ctrl->instance = ret;
 	ctrl->dev.devt = MKDEV(MAJOR(csd_devt), ctrl->instance);
 	ret = dev_set_name(&ctrl->dev, "csd%d", ctrl->instance);
 	if (ret)
@@ -224,7 +254,14 @@ out_region:
 	return ret;
 }
 
-/* Unbind, rmmod or surprise removal; files may still be open. */
+/**
+ * csd_remove() - unbind, rmmod or surprise removal
+ * @pdev: the PCI function
+ *
+ * Files may still be open: they hold the controller (not the PCI device's
+ * resources) and get -ENODEV.  Order: the device node, the controller
+ * (contexts, pending commands), interrupts, deferred frees, BAR2.
+ */
 static void csd_remove(struct pci_dev *pdev)
 {
 	struct csd_ctrl *ctrl = pci_get_drvdata(pdev);
