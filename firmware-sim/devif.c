@@ -18,6 +18,7 @@
 #include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -111,6 +112,7 @@ struct devif {
 	int timer_fd;
 	int reap_fd;
 	uint64_t heartbeat;
+	atomic_uint quiet_cqes;		/* CQEs posted without an interrupt */
 	pthread_mutex_t own_lock;
 	uint32_t *ctx_owner;		/* [id] = slot + 1, 0 none, OWN_ORPHAN */
 	uint32_t max_ctx;
@@ -323,7 +325,7 @@ static void post_cqe(struct dq *q, uint16_t sq_head, uint16_t cid,
 		     uint16_t status, uint32_t dw0, uint32_t dw1)
 {
 	struct devif_client *cl = q->cl;
-	uint32_t *w;
+	uint32_t *w, poll_cpu;
 
 	pthread_mutex_lock(&q->cq_lock);
 	if (!atomic_load(&cl->dead)) {
@@ -345,9 +347,14 @@ static void post_cqe(struct dq *q, uint16_t sq_head, uint16_t cid,
 		 * more, so one of the two always sees the other.
 		 */
 		__atomic_thread_fence(__ATOMIC_SEQ_CST);
-		if (!__atomic_load_n(&cl->ctl->db[q->qid].cq_poll,
-				     __ATOMIC_RELAXED) &&
-		    eventfd_write(cl->irq_fd[q->qid], 1) < 0 && errno != EAGAIN)
+		poll_cpu = le32toh(__atomic_load_n(&cl->ctl->db[q->qid].cq_poll,
+						   __ATOMIC_RELAXED));
+		if (poll_cpu) {
+			/* 1 + the poller's CPU (a hint): ours? */
+			if (poll_cpu - 1 == (uint32_t)sched_getcpu())
+				atomic_fetch_add(&cl->d->quiet_cqes, 1);
+		} else if (eventfd_write(cl->irq_fd[q->qid], 1) < 0 &&
+			   errno != EAGAIN)
 			logmsg(cl->d, DEVIF_LOG_ERR, "client %u: irq write: %s\n",
 			       cl->slot + 1,
 			       strerror(errno));
@@ -926,6 +933,7 @@ int devif_create(const struct devif_opts *o, struct csdfw_config *cfg,
 		return -ENOMEM;
 	d->o = *o;
 	d->timer_fd = d->reap_fd = -1;
+	atomic_init(&d->quiet_cqes, 0);
 	pthread_mutex_init(&d->own_lock, NULL);
 	if (!is_pow2(o->shm_size) || o->shm_size < (1u << 20) ||
 	    o->shm_size > (1ull << 40) ||
@@ -1115,6 +1123,19 @@ static uint32_t poll_doorbells(struct devif *d)
 	return n;
 }
 
+/*
+ * After posting CQEs without an interrupt to a client polling on this very
+ * CPU (cq_poll = 1 + its CPU, a hint): yield, so that the client -- spinning
+ * and yielding itself -- sees them now rather than after our busy-poll
+ * window.  An interrupt needs no help (the wake-up preempts us), nor does a
+ * poller on another CPU.
+ */
+static void yield_to_pollers(struct devif *d)
+{
+	if (atomic_exchange(&d->quiet_cqes, 0))
+		sched_yield();
+}
+
 /* Spin on the doorbells in memory for up to a slice (or until the busy-poll
  * window since the last command closes); updates *last. */
 #define SPIN_SLICE_NS	50000ull
@@ -1127,6 +1148,7 @@ static void spin_doorbells(struct devif *d, uint64_t *last)
 	for (;;) {
 		if (poll_doorbells(d))
 			*last = mono_ns();
+		yield_to_pollers(d);
 		for (k = 0; k < 16; k++)
 			cpu_relax();
 		now = mono_ns();
@@ -1162,6 +1184,7 @@ int devif_run(struct devif *d, int lfd, int stop_fd)
 		size_t n = 0, k;
 		uint32_t i, v;
 		int timeout = -1;
+		bool worked = false;
 
 		/*
 		 * Busy-poll window: for poll_us after the last command, look
@@ -1247,11 +1270,15 @@ int devif_run(struct devif *d, int lfd, int stop_fd)
 				if (eventfd_read(cl->db_fd[tag[k].q], &val) < 0 &&
 				    errno != EAGAIN)
 					break;
-				if (queue_process(&cl->q[tag[k].q]))
+				if (queue_process(&cl->q[tag[k].q])) {
 					last = mono_ns();
+					worked = true;
+				}
 				break;
 			}
 		}
+		if (worked)
+			yield_to_pollers(d);
 		if (timeout == 0)
 			spin_doorbells(d, &last);
 	}

@@ -52,6 +52,12 @@ typedef void (*csd_cpl_fn)(void *arg, const struct csd_cpl *cpl);
  *         Returns 0 and later calls @done exactly once (possibly before
  *         submit returns, possibly from another thread), or returns -errno
  *         and never calls @done.  Thread-safe.
+ * exec:   optional: send one command and wait for its completion in the
+ *         calling thread (csd_exec); arguments as submit, the completion
+ *         in *@cpl.  Returns 0 (*@cpl filled) or -errno when the command
+ *         could not be sent.  Lets a transport complete a synchronous call
+ *         in the waiting thread itself rather than wake it from another.
+ *         NULL: csd_exec uses submit and waits for the callback.
  */
 struct csd_transport_ops {
 	const char *name;
@@ -60,6 +66,9 @@ struct csd_transport_ops {
 	int (*submit)(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 		      const struct csd_seg *seg, unsigned int nseg,
 		      csd_cpl_fn done, void *arg);
+	int (*exec)(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
+		    const struct csd_seg *seg, unsigned int nseg,
+		    struct csd_cpl *cpl);
 };
 
 extern const struct csd_transport_ops csd_transport_embedded;

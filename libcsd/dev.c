@@ -53,9 +53,11 @@ int csd_exec(struct csd_dev *dev, int admin, struct csd_sqe *sqe,
 	struct sync_wait w = { .done = 0 };
 	int rc;
 
+	sqe->cid = (uint16_t)atomic_fetch_add(&dev->cid, 1);
+	if (dev->ops->exec)	/* the transport waits in this thread */
+		return dev->ops->exec(dev, admin, sqe, seg, nseg, cpl);
 	pthread_mutex_init(&w.lock, NULL);
 	pthread_cond_init(&w.cond, NULL);
-	sqe->cid = (uint16_t)atomic_fetch_add(&dev->cid, 1);
 	rc = dev->ops->submit(dev, admin, sqe, seg, nseg, sync_done, &w);
 	if (!rc) {
 		pthread_mutex_lock(&w.lock);

@@ -14,32 +14,51 @@
  * after completion for reads), described to the daemon with NVMe PRPs
  * (window addresses, bit 63 set).
  *
- * Completion modes.  Interrupt mode (the default): a completion thread
- * sleeps on the client's eventfd vectors and calls the completion callbacks.
- * Polled mode (",poll", optionally ",poll=US", default 200 us): the thread
- * that submits a command spins on its CQ's phase bits -- no eventfd, no
- * sleep -- for up to US microseconds and runs every completion it finds
- * (its own included, so a synchronous call returns without a context
- * switch); while it spins it sets the queue's cq_poll word, so the daemon
- * skips the interrupt.  A command still outstanding after the window is
- * left to the completion thread (interrupts on again), so a long command
- * (an attention read waiting for its job) costs at most US of spinning.
- * Both modes skip the doorbell eventfd kick while the daemon says it is
- * busy-polling (db_poll).
+ * Completion modes.  Interrupt mode (the default): whoever holds the
+ * "reaper" role sleeps on the client's eventfd vectors, consumes the CQEs of
+ * every queue and calls the completion callbacks.  A thread executing a
+ * command synchronously (ops->exec: every csd_exec) takes the role itself
+ * when nobody holds it -- leader/follower -- so its own completion wakes it
+ * directly, with no hop through another thread; a second synchronous caller
+ * meanwhile sleeps on a condition variable (a follower) and is woken by the
+ * reaper that runs its completion.  A leader whose command is done gives the
+ * role up: to a waiting follower, else to the completion thread if
+ * asynchronous commands (ops->submit) are outstanding.  The completion
+ * thread reaps only then -- asynchronous commands pending, nobody else
+ * holding the role -- and yields the role whenever a synchronous caller
+ * waits; otherwise it sleeps on the socket alone, watching for daemon death
+ * (and scanning the queues once a period, should a vector be missed).
+ * Polled mode (",poll", optionally ",poll=US", default 200 us): a
+ * synchronous caller, after submitting, spins on its CQ's phase bits -- no
+ * eventfd, no sleep -- for up to US microseconds and runs every completion
+ * it finds (its own included, so it returns without a context switch);
+ * after the first 2 us each pass yields the CPU, in case the daemon shares
+ * it (see spin_wait).  While it spins it sets the queue's cq_poll word (to
+ * 1 + its CPU), so the daemon skips the interrupt (and, on the same CPU,
+ * yields to it).  A command still outstanding after the window is waited
+ * for as in interrupt mode (interrupts on again), so a long command (an
+ * attention read waiting for its job) costs at most US of spinning.
+ * Asynchronous submissions never spin.  Both modes skip the doorbell
+ * eventfd kick while the daemon says it is busy-polling (db_poll).
  *
- * Daemon death (socket EOF, a stalled heartbeat, a shutdown or fatal status)
- * fails every pending command with an INTERNAL error status (-EIO) and
- * every later submission with -ENOTCONN; nothing waits without a timeout.
+ * Daemon death (socket EOF, a stalled heartbeat, a shutdown or fatal status),
+ * noticed by the completion thread within its 50 ms tick whatever the role,
+ * fails every pending command with an INTERNAL error status (-EIO), waking
+ * its waiter, and every later submission with -ENOTCONN; so no wait is
+ * unbounded although a leader sleeps on the vectors without a timeout of
+ * its own (an armed timer per wait costs microseconds in a VM).
  */
 #include <endian.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -56,13 +75,14 @@
 #define SHM_DEFAULT_TIMEOUT_MS	3000	/* heartbeat stall => dead */
 #define SHM_POLL_MS		50
 #define SHM_SPIN_US_DEFAULT	200	/* ",poll" window */
+#define SHM_SPIN_PURE_NS	2000	/* of it without yielding */
 
 struct shm_req {
 	csd_cpl_fn done;
 	void *arg;
 	bool used;
 	bool copy_out;
-	uint32_t gen;			/* bumped at every completion */
+	bool waited;			/* a synchronous caller waits for it */
 	struct csd_seg seg[CSD_MAX_SEGS];
 	unsigned int nseg;
 	size_t len;
@@ -101,6 +121,7 @@ struct shm_tp {
 	uint32_t win_pages;
 	uint32_t depth, nvec, peer, max_xfer, timeout_ms;
 	uint32_t spin_us;		/* polled mode window, 0 = interrupts */
+	atomic_uint late;		/* polled: waits done only after yields */
 	struct shm_q q[CSD_DEVIF_MAX_QUEUES];
 	atomic_uint rr;
 	/* bounce allocator: one byte per window page, 1 = used */
@@ -117,6 +138,25 @@ struct shm_tp {
 	pthread_mutex_t plock;
 	pthread_cond_t pcond;
 	uint32_t pending;		/* plock: submitted, done not called */
+	/* the reaper role (interrupt waits; see "Completion modes") */
+	pthread_mutex_t wlock;
+	pthread_cond_t wcond;		/* followers: a completion, role free */
+	int reaper;			/* wlock: REAP_* */
+	pthread_t leader;		/* wlock: the holder, unless REAP_NONE */
+	uint32_t nwait;			/* wlock: synchronous callers waiting */
+	uint32_t unwaited;		/* wlock: asynchronous commands pending */
+	int kick_fd;			/* wakes the leader */
+	int epfd;			/* the leader's: vectors + kick_fd */
+};
+
+enum { REAP_NONE, REAP_THREAD, REAP_WAITER };
+
+/* A synchronous caller's command (ops->exec). */
+struct shm_wait {
+	struct shm_tp *t;
+	pthread_t tid;
+	struct csd_cpl cpl;
+	int done;			/* set last (release): cpl is valid */
 };
 
 /* ---- shared-memory access --------------------------------------------- */
@@ -460,8 +500,6 @@ static void req_finish(struct shm_tp *t, struct shm_q *q, uint16_t cid,
 	}
 	r = q->req[cid];
 	q->req[cid].used = false;
-	/* a polling submitter watches this to see its command done */
-	__atomic_store_n(&q->req[cid].gen, r.gen + 1, __ATOMIC_RELEASE);
 	q->free_cid[q->nfree++] = cid;
 	q->inflight--;
 	pthread_cond_broadcast(&q->cond);
@@ -476,6 +514,11 @@ static void req_finish(struct shm_tp *t, struct shm_q *q, uint16_t cid,
 		}
 	}
 	bounce_free(t, r.bpage, r.npages);
+	if (!r.waited) {
+		pthread_mutex_lock(&t->wlock);
+		t->unwaited--;
+		pthread_mutex_unlock(&t->wlock);
+	}
 	r.done(r.arg, cpl);
 	pending_add(t, -1);
 }
@@ -546,11 +589,18 @@ static uint64_t now_ns(void)
 }
 
 /* Polled mode: this thread polls @q's CQ; interrupts off while anyone
- * does.  Called before the command's tail is published. */
+ * does.  Called before the command's tail is published.  The value is
+ * 1 + our CPU: a daemon on the same CPU yields it after posting to us. */
 static void spin_enter(struct shm_q *q)
 {
-	if (atomic_fetch_add(&q->spinners, 1) == 0)
-		__atomic_store_n(&q->db->cq_poll, htole32(1), __ATOMIC_RELAXED);
+	int cpu;
+
+	if (atomic_fetch_add(&q->spinners, 1) == 0) {
+		cpu = sched_getcpu();
+		__atomic_store_n(&q->db->cq_poll,
+				 htole32(cpu >= 0 ? (uint32_t)cpu + 1 : ~0u),
+				 __ATOMIC_RELAXED);
+	}
 }
 
 static void spin_leave(struct shm_tp *t, struct shm_q *q)
@@ -564,23 +614,44 @@ static void spin_leave(struct shm_tp *t, struct shm_q *q)
 	queue_reap(t, q, true);
 }
 
-/* Spin on @q's phase bits until request @cid (generation @gen) is done, the
- * window closes or the device dies; completions found are run here. */
-static void spin_wait(struct shm_tp *t, struct shm_q *q, uint16_t cid,
-		      uint32_t gen)
+static bool wait_done(const struct shm_wait *w)
 {
-	uint64_t end = now_ns() + (uint64_t)t->spin_us * 1000;
-	unsigned int k = 0;
+	return __atomic_load_n(&w->done, __ATOMIC_ACQUIRE);
+}
 
+/*
+ * Spin on @q's phase bits until @w's command is done, the window closes or
+ * the device dies; completions found are run here.  The first
+ * SHM_SPIN_PURE_NS spin without yielding (the daemon on another CPU answers
+ * within that); after it every pass yields the CPU, in case the daemon
+ * shares ours -- spinning would only keep it from running.  While
+ * completions keep arriving only after yields (t->late), the pure spin is
+ * skipped, re-tried every 32nd wait.
+ */
+static void spin_wait(struct shm_tp *t, struct shm_q *q,
+		      const struct shm_wait *w)
+{
+	uint64_t t0 = now_ns(), now = t0, pure;
+	uint64_t end = t0 + (uint64_t)t->spin_us * 1000;
+	unsigned int late = atomic_load(&t->late);
+	bool yielded = false;
+
+	pure = late >= 4 && late % 32 ? 0 : SHM_SPIN_PURE_NS;
 	for (;;) {
 		queue_reap(t, q, false);
-		if (__atomic_load_n(&q->req[cid].gen, __ATOMIC_ACQUIRE) != gen ||
-		    is_dead(t))
+		if (wait_done(w) || is_dead(t))
 			break;
 		cpu_relax();
-		if (++k % 64 == 0 && now_ns() > end)
+		now = now_ns();
+		if (now - t0 >= pure) {
+			sched_yield();
+			yielded = true;
+		}
+		if (now > end)
 			break;
 	}
+	if (wait_done(w))
+		atomic_store(&t->late, yielded ? late + 1 : 0);
 	spin_leave(t, q);
 }
 
@@ -612,16 +683,144 @@ static void fail_all(struct shm_tp *t, const char *why)
 				req_finish(t, q, (uint16_t)cid, &cpl);
 		}
 	}
+	/* every waiter's command is done now (their callbacks woke them
+	 * already; once more does no harm) */
+	pthread_mutex_lock(&t->wlock);
+	pthread_cond_broadcast(&t->wcond);
+	pthread_mutex_unlock(&t->wlock);
+	eventfd_write(t->kick_fd, 1);
 }
 
+/* Empty an eventfd (nonblocking: nothing to read is fine). */
+static void drain(int fd)
+{
+	eventfd_t val;
+
+	eventfd_read(fd, &val);
+}
+
+/* A synchronous command was completed by a thread other than its waiter:
+ * wake the leader (asleep on the vectors) and the followers. */
+static void wake_waiters(struct shm_tp *t)
+{
+	bool kick;
+
+	pthread_mutex_lock(&t->wlock);
+	kick = t->reaper != REAP_NONE &&
+	       !pthread_equal(t->leader, pthread_self());
+	if (t->nwait)
+		pthread_cond_broadcast(&t->wcond);
+	pthread_mutex_unlock(&t->wlock);
+	if (kick)
+		eventfd_write(t->kick_fd, 1);
+}
+
+/* Completion callback of ops->exec: runs in the waiter itself (the usual
+ * case) or in whichever thread reaped the command. */
+static void exec_done(void *arg, const struct csd_cpl *cpl)
+{
+	struct shm_wait *w = arg;
+	struct shm_tp *t = w->t;
+	bool self = pthread_equal(w->tid, pthread_self());
+
+	w->cpl = *cpl;
+	/* from here on *w may be gone (its thread sees done and returns) */
+	__atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+	if (!self)
+		wake_waiters(t);
+}
+
+/*
+ * The reaper role held by a synchronous caller: consume the completions of
+ * every queue, sleeping on the vectors, until @w's command is done.  The
+ * vectors (and kick_fd) sit in t->epfd edge-triggered: every eventfd write
+ * queues an event whether or not anyone sleeps, so a CQE posted after a
+ * scan always ends the next wait, and nothing needs reading (a counter left
+ * non-zero is drained by the completion thread's level-triggered poll when
+ * it next reaps).  No timeout of its own: whoever else completes @w --
+ * a polling spinner, fail_all() when the completion thread finds the daemon
+ * dead -- kicks us through wake_waiters().
+ */
+static void lead(struct shm_tp *t, const struct shm_wait *w)
+{
+	struct epoll_event ev[CSD_DEVIF_MAX_QUEUES + 1];
+	uint32_t v;
+	int n;
+
+	for (;;) {
+		for (v = 0; v < t->nvec; v++)
+			queue_reap(t, &t->q[v], true);
+		if (wait_done(w))
+			return;
+		/* epoll, not poll: one wait queue, no per-call setup */
+		n = epoll_wait(t->epfd, ev, (int)t->nvec + 1, -1);
+		if (n < 0 && errno != EINTR) {
+			const struct timespec ms = { 0, 1000000L };
+
+			nanosleep(&ms, NULL);	/* no busy loop */
+		}
+	}
+}
+
+/* Wait for @w's command, submitted by this thread: as the leader if nobody
+ * reaps, else as a follower; then hand the role on. */
+static void exec_wait(struct shm_tp *t, const struct shm_wait *w)
+{
+	struct timespec ts;
+	bool kick = false;
+
+	pthread_mutex_lock(&t->wlock);
+	if (t->reaper != REAP_NONE && pthread_equal(t->leader, pthread_self())) {
+		/* a completion callback run by the reaper waits for a command
+		 * of its own: reap on, nested (on the completion thread this
+		 * suspends its daemon watch until the command completes) */
+		pthread_mutex_unlock(&t->wlock);
+		lead(t, w);
+		return;
+	}
+	t->nwait++;
+	while (!wait_done(w)) {
+		if (t->reaper == REAP_NONE) {
+			t->reaper = REAP_WAITER;
+			t->leader = pthread_self();
+			pthread_mutex_unlock(&t->wlock);
+			lead(t, w);
+			pthread_mutex_lock(&t->wlock);
+			t->reaper = REAP_NONE;
+			break;
+		}
+		/* timed: belt and braces, every wake-up is signalled */
+		deadline_in(&ts, SHM_POLL_MS * 2);
+		pthread_cond_timedwait(&t->wcond, &t->wlock, &ts);
+	}
+	t->nwait--;
+	if (t->reaper == REAP_NONE) {
+		if (t->nwait)			/* a follower takes over */
+			pthread_cond_broadcast(&t->wcond);
+		else if (t->unwaited)		/* the completion thread */
+			kick = true;
+	}
+	pthread_mutex_unlock(&t->wlock);
+	if (kick)
+		eventfd_write(t->wake_fd, 1);
+}
+
+/*
+ * The completion thread: reaps (sleeping on the vectors) only while
+ * asynchronous commands are pending and no synchronous caller waits;
+ * otherwise sleeps on the socket and its wake eventfd.  Either way it
+ * watches the daemon every SHM_POLL_MS: socket EOF, controller status,
+ * heartbeat.
+ */
 static void *completion_thread(void *arg)
 {
 	struct shm_tp *t = arg;
 	struct pollfd pf[CSD_DEVIF_MAX_QUEUES + 2];
 	uint64_t hb, last_hb = ~0ull, last_change = now_ms(), val;
-	uint32_t v, st;
+	uint32_t v, nv, st;
+	bool reap;
 	char buf[64];
-	int n;
+	int n, err;
 
 	while (!atomic_load(&t->stop)) {
 		if (is_dead(t)) {
@@ -633,28 +832,54 @@ static void *completion_thread(void *arg)
 				eventfd_read(t->wake_fd, &val);
 			continue;
 		}
-		for (v = 0; v < t->nvec; v++) {
+		pthread_mutex_lock(&t->wlock);
+		reap = t->reaper == REAP_NONE && !t->nwait && t->unwaited;
+		if (reap) {
+			t->reaper = REAP_THREAD;
+			t->leader = pthread_self();
+		}
+		pthread_mutex_unlock(&t->wlock);
+		nv = reap ? t->nvec : 0;
+		for (v = 0; v < nv; v++) {
 			pf[v].fd = t->q[v].irq_fd;
 			pf[v].events = POLLIN;
 		}
-		pf[v].fd = t->sock;
-		pf[v].events = POLLIN;
-		pf[v + 1].fd = t->wake_fd;
-		pf[v + 1].events = POLLIN;
-		n = poll(pf, t->nvec + 2, SHM_POLL_MS);
-		if (n < 0 && errno != EINTR) {
-			fail_all(t, "poll failed");
-			continue;
+		pf[nv].fd = t->sock;
+		pf[nv].events = POLLIN;
+		pf[nv + 1].fd = t->wake_fd;
+		pf[nv + 1].events = POLLIN;
+		n = poll(pf, nv + 2, SHM_POLL_MS);
+		err = n < 0 ? errno : 0;
+		for (v = 0; n > 0 && v < nv; v++)
+			if (pf[v].revents)
+				drain(t->q[v].irq_fd);
+		if (!reap && n == 0) {
+			/* a quiet period: scan every queue once, unless
+			 * someone reaps (a missed vector costs one period) */
+			pthread_mutex_lock(&t->wlock);
+			reap = t->reaper == REAP_NONE && !t->nwait;
+			if (reap) {
+				t->reaper = REAP_THREAD;
+				t->leader = pthread_self();
+			}
+			pthread_mutex_unlock(&t->wlock);
+		}
+		if (reap) {
+			for (v = 0; v < t->nvec; v++)
+				queue_reap(t, &t->q[v], true);
+			pthread_mutex_lock(&t->wlock);
+			t->reaper = REAP_NONE;
+			if (t->nwait)		/* a waiter takes over */
+				pthread_cond_broadcast(&t->wcond);
+			pthread_mutex_unlock(&t->wlock);
 		}
 		if (atomic_load(&t->stop))
 			break;
-		for (v = 0; v < t->nvec; v++)
-			if (n > 0 && pf[v].revents)
-				eventfd_read(t->q[v].irq_fd, &val);
-		/* scan every queue: a missed vector costs one poll period */
-		for (v = 0; v < t->nvec; v++)
-			queue_reap(t, &t->q[v], true);
-		if (n > 0 && pf[t->nvec].revents) {
+		if (n < 0 && err != EINTR) {
+			fail_all(t, "poll failed");
+			continue;
+		}
+		if (n > 0 && pf[nv].revents) {
 			ssize_t r = read(t->sock, buf, sizeof(buf));
 
 			if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
@@ -662,7 +887,7 @@ static void *completion_thread(void *arg)
 				continue;
 			}
 		}
-		if (n > 0 && pf[t->nvec + 1].revents)
+		if (n > 0 && pf[nv + 1].revents)
 			eventfd_read(t->wake_fd, &val);
 		st = ld_acquire32(&t->regs->status);
 		if (!(st & CSD_DEVIF_STS_RDY) ||
@@ -706,11 +931,17 @@ static void shm_free(struct shm_tp *t)
 		close(t->sock);
 	if (t->wake_fd >= 0)
 		close(t->wake_fd);
+	if (t->kick_fd >= 0)
+		close(t->kick_fd);
+	if (t->epfd >= 0)
+		close(t->epfd);
 	free(t->pmap);
 	pthread_mutex_destroy(&t->alock);
 	pthread_cond_destroy(&t->acond);
 	pthread_mutex_destroy(&t->plock);
 	pthread_cond_destroy(&t->pcond);
+	pthread_mutex_destroy(&t->wlock);
+	pthread_cond_destroy(&t->wcond);
 	free(t);
 }
 
@@ -768,11 +999,17 @@ static int shm_open_tp(struct csd_dev *dev, const char *opts)
 		return -ENOMEM;
 	t->sock = -1;
 	t->wake_fd = -1;
+	t->kick_fd = -1;
+	t->epfd = -1;
 	pthread_mutex_init(&t->alock, NULL);
 	pthread_cond_init(&t->acond, NULL);
 	pthread_mutex_init(&t->plock, NULL);
 	pthread_cond_init(&t->pcond, NULL);
+	pthread_mutex_init(&t->wlock, NULL);
+	pthread_cond_init(&t->wcond, NULL);
+	t->reaper = REAP_NONE;
 	atomic_init(&t->rr, 0);
+	atomic_init(&t->late, 0);
 	atomic_init(&t->stop, false);
 	atomic_init(&t->dead, false);
 	for (v = 0; v < CSD_DEVIF_MAX_QUEUES; v++) {
@@ -797,9 +1034,21 @@ static int shm_open_tp(struct csd_dev *dev, const char *opts)
 		t->timeout_ms = 10 * hb;
 	t->pmap = calloc(t->win_pages, 1);
 	t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	if (!t->pmap || t->wake_fd < 0) {
+	t->kick_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	t->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (!t->pmap || t->wake_fd < 0 || t->kick_fd < 0 || t->epfd < 0) {
 		rc = -ENOMEM;
 		goto err;
+	}
+	for (v = 0; v <= t->nvec; v++) {
+		struct epoll_event ev = { .events = EPOLLIN | EPOLLET,
+					  .data.u32 = v };
+
+		if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, v < t->nvec ?
+			      t->q[v].irq_fd : t->kick_fd, &ev) < 0) {
+			rc = -errno;
+			goto err;
+		}
 	}
 	for (v = 0; v < t->nvec; v++) {
 		struct shm_q *q = &t->q[v];
@@ -886,11 +1135,16 @@ static void build_prps(struct shm_tp *t, struct csd_sqe *sqe, uint32_t bpage,
 	}
 }
 
-static int shm_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
-		      const struct csd_seg *seg, unsigned int nseg,
-		      csd_cpl_fn done, void *arg)
+/*
+ * Send one command.  @waited: the caller (ops->exec) waits for it and reaps
+ * itself (polled mode: spins; *@qp is the queue), else the completion thread
+ * must reap it and is woken if nobody else will.
+ */
+static int shm_send(struct shm_tp *t, int admin, const struct csd_sqe *sqe,
+		    const struct csd_seg *seg, unsigned int nseg,
+		    csd_cpl_fn done, void *arg, bool waited,
+		    struct shm_q **qp)
 {
-	struct shm_tp *t = dev->tp;
 	struct csd_sqe s = *sqe;
 	struct shm_req *r;
 	struct shm_q *q;
@@ -898,8 +1152,8 @@ static int shm_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 	uint32_t dpages = 0, npages = 0, bpage = 0, slot;
 	uint8_t dir = CSD_OPC_XFER(sqe->opcode);
 	size_t len = 0, off;
+	bool spin = waited && t->spin_us, kick = false;
 	uint16_t cid;
-	uint32_t gen;
 	unsigned int i;
 	int rc;
 
@@ -959,10 +1213,17 @@ static int shm_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 	r->len = len;
 	r->bpage = bpage;
 	r->npages = npages;
-	gen = r->gen;
+	r->waited = waited;
 	q->inflight++;
 	pending_add(t, 1);
-	if (t->spin_us)		/* interrupts off before the daemon can look */
+	if (!waited) {
+		/* before the daemon can complete it (req_finish counts down) */
+		pthread_mutex_lock(&t->wlock);
+		t->unwaited++;
+		kick = t->reaper == REAP_NONE && !t->nwait;
+		pthread_mutex_unlock(&t->wlock);
+	}
+	if (spin)		/* interrupts off before the daemon can look */
 		spin_enter(q);
 
 	s.cid = cid;
@@ -985,8 +1246,40 @@ static int shm_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (!ld32(&t->ctl->db_poll) && eventfd_write(q->db_fd, 1) < 0)
 		csd_debug("shm: doorbell write: %s\n", strerror(errno));
+	if (kick)		/* nobody reaps: the completion thread must */
+		eventfd_write(t->wake_fd, 1);
+	*qp = q;
+	return 0;
+}
+
+static int shm_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
+		      const struct csd_seg *seg, unsigned int nseg,
+		      csd_cpl_fn done, void *arg)
+{
+	struct shm_q *q;
+
+	return shm_send(dev->tp, admin, sqe, seg, nseg, done, arg, false, &q);
+}
+
+/* Synchronous execution: this thread reaps its own completion (polled
+ * mode: spins first), see "Completion modes". */
+static int shm_exec(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
+		    const struct csd_seg *seg, unsigned int nseg,
+		    struct csd_cpl *cpl)
+{
+	struct shm_tp *t = dev->tp;
+	struct shm_wait w = { .t = t, .tid = pthread_self() };
+	struct shm_q *q;
+	int rc;
+
+	rc = shm_send(t, admin, sqe, seg, nseg, exec_done, &w, true, &q);
+	if (rc)
+		return rc;
 	if (t->spin_us)
-		spin_wait(t, q, cid, gen);
+		spin_wait(t, q, &w);
+	if (!wait_done(&w))
+		exec_wait(t, &w);
+	*cpl = w.cpl;
 	return 0;
 }
 
@@ -995,4 +1288,5 @@ const struct csd_transport_ops csd_transport_shm = {
 	.open = shm_open_tp,
 	.close = shm_close_tp,
 	.submit = shm_submit,
+	.exec = shm_exec,
 };

@@ -112,7 +112,8 @@ struct csd_devif_regs {
 struct csd_devif_qdb {
 	uint32_t sq_tail;	/* client writes (release), daemon reads */
 	uint32_t cq_poll;	/* v1.1, client writes: non-zero while it polls
-				 * this CQ; the daemon may skip the interrupt */
+				 * this CQ; the daemon may skip the interrupt.
+				 * Hint: 1 + the polling CPU (~0 unknown) */
 	uint32_t rsvd0[14];
 	uint32_t cq_head;	/* client writes (release), daemon reads */
 	uint32_t rsvd1[15];

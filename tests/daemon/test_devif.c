@@ -876,6 +876,126 @@ static void test_api_threads(void)
 	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
 }
 
+/*
+ * Synchronous calls (whose caller reaps its own completion, leader/follower)
+ * from several threads while other threads keep asynchronous attention
+ * reads in flight (reaped by the completion thread or by a leader), in
+ * interrupt and polled mode: every call completes with the right data.
+ */
+#define MIX_TOK	64
+#define MIX_ROW	(2 * 64)	/* small_p: kv_heads * head_dim floats */
+
+struct mixer {
+	struct csd_ctx *ctx;
+	const float *kv;	/* [2 seqs][MIX_TOK][MIX_ROW], K = V */
+	const float *ref;	/* attention output for seq 0 */
+	const float *q;
+	unsigned int seed;
+	int async;
+	int bad;
+};
+
+static void *mix_thread(void *arg)
+{
+	struct mixer *m = arg;
+	float k[MIX_TOK * MIX_ROW], v[MIX_TOK * MIX_ROW];
+	float out[8][4 * 64];
+	struct csd_attn *ops[8];
+	uint32_t seq0 = 0;
+	int it, j, rc;
+
+	for (it = 0; it < (m->async ? 25 : 300) && !m->bad; it++) {
+		if (!m->async) {
+			uint32_t s = (uint32_t)rand_r(&m->seed) % 2;
+			uint32_t st = (uint32_t)rand_r(&m->seed) % MIX_TOK;
+			uint32_t n = 1 + (uint32_t)rand_r(&m->seed) %
+					 (MIX_TOK - st);
+			const float *e = m->kv + ((size_t)s * MIX_TOK + st) *
+						 MIX_ROW;
+
+			rc = csd_kv_read(m->ctx, s, 0, st, n, k, v);
+			if (rc || memcmp(k, e, n * MIX_ROW * 4) ||
+			    memcmp(v, e, n * MIX_ROW * 4))
+				m->bad++;
+			continue;
+		}
+		for (j = 0; j < 8; j++) {
+			struct csd_attn_req req = {
+				.layer = 0, .nseq = 1, .seqs = &seq0,
+				.q = m->q, .out = out[j],
+			};
+
+			if (csd_attn_submit(m->ctx, &req, &ops[j])) {
+				m->bad++;
+				break;
+			}
+		}
+		while (j-- > 0) {
+			if (csd_attn_wait(ops[j], NULL) ||
+			    memcmp(out[j], m->ref, sizeof(out[j])))
+				m->bad++;
+		}
+	}
+	return NULL;
+}
+
+static void test_api_sync_async_mix(void)
+{
+	static const char *const modes[] = { "", ",poll=20" };
+	struct daemon d;
+	float *kv, q[4 * 64], ref[4 * 64];
+	unsigned int mode;
+	size_t i;
+
+	kv = malloc(sizeof(float) * 2 * MIX_TOK * MIX_ROW);
+	CU_ASSERT_FATAL(kv != NULL);
+	for (i = 0; i < 2 * MIX_TOK * MIX_ROW; i++)
+		kv[i] = (float)((i * 2654435761u >> 20) % 1000) * 0.001f;
+	for (i = 0; i < 4 * 64; i++)
+		q[i] = (float)(i % 5) * 0.1f;
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	for (mode = 0; mode < 2; mode++) {
+		struct csd_attn_req req = {
+			.layer = 0, .nseq = 1, .seqs = (uint32_t[]){ 0 },
+			.q = q, .out = ref,
+		};
+		struct csd_dev *dev = NULL;
+		struct csd_ctx *ctx = NULL;
+		struct mixer m[5];
+		pthread_t th[5];
+		char spec[200];
+		int t;
+
+		snprintf(spec, sizeof(spec), "%s%s", d.spec, modes[mode]);
+		CU_ASSERT_EQUAL_FATAL(csd_dev_open(spec, &dev), 0);
+		CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev, &small_p, &ctx), 0);
+		for (i = 0; i < 2; i++)
+			CU_ASSERT_EQUAL(csd_kv_append(ctx, (uint32_t)i, 0, 0,
+						      MIX_TOK,
+						      kv + i * MIX_TOK * MIX_ROW,
+						      kv + i * MIX_TOK * MIX_ROW),
+					0);
+		CU_ASSERT_EQUAL(csd_attn_run(ctx, &req, NULL), 0);
+		for (t = 0; t < 5; t++) {
+			m[t] = (struct mixer){
+				.ctx = ctx, .kv = kv, .ref = ref, .q = q,
+				.seed = 77u + (unsigned int)t, .async = t >= 3,
+			};
+			CU_ASSERT_EQUAL_FATAL(pthread_create(&th[t], NULL,
+							     mix_thread, &m[t]),
+					      0);
+		}
+		for (t = 0; t < 5; t++) {
+			pthread_join(th[t], NULL);
+			CU_ASSERT_EQUAL(m[t].bad, 0);
+		}
+		CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+		csd_dev_close(dev);
+	}
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+	free(kv);
+}
+
 /* ---- daemon death -------------------------------------------------------- */
 
 struct streamer {
@@ -1436,6 +1556,7 @@ static CU_TestInfo api_tests[] = {
 	{ "open_errors", test_open_errors },
 	{ "roundtrip_chained_prps", test_api_roundtrip },
 	{ "threads", test_api_threads },
+	{ "sync_async_mix", test_api_sync_async_mix },
 	CU_TEST_INFO_NULL,
 };
 
