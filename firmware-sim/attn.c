@@ -16,8 +16,9 @@
  *
  * A SparF job (sp_r != 0) has one task per (sequence, kv head) for every
  * sequence that keeps fewer tokens than it has (attn_sparse_group() writes
- * the group's outputs itself); sequences that keep all their tokens get the
- * dense tasks, so k >= n is bit-identical to a dense call.
+ * the group's outputs itself, in its worker's reusable scratch); sequences
+ * that keep all their tokens get the dense tasks, so k >= n is
+ * bit-identical to a dense call.
  */
 #include <errno.h>
 #include <math.h>
@@ -33,6 +34,8 @@
 #define TASK_MAX_TOKENS		4096
 #define TASK_MIN_BYTES		(256u << 10)
 #define TASKS_PER_THREAD	4
+/* a worker keeps at most this much SparF scratch between groups */
+#define SCRATCH_KEEP		(64u << 20)
 
 struct attn_task {
 	uint32_t si;			/* sequence index in the job */
@@ -288,7 +291,8 @@ static void finish_group(struct attn_jstate *js, struct attn_group *g)
  */
 static bool run_task(attn_kernel_fn kernel,
 		     const struct attn_sparse_ops *sops,
-		     struct attn_jstate *js, uint32_t ti)
+		     struct attn_jstate *js, uint32_t ti,
+		     struct attn_scratch *sc)
 {
 	struct attn_job *j = js->job;
 	struct attn_task *t = &js->tasks[ti];
@@ -306,7 +310,9 @@ static bool run_task(attn_kernel_fn kernel,
 		ok = kp[i] && vp[i];
 	}
 	if (t->sparse) {
-		attn_sparse_group(sops, kernel, j, t->si, t->kvh);
+		attn_sparse_group(sops, kernel, j, t->si, t->kvh, sc);
+		if (sc->size > SCRATCH_KEEP)
+			attn_scratch_free(sc);
 	} else if (ok) {
 		struct attn_args a = {
 			.dtype = j->dtype,
@@ -350,6 +356,7 @@ static bool run_task(attn_kernel_fn kernel,
 static void *worker(void *arg)
 {
 	struct attn_engine *e = arg;
+	struct attn_scratch sc = { NULL, 0 };
 
 	pthread_mutex_lock(&e->lock);
 	for (;;) {
@@ -368,10 +375,11 @@ static void *worker(void *arg)
 				e->tail = NULL;
 		}
 		pthread_mutex_unlock(&e->lock);
-		run_task(e->kernel, e->sops, js, ti);
+		run_task(e->kernel, e->sops, js, ti, &sc);
 		pthread_mutex_lock(&e->lock);
 	}
 	pthread_mutex_unlock(&e->lock);
+	attn_scratch_free(&sc);
 	return NULL;
 }
 
@@ -501,6 +509,7 @@ int attn_engine_submit(struct attn_engine *e, struct attn_job *job)
 int attn_run_single(struct attn_job *job, int simd)
 {
 	const struct attn_sparse_ops *sops;
+	struct attn_scratch sc = { NULL, 0 };
 	struct attn_jstate *js;
 	attn_kernel_fn kernel;
 	uint32_t n;
@@ -524,7 +533,8 @@ int attn_run_single(struct attn_job *job, int simd)
 	n = js->ntasks;
 	/* the last run_task frees js and calls done */
 	for (uint32_t i = 0; i < n; i++)
-		if (run_task(kernel, sops, js, i))
+		if (run_task(kernel, sops, js, i, &sc))
 			break;
+	attn_scratch_free(&sc);
 	return 0;
 }

@@ -90,12 +90,12 @@ struct attn_job;
 
 /*
  * SparF: what one (sequence, kv head) group of a sparse job read, reported
- * from a worker when the group is done (for the timing model).  @dims: the
- * union over the group's q heads of their top-r dims (ascending), whose
+ * from a worker once the group's selection is made (for the timing model).
+ * @dims: the group's r dims (shared by its q heads, ascending), whose
  * channel pages of every complete chunk were read whole; the tail tokens
  * [chunks * chan_tokens, hi) were scored from their token-indexed K pages;
- * @toks: the union of the selected tokens (ascending, distinct) whose K and
- * V rows were read.
+ * @toks: the group's k kept tokens (ascending, distinct) whose K and V rows
+ * were read.
  */
 typedef void (*attn_sparse_read_fn)(struct attn_job *job, uint32_t si,
 				    uint32_t kv_head, const uint32_t *dims,

@@ -8,6 +8,7 @@
 #define CSDFW_ATTN_INTERNAL_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -31,10 +32,14 @@ int attn_cpu_supports(int simd);
  * attn_sparse_avx2.c, attn_sparse_avx512.c).
  */
 struct attn_sparse_ops {
-	/* s[t] = sum_j qd[j] * cols[j][t] for t < n: approximate scores
-	 * from @r channel-indexed columns of dtype @dt (dim-major axpy) */
-	void (*chan_dot)(int dt, uint32_t r, const float *qd,
-			 const void *const *cols, uint32_t n, float *s);
+	/* s[h * ss + t] = sum_j qd[h * r + j] * cols[j][t] for h < nq,
+	 * t < n: approximate scores of @nq q heads from @r channel-indexed
+	 * columns of dtype @dt (dim-major axpy; each column block is loaded
+	 * once for all heads).  @next (or NULL): the @r columns of the next
+	 * chunk, prefetched while the end of this one is worked on. */
+	void (*chan_dot)(int dt, uint32_t r, uint32_t nq, const float *qd,
+			 const void *const *cols, const void *const *next,
+			 uint32_t n, float *s, size_t ss);
 	/* s[t] = dot(q, rows[t]) over @d elements of dtype @dt, t < n */
 	void (*rows_dot)(int dt, uint32_t d, const float *q,
 			 const char *const *rows, uint32_t n, float *s);
@@ -42,7 +47,25 @@ struct attn_sparse_ops {
 	float (*vmax)(const float *s, uint32_t n);
 	/* sum_t exp(a * s[t] - b), t < n */
 	float (*expsum)(const float *s, uint32_t n, float a, float b);
+	/* s[t] = exp(a * s[t] - b), t < n; returns the sum of the new s[] */
+	float (*expput)(float *s, uint32_t n, float a, float b);
+	/* g[t] = sum_h w[h] * e[h * ss + t] for h < nq (>= 1), t < n */
+	void (*wsum)(const float *e, size_t ss, uint32_t nq, const float *w,
+		     uint32_t n, float *g);
+	/* the t < n whose order key (attn_fkey) has a top byte above @kb
+	 * into @hi, equal to @kb into @eq, ascending; returns their counts
+	 * in *nhi, *neq.  Room: up to 16 entries past each count may be
+	 * written (the caller's buffers hold n + 16). */
+	void (*split)(const float *s, uint32_t n, uint32_t kb, uint32_t *hi,
+		      uint32_t *nhi, uint32_t *eq, uint32_t *neq);
 };
+
+/* The scalar split and wsum (AVX2 uses them too). */
+void attn_sparse_split_scalar(const float *s, uint32_t n, uint32_t kb,
+			      uint32_t *hi, uint32_t *nhi, uint32_t *eq,
+			      uint32_t *neq);
+void attn_sparse_wsum_scalar(const float *e, size_t ss, uint32_t nq,
+			     const float *w, uint32_t n, float *g);
 
 extern const struct attn_sparse_ops attn_sparse_scalar;
 extern const struct attn_sparse_ops attn_sparse_avx2;
@@ -51,16 +74,36 @@ extern const struct attn_sparse_ops attn_sparse_avx512;
 const struct attn_sparse_ops *attn_sparse_ops_get(int simd);
 
 /*
+ * Scratch memory of one worker thread, reused by its sparse groups (grown
+ * on demand, freed by attn_scratch_free()).
+ */
+struct attn_scratch {
+	void *mem;
+	size_t size;
+};
+
+/* A block of at least @n bytes (64-byte aligned) or NULL. */
+void *attn_scratch_get(struct attn_scratch *sc, size_t n);
+void attn_scratch_free(struct attn_scratch *sc);
+
+/*
  * Sparse attention of the q heads of kv head @kvh of sequence @si of @j:
  * writes out (and lse) of those heads and calls j->sp_read.  Without
- * memory for its scratch (about 16 bytes per token) it falls back to exact
- * dense attention of the heads.
+ * memory for its scratch (about (q heads per kv head + 5) * 4 bytes per
+ * token) it falls back to exact dense attention of the heads.
  */
 void attn_sparse_group(const struct attn_sparse_ops *ops,
 		       attn_kernel_fn kernel, struct attn_job *j, uint32_t si,
-		       uint32_t kvh);
+		       uint32_t kvh, struct attn_scratch *sc);
 
 /* ---- element conversions (portable, exact) ---------------------------- */
+
+/* Order-preserving key of a float bit pattern (larger float, larger key;
+ * -0 < +0; NaN above +inf or below -inf by sign). */
+static inline uint32_t attn_fkey_u(uint32_t u)
+{
+	return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
+}
 
 static inline float attn_u32_as_f32(uint32_t u)
 {

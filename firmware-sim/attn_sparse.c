@@ -3,21 +3,29 @@
  * attn_sparse.c - SparF sparse attention (command set v0.2): the scalar
  * reference of its hot loops and the per-(sequence, kv head) algorithm.
  *
- * For every q head h of the group (SparQ / InstInfer SparF):
- *  1. D = the r dims with the largest |q_i| (ties: lower index);
- *  2. approximate scores s^_t = sum_{i in D} q_i K_t,i, from the
- *     channel-indexed K pages (one page per dim and complete chunk: a
- *     dim-major axpy over the chunk's tokens) and, for the tokens of the
- *     incomplete tail chunk, from their token-indexed K rows;
- *  3. the k tokens with the largest s^ (radix select on the order-keyed
- *     float bits; ties: lower index), in token order;
- *  4. exact attention over their K/V rows with the caller's scale (the
- *     dense kernel, fed one row pointer per "page");
- *  5. alpha = sum over the kept tokens of softmax(scale^ * s^), with the
- *     SparQ temperature correction scale^ = scale / sqrt(||q_D||_1 /
- *     ||q||_1), and out = alpha * attn + (1 - alpha) * mean(V), mean(V) =
- *     vsum / n; lse = ln(sum over kept of exp(s_t)) - ln(alpha), an
- *     estimate of the dense log-sum-exp.
+ * Per (sequence, kv head) group of q heads, selection shared by the group
+ * (SparQ's GQA variant; for one q head per group it is plain SparQ /
+ * InstInfer SparF):
+ *  1. D = the r dims with the largest sum over the group's heads of |q_i|
+ *     (ties: lower index);
+ *  2. per head h, approximate scores s^_h,t = sum_{i in D} q_h,i K_t,i,
+ *     from the channel-indexed K pages (one page per dim and complete
+ *     chunk: a dim-major axpy over the chunk's tokens, each column block
+ *     loaded once for all heads) and, for the tokens of the incomplete tail
+ *     chunk, from their token-indexed K rows; the SparQ temperature
+ *     correction scale^_h = scale / sqrt(||q_h,D||_1 / ||q_h||_1);
+ *  3. the k tokens with the largest P_t = sum_h softmax(scale^_h s^_h)_t
+ *     (one head: the largest s^_t, the same order), by radix select on the
+ *     order-keyed float bits (ties: lower index), in token order;
+ *  4. exact attention of every head over the kept tokens' K/V rows with
+ *     the caller's scale (the dense kernel, fed one row pointer per "page";
+ *     it prefetches the rows of later blocks);
+ *  5. alpha_h = sum over the kept tokens of softmax(scale^_h s^_h), and
+ *     out_h = alpha_h * attn_h + (1 - alpha_h) * mean(V), mean(V) = vsum /
+ *     n; lse_h = ln(sum over kept of exp(s_h,t)) - ln(alpha_h), an estimate
+ *     of the dense log-sum-exp.
+ * Scratch comes from the worker's struct attn_scratch (no allocation per
+ * group once it has grown).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -26,14 +34,22 @@
 
 /* ---- scalar reference of the hot loops ---------------------------------- */
 
-static void chan_dot_scalar(int dt, uint32_t r, const float *qd,
-			    const void *const *cols, uint32_t n, float *s)
+static void chan_dot_scalar(int dt, uint32_t r, uint32_t nq,
+			    const float *qd, const void *const *cols,
+			    const void *const *next, uint32_t n, float *s,
+			    size_t ss)
 {
-	for (uint32_t t = 0; t < n; t++)
-		s[t] = 0.0f;
-	for (uint32_t j = 0; j < r; j++)
+	(void)next;
+	for (uint32_t h = 0; h < nq; h++) {
+		float *sh = s + h * ss;
+
 		for (uint32_t t = 0; t < n; t++)
-			s[t] += qd[j] * attn_load_elem(cols[j], dt, t);
+			sh[t] = 0.0f;
+		for (uint32_t j = 0; j < r; j++)
+			for (uint32_t t = 0; t < n; t++)
+				sh[t] += qd[h * r + j] *
+					 attn_load_elem(cols[j], dt, t);
+	}
 }
 
 static void rows_dot_scalar(int dt, uint32_t d, const float *q,
@@ -66,12 +82,56 @@ static float expsum_scalar(const float *s, uint32_t n, float a, float b)
 	return sum;
 }
 
+static float expput_scalar(float *s, uint32_t n, float a, float b)
+{
+	float sum = 0.0f;
+
+	for (uint32_t t = 0; t < n; t++) {
+		s[t] = expf(a * s[t] - b);
+		sum += s[t];
+	}
+	return sum;
+}
+
+void attn_sparse_wsum_scalar(const float *e, size_t ss, uint32_t nq,
+			     const float *w, uint32_t n, float *g)
+{
+	for (uint32_t t = 0; t < n; t++)
+		g[t] = w[0] * e[t];
+	for (uint32_t h = 1; h < nq; h++)
+		for (uint32_t t = 0; t < n; t++)
+			g[t] += w[h] * e[h * ss + t];
+}
+
 const struct attn_sparse_ops attn_sparse_scalar = {
 	.chan_dot = chan_dot_scalar,
 	.rows_dot = rows_dot_scalar,
 	.vmax = vmax_scalar,
 	.expsum = expsum_scalar,
+	.expput = expput_scalar,
+	.wsum = attn_sparse_wsum_scalar,
+	.split = attn_sparse_split_scalar,
 };
+
+void *attn_scratch_get(struct attn_scratch *sc, size_t n)
+{
+	n = (n + 63) & ~(size_t)63;
+	if (sc->size >= n)
+		return sc->mem;
+	free(sc->mem);
+	n += n / 4;			/* some room to grow */
+	n = (n + 63) & ~(size_t)63;
+	sc->mem = aligned_alloc(64, n);
+	sc->size = sc->mem ? n : 0;
+	return sc->mem;
+}
+
+void attn_scratch_free(struct attn_scratch *sc)
+{
+	free(sc->mem);
+	sc->mem = NULL;
+	sc->size = 0;
+}
 
 const struct attn_sparse_ops *attn_sparse_ops_get(int simd)
 {
@@ -169,67 +229,110 @@ float attn_sparse_topdims(const float *q, uint32_t d, uint32_t r,
 /* Order-preserving key of a float (larger float, larger key). */
 static inline uint32_t fkey(float f)
 {
-	uint32_t u = attn_f32_as_u32(f);
+	return attn_fkey_u(attn_f32_as_u32(f));
+}
 
-	return (u & 0x80000000u) ? ~u : u | 0x80000000u;
+void attn_sparse_split_scalar(const float *s, uint32_t n, uint32_t kb,
+			      uint32_t *hi, uint32_t *nhi, uint32_t *eq,
+			      uint32_t *neq)
+{
+	uint32_t nh = 0, ne = 0;
+
+	for (uint32_t t = 0; t < n; t++) {
+		uint32_t b = fkey(s[t]) >> 24;
+
+		hi[nh] = t;
+		nh += b > kb;
+		eq[ne] = t;
+		ne += b == kb;
+	}
+	*nhi = nh;
+	*neq = ne;
 }
 
 /*
- * Indices of the @k (1..n) largest s[] into @sel in ascending order; ties
- * at the threshold go to the lower indices.  Radix select over the key's
- * bits 31..21, 20..10, 9..0; @cand: n uint32 of scratch.
+ * Indices of the @k (1..n-1) largest s[] into @sel (n + 16 entries of room)
+ * in ascending order; ties at the threshold go to the lower indices.
+ * Radix select over the key's bytes, most significant first: one pass over
+ * all n keys builds the first histogram, a second splits the tokens into
+ * those surely kept (into @sel) and the candidates of the threshold bin
+ * (into @cand, n + 16 entries of room); later bytes only look at
+ * candidates.
+ * The kept candidates are merged into @sel at the end.
  */
-static void topk(const float *s, uint32_t n, uint32_t k, uint32_t *sel,
-		 uint32_t *cand)
+static void topk(const struct attn_sparse_ops *ops, const float *s,
+		 uint32_t n, uint32_t k, uint32_t *sel, uint32_t *cand)
 {
-	static const uint8_t shift[3] = { 21, 10, 0 };
-	static const uint8_t width[3] = { 11, 11, 10 };
-	uint32_t hist[2048];
-	uint32_t prefix = 0, pmask = 0, need = k, nc = 0, m = 0;
-	bool have_cand = false;
+	uint32_t hist[4][256];
+	uint32_t need = k, above = 0, nd = 0, nc = 0, b, prefix, pmask;
 
-	for (int lev = 0; lev < 3; lev++) {
-		const uint32_t sh = shift[lev], nb = 1u << width[lev];
-		uint32_t above = 0, b;
+	/* byte 3: four interleaved histograms (keys cluster in few bins) */
+	memset(hist, 0, sizeof(hist));
+	{
+		uint32_t t = 0;
 
-		memset(hist, 0, nb * sizeof(hist[0]));
-		if (!have_cand) {
-			for (uint32_t t = 0; t < n; t++)
-				hist[(fkey(s[t]) >> sh) & (nb - 1)]++;
-		} else {
-			for (uint32_t i = 0; i < nc; i++)
-				hist[(fkey(s[cand[i]]) >> sh) & (nb - 1)]++;
+		for (; t + 4 <= n; t += 4) {
+			hist[0][fkey(s[t]) >> 24]++;
+			hist[1][fkey(s[t + 1]) >> 24]++;
+			hist[2][fkey(s[t + 2]) >> 24]++;
+			hist[3][fkey(s[t + 3]) >> 24]++;
 		}
-		for (b = nb - 1; b > 0 && above + hist[b] < need; b--)
-			above += hist[b];
-		need -= above;
-		prefix |= b << sh;
-		pmask |= (nb - 1) << sh;
-		if (lev == 2)
-			break;
-		if (!have_cand) {
-			for (uint32_t t = 0; t < n; t++)
-				if ((fkey(s[t]) & pmask) == prefix)
-					cand[nc++] = t;
-			have_cand = true;
-		} else {
-			uint32_t o = 0;
-
-			for (uint32_t i = 0; i < nc; i++)
-				if ((fkey(s[cand[i]]) & pmask) == prefix)
-					cand[o++] = cand[i];
-			nc = o;
-		}
+		for (; t < n; t++)
+			hist[0][fkey(s[t]) >> 24]++;
 	}
-	for (uint32_t t = 0; t < n && m < k; t++) {
-		uint32_t key = fkey(s[t]);
+	for (b = 0; b < 256; b++)
+		hist[0][b] += hist[1][b] + hist[2][b] + hist[3][b];
+	for (b = 255; b > 0 && above + hist[0][b] < need; b--)
+		above += hist[0][b];
+	need -= above;
+	/* split: above the bin -> kept, in the bin -> candidates */
+	ops->split(s, n, b, sel, &nd, cand, &nc);
+	prefix = b << 24;
+	pmask = 0xff000000u;
+	/* bytes 2..0 over the candidates (which keep all keys >= prefix) */
+	for (int sh = 16; sh >= 0; sh -= 8) {
+		uint32_t o = 0, ab = 0;
 
-		if (key > prefix) {
-			sel[m++] = t;
-		} else if (key == prefix && need) {
-			need--;
-			sel[m++] = t;
+		memset(hist[0], 0, sizeof(hist[0]));
+		for (uint32_t i = 0; i < nc; i++) {
+			uint32_t key = fkey(s[cand[i]]);
+
+			if ((key & pmask) == prefix)
+				hist[0][(key >> sh) & 255]++;
 		}
+		for (b = 255; b > 0 && ab + hist[0][b] < need; b--)
+			ab += hist[0][b];
+		need -= ab;
+		prefix |= b << sh;
+		pmask |= 255u << sh;
+		for (uint32_t i = 0; i < nc; i++) {
+			uint32_t key = fkey(s[cand[i]]);
+
+			cand[o] = cand[i];
+			o += (key & pmask) >= prefix;
+		}
+		nc = o;
+	}
+	/* candidates: key > prefix all kept, key == prefix the first need */
+	{
+		uint32_t o = 0;
+
+		for (uint32_t i = 0; i < nc; i++) {
+			uint32_t key = fkey(s[cand[i]]);
+			bool take = key > prefix || (key == prefix && need);
+
+			need -= key == prefix && take;
+			cand[o] = cand[i];
+			o += take;
+		}
+		nc = o;
+	}
+	/* merge (from the back, in place): nd + nc == k */
+	for (uint32_t o = nd + nc; nc;) {
+		if (nd && sel[nd - 1] > cand[nc - 1])
+			sel[--o] = sel[--nd];
+		else
+			sel[--o] = cand[--nc];
 	}
 }
 
@@ -315,6 +418,9 @@ static void dense_group(attn_kernel_fn kernel, struct attn_job *j,
 	}
 }
 
+/* kept rows prefetched while their pointers are looked up */
+#define PF_ROWS 64
+
 static size_t al64(size_t x)
 {
 	return (x + 63) & ~(size_t)63;
@@ -322,7 +428,7 @@ static size_t al64(size_t x)
 
 void attn_sparse_group(const struct attn_sparse_ops *ops,
 		       attn_kernel_fn kernel, struct attn_job *j, uint32_t si,
-		       uint32_t kvh)
+		       uint32_t kvh, struct attn_scratch *sc)
 {
 	const uint32_t nq = j->q_heads / j->kv_heads, d = j->head_dim;
 	const uint32_t n = j->hi[si], seq = j->seqs[si], ct = j->chan_tokens;
@@ -333,146 +439,195 @@ void attn_sparse_group(const struct attn_sparse_ops *ops,
 	const size_t row_bytes = (size_t)d * csd_dtype_size(dt);
 	const size_t hoff = (size_t)si * j->q_heads + (size_t)kvh * nq;
 	const float *vsum = j->vsum + ((size_t)si * j->kv_heads + kvh) * d;
-	const size_t o_cand = al64((size_t)n * sizeof(float));
-	const size_t o_sel = o_cand + al64((size_t)n * sizeof(uint32_t));
-	const size_t o_kp = o_sel + al64((size_t)k * sizeof(uint32_t));
+	const float *q = j->q + hoff * d;
+	float *out = j->out + hoff * d;
+	/* scratch: scores [nq][ss], group P / gathered scores [ss], cand and
+	 * sel [n + 16], K and V row pointers [k], tail rows [ntail], the
+	 * heads' q on D [nq][r] */
+	const size_t ss = (n + 15) & ~(size_t)15;
+	const size_t o_g = al64((size_t)nq * ss * sizeof(float));
+	const size_t o_cand = o_g + al64(ss * sizeof(float));
+	const size_t o_sel = o_cand + al64(((size_t)n + 16) * sizeof(uint32_t));
+	const size_t o_kp = o_sel + al64(((size_t)n + 16) * sizeof(uint32_t));
 	const size_t o_vp = o_kp + al64((size_t)k * sizeof(void *));
 	const size_t o_tr = o_vp + al64((size_t)k * sizeof(void *));
-	const size_t o_bm = o_tr + al64((size_t)ntail * sizeof(void *));
-	const size_t nbm = ((size_t)n + 63) / 64;
-	const size_t total = o_bm + nbm * sizeof(uint64_t);
-	uint32_t dims[ATTN_MAX_HEAD_DIM], udims[ATTN_MAX_HEAD_DIM], nud = 0;
-	bool dmark[ATTN_MAX_HEAD_DIM] = { false };
-	float qd[ATTN_MAX_HEAD_DIM], qm[ATTN_MAX_HEAD_DIM];
-	float acc[ATTN_MAX_HEAD_DIM] __attribute__((aligned(64)));
-	const void *cols[ATTN_MAX_HEAD_DIM];
+	const size_t o_qd = o_tr + al64((size_t)ntail * sizeof(void *));
+	const size_t total = o_qd + (size_t)nq * r * sizeof(float);
+	uint32_t dims[ATTN_MAX_HEAD_DIM];
+	float qa[ATTN_MAX_HEAD_DIM], qm[ATTN_MAX_HEAD_DIM];
+	float sch[ATTN_MAX_NQ], mxh[ATTN_MAX_NQ], zh[ATTN_MAX_NQ];
+	float m[ATTN_MAX_NQ], l[ATTN_MAX_NQ];
+	float *qd;
+	const void *cols[2][ATTN_MAX_HEAD_DIM];
 	const char **trows, **kp, **vp;
 	uint32_t *cand, *sel;
-	uint64_t *bm;
 	struct rowcur rc;
-	float *s;
+	float *s, *g;
 	char *mem;
 
-	if (k >= n || !(mem = aligned_alloc(64, al64(total)))) {
+	if (k >= n || !(mem = attn_scratch_get(sc, total))) {
 		dense_group(kernel, j, si, kvh);
 		return;
 	}
 	s = (float *)(void *)mem;
+	g = (float *)(void *)(mem + o_g);
 	cand = (uint32_t *)(void *)(mem + o_cand);
 	sel = (uint32_t *)(void *)(mem + o_sel);
 	kp = (const char **)(void *)(mem + o_kp);
 	vp = (const char **)(void *)(mem + o_vp);
 	trows = (const char **)(void *)(mem + o_tr);
-	bm = (uint64_t *)(void *)(mem + o_bm);
-	memset(bm, 0, nbm * sizeof(uint64_t));
+	qd = (float *)(void *)(mem + o_qd);
 
-	/* token-indexed K rows of the tail (shared by the group's heads) */
-	rc.page = NULL;
-	rc.pg = 0;
-	for (uint32_t t = 0; t < ntail; t++) {
-		trows[t] = row_at(j, seq, kvh, 0, tail0 + t, row_bytes, &rc);
-		if (!trows[t])
-			goto fallback;
+	/* 1. the group's dims; each head's temperature */
+	for (uint32_t i = 0; i < d; i++) {
+		float v = 0.0f;
+
+		for (uint32_t h = 0; h < nq; h++)
+			v += fabsf(q[(size_t)h * d + i]);
+		qa[i] = v;
+	}
+	attn_sparse_topdims(qa, d, r, dims);
+	for (uint32_t h = 0; h < nq; h++) {
+		const float *qh = q + (size_t)h * d;
+		float all = 0.0f, part = 0.0f, ratio = 1.0f;
+
+		for (uint32_t i = 0; i < d; i++)
+			all += fabsf(qh[i]);
+		for (uint32_t i = 0; i < r; i++) {
+			part += fabsf(qh[dims[i]]);
+			qd[h * r + i] = qh[dims[i]];
+		}
+		if (all > 0.0f && part > 0.0f && isfinite(all))
+			ratio = part / all;
+		sch[h] = j->scale / sqrtf(ratio);
 	}
 
-	for (uint32_t h = 0; h < nq; h++) {
-		const float *q = j->q + (hoff + h) * d;
-		float *out = j->out + (hoff + h) * d;
-		float ratio, sc_hat, mx, z, zk, alpha, m, l, inv, w;
+	/* 2. approximate scores, all heads; chunk c + 1's columns are
+	 * looked up first so that their start is prefetched in time */
+	for (uint32_t c = 0; c < nch; c++) {
+		const void **cur = cols[c & 1], **nxt = cols[(c + 1) & 1];
 
-		ratio = attn_sparse_topdims(q, d, r, dims);
-		sc_hat = j->scale / sqrtf(ratio);
-		memset(qm, 0, d * sizeof(float));
-		for (uint32_t i = 0; i < r; i++) {
-			qd[i] = q[dims[i]];
-			qm[dims[i]] = q[dims[i]];
-			if (!dmark[dims[i]]) {
-				dmark[dims[i]] = true;
-				nud++;
-			}
+		for (uint32_t i = 0; i < r && c == 0; i++) {
+			cur[i] = j->chan(j->cookie, seq, kvh, dims[i], 0);
+			if (!cur[i])
+				goto fallback;
 		}
+		for (uint32_t i = 0; i < r && c + 1 < nch; i++) {
+			nxt[i] = j->chan(j->cookie, seq, kvh, dims[i], c + 1);
+			if (!nxt[i])
+				goto fallback;
+		}
+		ops->chan_dot(dt, r, nq, qd, cur, c + 1 < nch ? nxt : NULL, ct,
+			      s + (size_t)c * ct, ss);
+	}
+	if (ntail) {
+		rc.page = NULL;
+		rc.pg = 0;
+		for (uint32_t t = 0; t < ntail; t++) {
+			trows[t] = row_at(j, seq, kvh, 0, tail0 + t, row_bytes,
+					  &rc);
+			if (!trows[t])
+				goto fallback;
+		}
+		memset(qm, 0, d * sizeof(float));
+		for (uint32_t h = 0; h < nq; h++) {
+			for (uint32_t i = 0; i < r; i++)
+				qm[dims[i]] = qd[h * r + i];
+			ops->rows_dot(dt, d, qm, trows, ntail,
+				      s + h * ss + tail0);
+		}
+	}
 
-		/* 2. approximate scores */
-		for (uint32_t c = 0; c < nch; c++) {
-			for (uint32_t i = 0; i < r; i++) {
-				cols[i] = j->chan(j->cookie, seq, kvh, dims[i],
-						  c);
-				if (!cols[i])
+	/* 3. the kept tokens: by s^ for one head, else by the summed
+	 * approximate probabilities (each head's scores are replaced by
+	 * their exponentials exp(scale^ (s^ - max)), summing to z) */
+	for (uint32_t h = 0; h < nq; h++)
+		mxh[h] = ops->vmax(s + h * ss, n);
+	if (nq == 1) {
+		zh[0] = ops->expsum(s, n, sch[0], sch[0] * mxh[0]);
+		topk(ops, s, n, k, sel, cand);
+	} else {
+		for (uint32_t h = 0; h < nq; h++)
+			zh[h] = ops->expput(s + h * ss, n, sch[h],
+					    sch[h] * mxh[h]);
+		for (uint32_t h = 0; h < nq; h++)
+			m[h] = zh[h] > 0.0f && isfinite(zh[h]) ? 1.0f / zh[h]
+							       : 0.0f;
+		ops->wsum(s, ss, nq, m, n, g);
+		topk(ops, g, n, k, sel, cand);
+	}
+
+	/* 4. exact attention of the group over the kept rows */
+	{
+		const char *kpg = NULL, *vpg = NULL;
+		uint32_t cur = UINT32_MAX;
+
+		for (uint32_t i = 0; i < k; i++) {
+			uint32_t pg = sel[i] / j->tpp;
+			size_t off = (size_t)(sel[i] % j->tpp) * row_bytes;
+
+			if (pg != cur) {	/* K and V: adjacent entries */
+				cur = pg;
+				kpg = j->page(j->cookie, seq, kvh, 0, pg);
+				vpg = j->page(j->cookie, seq, kvh, 1, pg);
+				if (!kpg || !vpg)
 					goto fallback;
 			}
-			ops->chan_dot(dt, r, qd, cols, ct, s + (size_t)c * ct);
+			kp[i] = kpg + off;
+			vp[i] = vpg + off;
+			if (i < PF_ROWS)	/* the kernel prefetches later ones */
+				for (size_t o = 0; o < row_bytes; o += 64) {
+					__builtin_prefetch(kp[i] + o, 0, 2);
+					__builtin_prefetch(vp[i] + o, 0, 2);
+				}
 		}
-		if (ntail)
-			ops->rows_dot(dt, d, qm, trows, ntail, s + tail0);
+	}
+	/* report the reads now: the page table entries are in cache */
+	if (j->sp_read)
+		j->sp_read(j, si, kvh, dims, r, sel, k);
+	{
+		struct attn_args a = {
+			.dtype = dt, .head_dim = d, .n_q = nq,
+			.scale = j->scale, .q = q,
+			.kpages = (const void *const *)kp,
+			.vpages = (const void *const *)vp,
+			.tpp = 1, .tok_begin = 0, .tok_end = k,
+			.m = m, .l = l, .acc = out,
+		};
 
-		/* 3. top-k, in token order */
-		topk(s, n, k, sel, cand);
+		kernel(&a);
+	}
 
-		/* 5a. kept share of the approximate softmax */
-		mx = ops->vmax(s, n);
-		z = ops->expsum(s, n, sc_hat, sc_hat * mx);
-		for (uint32_t i = 0; i < k; i++)
-			((float *)cand)[i] = s[sel[i]];
-		zk = ops->expsum((const float *)cand, k, sc_hat, sc_hat * mx);
-		alpha = z > 0.0f && isfinite(z) ? zk / z : 1.0f;
+	/* 5. kept share of each head's approximate softmax; mean(V) */
+	for (uint32_t h = 0; h < nq; h++) {
+		const float *sh = s + h * ss;
+		float *oh = out + (size_t)h * d;
+		float zk, alpha, inv, w;
+
+		if (nq == 1) {
+			for (uint32_t i = 0; i < k; i++)
+				g[i] = sh[sel[i]];
+			zk = ops->expsum(g, k, sch[h], sch[h] * mxh[h]);
+		} else {
+			zk = 0.0f;
+			for (uint32_t i = 0; i < k; i++)
+				zk += sh[sel[i]];
+		}
+		alpha = zh[h] > 0.0f && isfinite(zh[h]) ? zk / zh[h] : 1.0f;
 		if (!(alpha > 0.0f) || alpha > 1.0f)
 			alpha = 1.0f;
-
-		/* 4. exact attention over the kept rows */
-		rc.page = NULL;
-		for (uint32_t i = 0; i < k; i++) {
-			kp[i] = row_at(j, seq, kvh, 0, sel[i], row_bytes, &rc);
-			if (!kp[i])
-				goto fallback;
-			bm[sel[i] / 64] |= 1ull << (sel[i] % 64);
-		}
-		rc.page = NULL;
-		for (uint32_t i = 0; i < k; i++) {
-			vp[i] = row_at(j, seq, kvh, 1, sel[i], row_bytes, &rc);
-			if (!vp[i])
-				goto fallback;
-		}
-		{
-			struct attn_args a = {
-				.dtype = dt, .head_dim = d, .n_q = 1,
-				.scale = j->scale, .q = q,
-				.kpages = (const void *const *)kp,
-				.vpages = (const void *const *)vp,
-				.tpp = 1, .tok_begin = 0, .tok_end = k,
-				.m = &m, .l = &l, .acc = acc,
-			};
-
-			kernel(&a);
-		}
-
-		/* 5b. combine with mean(V) */
-		inv = l > 0.0f ? alpha / l : 0.0f;
+		inv = l[h] > 0.0f ? alpha / l[h] : 0.0f;
 		w = (1.0f - alpha) / (float)n;
 		for (uint32_t i = 0; i < d; i++)
-			out[i] = acc[i] * inv + vsum[i] * w;
+			oh[i] = oh[i] * inv + vsum[i] * w;
 		if (j->lse)
-			j->lse[hoff + h] = l > 0.0f ? m + logf(l) - logf(alpha)
-						   : -INFINITY;
+			j->lse[hoff + h] = l[h] > 0.0f ?
+				m[h] + logf(l[h]) - logf(alpha) : -INFINITY;
 	}
 
-	if (j->sp_read) {
-		uint32_t nt = 0;
-
-		nud = 0;
-		for (uint32_t i = 0; i < d; i++)
-			if (dmark[i])
-				udims[nud++] = i;
-		for (size_t wi = 0; wi < nbm; wi++)
-			for (uint64_t b = bm[wi]; b; b &= b - 1)
-				cand[nt++] = (uint32_t)(wi * 64 +
-					(uint32_t)__builtin_ctzll(b));
-		j->sp_read(j, si, kvh, udims, nud, cand, nt);
-	}
-	free(mem);
 	return;
 
 fallback:
 	/* a page is missing (cannot happen with a consistent snapshot) */
-	free(mem);
 	dense_group(kernel, j, si, kvh);
 }

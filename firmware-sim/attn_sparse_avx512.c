@@ -2,9 +2,12 @@
 /*
  * attn_sparse_avx512.c - SparF hot loops with AVX-512 (compiled with
  * -mavx512f/bw/vl/dq): the dim-major approximate scores over
- * channel-indexed columns (8 accumulators of 16 tokens in registers, one
- * load and one FMA per 16 tokens and dim), row dots for the tail tokens,
- * max and sum of exponentials for the kept softmax mass.
+ * channel-indexed columns (up to 16 accumulators in registers: 8 x 16
+ * tokens of one or two heads, or 4 x 16 tokens of four heads, so each
+ * column vector is converted once per head block; the columns are
+ * prefetched ahead into L2, across into the next chunk), row dots for the
+ * tail tokens, max, sums of exponentials, the group's weighted sum of
+ * probabilities, and the top-k split by key byte (register compress).
  */
 #include <immintrin.h>
 #include <math.h>
@@ -59,65 +62,131 @@ AI __m512 exp16(__m512 x)
 	return _mm512_scalef_ps(p, n);
 }
 
+/* chan_dot prefetches this many bytes ahead in every column */
+#ifndef CPF_BYTES
+#define CPF_BYTES 2048
+#endif
+#ifndef CPF_HINT
+#define CPF_HINT _MM_HINT_T1
+#endif
+
 #define TB 8		/* 16-token vectors per block of chan_dot */
 
-AI void chan_block(const int dt, uint32_t r, const float *qd,
-		   const void *const *cols, uint32_t t0, float *s)
+/*
+ * Scores of @hb heads (qd [hb][r]) for the @tv * 16 tokens at t0: each
+ * column vector is converted once and used by every head (hb * tv <= 16
+ * accumulators).  With @pf, prefetches the lines of the TB * 16 tokens at
+ * pt0 of columns pf[], one column per dim step.
+ */
+AI void chan_block(const int dt, const int hb, const int tv, uint32_t r,
+		   const float *qd, const void *const *cols, uint32_t t0,
+		   float *s, size_t ss, const void *const *pf, uint32_t pt0)
 {
 	const size_t es = dt == CSD_DTYPE_F32 ? 4 : 2;
-	__m512 acc[TB];
+	__m512 acc[4][TB];
 
+#pragma GCC unroll 4
+	for (int h = 0; h < hb; h++)
 #pragma GCC unroll 8
-	for (int i = 0; i < TB; i++)
-		acc[i] = _mm512_setzero_ps();
+		for (int i = 0; i < tv; i++)
+			acc[h][i] = _mm512_setzero_ps();
 	for (uint32_t j = 0; j < r; j++) {
 		const char *c = (const char *)cols[j] + (size_t)t0 * es;
-		const __m512 qv = _mm512_set1_ps(qd[j]);
+		__m512 qv[4];
 
+#pragma GCC unroll 4
+		for (int h = 0; h < hb; h++)
+			qv[h] = _mm512_set1_ps(qd[h * r + j]);
+		if (pf) {	/* the lines of a block ahead, spread out */
+			const char *p = (const char *)pf[j] + (size_t)pt0 * es;
+
+			for (size_t o = 0; o < TB * 16 * es; o += 64)
+				_mm_prefetch(p + o, CPF_HINT);
+		}
 #pragma GCC unroll 8
-		for (int i = 0; i < TB; i++)
-			acc[i] = _mm512_fmadd_ps(ld16(c + i * 16 * es, dt), qv,
-						 acc[i]);
+		for (int i = 0; i < tv; i++) {
+			const __m512 x = ld16(c + i * 16 * es, dt);
+
+#pragma GCC unroll 4
+			for (int h = 0; h < hb; h++)
+				acc[h][i] = _mm512_fmadd_ps(x, qv[h], acc[h][i]);
+		}
 	}
+#pragma GCC unroll 4
+	for (int h = 0; h < hb; h++)
 #pragma GCC unroll 8
-	for (int i = 0; i < TB; i++)
-		_mm512_storeu_ps(s + t0 + i * 16, acc[i]);
+		for (int i = 0; i < tv; i++)
+			_mm512_storeu_ps(s + h * ss + t0 + i * 16, acc[h][i]);
 }
 
-AI void chan_dot_t(const int dt, uint32_t r, const float *qd,
-		   const void *const *cols, uint32_t n, float *s)
+/* blocks of TB * 16 tokens, every head per block (the block's column data
+ * stays in L1 across heads), heads 4, 2 or 1 at a time */
+AI void chan_dot_t(const int dt, uint32_t r, uint32_t nq, const float *qd,
+		   const void *const *cols, const void *const *next,
+		   uint32_t n, float *s, size_t ss)
 {
 	const size_t es = dt == CSD_DTYPE_F32 ? 4 : 2;
+	const uint32_t ahead = (uint32_t)(CPF_BYTES / es);
 	uint32_t t0 = 0;
 
-	for (; t0 + TB * 16 <= n; t0 += TB * 16)
-		chan_block(dt, r, qd, cols, t0, s);
+	for (; t0 + TB * 16 <= n; t0 += TB * 16) {
+		/* prefetch (with the first heads) the block @ahead tokens
+		 * on, in this chunk or the next one */
+		const void *const *pf = cols;
+		uint32_t pt0 = t0 + ahead, h = 0;
+
+		if (pt0 + TB * 16 > n) {
+			pf = next;
+			pt0 -= n;
+			if (pt0 + TB * 16 > n)
+				pf = NULL;
+		}
+		for (; h + 4 <= nq; h += 4, pf = NULL) {
+			chan_block(dt, 4, TB / 2, r, qd + h * r, cols, t0,
+				   s + h * ss, ss, pf, pt0);
+			chan_block(dt, 4, TB / 2, r, qd + h * r, cols,
+				   t0 + TB * 8, s + h * ss, ss, NULL, 0);
+		}
+		for (; h + 2 <= nq; h += 2, pf = NULL)
+			chan_block(dt, 2, TB, r, qd + h * r, cols, t0,
+				   s + h * ss, ss, pf, pt0);
+		for (; h < nq; h++, pf = NULL)
+			chan_block(dt, 1, TB, r, qd + h * r, cols, t0,
+				   s + h * ss, ss, pf, pt0);
+	}
 	for (; t0 < n; t0 += 16) {
 		uint32_t left = n - t0;
 		__mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
-		__m512 acc = _mm512_setzero_ps();
 
-		for (uint32_t j = 0; j < r; j++)
-			acc = _mm512_fmadd_ps(
-				ld16m((const char *)cols[j] + (size_t)t0 * es,
-				      dt, m),
-				_mm512_set1_ps(qd[j]), acc);
-		_mm512_mask_storeu_ps(s + t0, m, acc);
+		for (uint32_t h = 0; h < nq; h++) {
+			__m512 acc = _mm512_setzero_ps();
+
+			for (uint32_t j = 0; j < r; j++)
+				acc = _mm512_fmadd_ps(
+					ld16m((const char *)cols[j] +
+					      (size_t)t0 * es, dt, m),
+					_mm512_set1_ps(qd[h * r + j]), acc);
+			_mm512_mask_storeu_ps(s + h * ss + t0, m, acc);
+		}
 	}
 }
 
-static void chan_dot(int dt, uint32_t r, const float *qd,
-		     const void *const *cols, uint32_t n, float *s)
+static void chan_dot(int dt, uint32_t r, uint32_t nq, const float *qd,
+		     const void *const *cols, const void *const *next,
+		     uint32_t n, float *s, size_t ss)
 {
 	switch (dt) {
 	case CSD_DTYPE_F16:
-		chan_dot_t(CSD_DTYPE_F16, r, qd, cols, n, s);
+		chan_dot_t(CSD_DTYPE_F16, r, nq, qd, cols, next, n,
+			   s, ss);
 		break;
 	case CSD_DTYPE_BF16:
-		chan_dot_t(CSD_DTYPE_BF16, r, qd, cols, n, s);
+		chan_dot_t(CSD_DTYPE_BF16, r, nq, qd, cols, next, n,
+			   s, ss);
 		break;
 	default:
-		chan_dot_t(CSD_DTYPE_F32, r, qd, cols, n, s);
+		chan_dot_t(CSD_DTYPE_F32, r, nq, qd, cols, next, n,
+			   s, ss);
 		break;
 	}
 }
@@ -211,9 +280,78 @@ static float expsum(const float *s, uint32_t n, float a, float b)
 	return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
 }
 
+static float expput(float *s, uint32_t n, float a, float b)
+{
+	const __m512 va = _mm512_set1_ps(a), vb = _mm512_set1_ps(b);
+	__m512 sum = _mm512_setzero_ps();
+
+	for (uint32_t t = 0; t < n; t += 16) {
+		uint32_t left = n - t;
+		__mmask16 k = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+		__m512 e = exp16(_mm512_fmsub_ps(
+			va, _mm512_maskz_loadu_ps(k, s + t), vb));
+
+		_mm512_mask_storeu_ps(s + t, k, e);
+		sum = _mm512_mask_add_ps(sum, k, sum, e);
+	}
+	return _mm512_reduce_add_ps(sum);
+}
+
+static void wsum(const float *e, size_t ss, uint32_t nq, const float *w,
+		 uint32_t n, float *g)
+{
+	for (uint32_t t = 0; t < n; t += 16) {
+		uint32_t left = n - t;
+		__mmask16 k = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+		__m512 acc = _mm512_mul_ps(_mm512_set1_ps(w[0]),
+					   _mm512_maskz_loadu_ps(k, e + t));
+
+		for (uint32_t h = 1; h < nq; h++)
+			acc = _mm512_fmadd_ps(_mm512_set1_ps(w[h]),
+					      _mm512_maskz_loadu_ps(k, e + h * ss + t),
+					      acc);
+		_mm512_mask_storeu_ps(g + t, k, acc);
+	}
+}
+
+/* compress in registers, then a plain store (a compressing store to memory
+ * is slow on some cores); up to 16 entries past the count are written */
+static void split(const float *s, uint32_t n, uint32_t kb, uint32_t *hi,
+		  uint32_t *nhi, uint32_t *eq, uint32_t *neq)
+{
+	const __m512i vkb = _mm512_set1_epi32((int)kb);
+	const __m512i top = _mm512_set1_epi32((int)0x80000000u);
+	__m512i idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+					12, 13, 14, 15);
+	const __m512i step = _mm512_set1_epi32(16);
+	uint32_t nh = 0, ne = 0;
+
+	for (uint32_t t = 0; t < n; t += 16) {
+		uint32_t left = n - t;
+		__mmask16 m = left >= 16 ? 0xffff : (__mmask16)((1u << left) - 1);
+		__m512i u = _mm512_maskz_loadu_epi32(m, s + t);
+		__m512i key = _mm512_xor_si512(u, _mm512_or_si512(
+					_mm512_srai_epi32(u, 31), top));
+		__m512i b = _mm512_srli_epi32(key, 24);
+		__mmask16 mh = _mm512_mask_cmpgt_epu32_mask(m, b, vkb);
+		__mmask16 me = _mm512_mask_cmpeq_epu32_mask(m, b, vkb);
+
+		_mm512_storeu_si512(hi + nh, _mm512_maskz_compress_epi32(mh, idx));
+		nh += (uint32_t)__builtin_popcount(mh);
+		_mm512_storeu_si512(eq + ne, _mm512_maskz_compress_epi32(me, idx));
+		ne += (uint32_t)__builtin_popcount(me);
+		idx = _mm512_add_epi32(idx, step);
+	}
+	*nhi = nh;
+	*neq = ne;
+}
+
 const struct attn_sparse_ops attn_sparse_avx512 = {
 	.chan_dot = chan_dot,
 	.rows_dot = rows_dot,
 	.vmax = vmax,
 	.expsum = expsum,
+	.expput = expput,
+	.wsum = wsum,
+	.split = split,
 };

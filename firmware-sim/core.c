@@ -832,11 +832,12 @@ static inline void w_add64(uint64_t *p, uint64_t v)
 
 /*
  * SparF: charge what a sparse (sequence, kv head) group read to the job's
- * model_work (concurrently from workers: atomic adds; job_done reads it
- * after the engine's last-task synchronization).  Channel pages of the
- * union of dims are read whole for every complete chunk; the tail chunk's
- * token-indexed K pages whole; the kept tokens' K and V rows as partial
- * page reads (one sense per distinct page, only the rows transferred).
+ * model_work (concurrently from workers: counted locally, then one atomic
+ * add per channel; job_done reads it after the engine's last-task
+ * synchronization).  Channel pages of the group's dims are read whole for
+ * every complete chunk; the tail chunk's token-indexed K pages whole; the
+ * kept tokens' K and V rows as partial page reads (one sense per distinct
+ * page, only the rows transferred).
  */
 static void job_sp_read(struct attn_job *job, uint32_t si, uint32_t kv_head,
 			const uint32_t *dims, uint32_t ndims,
@@ -848,29 +849,38 @@ static void job_sp_read(struct attn_job *job, uint32_t si, uint32_t kv_head,
 	const uint32_t seq = job->seqs[si], n = job->hi[si], tpp = job->tpp;
 	const uint32_t nch = n / job->chan_tokens;
 	const size_t row = (size_t)job->head_dim * csd_dtype_size(job->dtype);
+	uint32_t pages[CSDFW_MAX_CHANNELS] = { 0 };
+	uint32_t parts[CSDFW_MAX_CHANNELS] = { 0 };
+	uint64_t pbytes[CSDFW_MAX_CHANNELS] = { 0 };
 	uint32_t c, i, p;
 	int which;
 
 	for (c = 0; c < nch; c++)
 		for (i = 0; i < ndims; i++)
-			w_add32(&w->rd_pages[kv_chan_page_chan(kv, seq, t->layer,
-							      kv_head, dims[i],
-							      c)], 1);
+			pages[kv_chan_page_chan(kv, seq, t->layer, kv_head,
+						dims[i], c)]++;
 	for (p = nch * job->chan_tokens / tpp; (uint64_t)p * tpp < n; p++)
-		w_add32(&w->rd_pages[kv_page_chan(kv, seq, t->layer, kv_head,
-						  KV_K, p)], 1);
-	for (which = 0; which < 2; which++) {
-		for (i = 0; i < ntoks;) {
-			uint32_t pg = toks[i] / tpp, cnt = 0, ch;
+		pages[kv_page_chan(kv, seq, t->layer, kv_head, KV_K, p)]++;
+	for (i = 0; i < ntoks;) {
+		uint32_t pg = toks[i] / tpp, cnt = 0, ch;
 
-			while (i < ntoks && toks[i] / tpp == pg) {
-				cnt++;
-				i++;
-			}
+		while (i < ntoks && toks[i] / tpp == pg) {
+			cnt++;
+			i++;
+		}
+		for (which = 0; which < 2; which++) {
 			ch = kv_page_chan(kv, seq, t->layer, kv_head,
 					  which ? KV_V : KV_K, pg);
-			w_add32(&w->rd_part_pages[ch], 1);
-			w_add64(&w->rd_part_bytes[ch], cnt * row);
+			parts[ch]++;
+			pbytes[ch] += cnt * row;
+		}
+	}
+	for (c = 0; c < CSDFW_MAX_CHANNELS; c++) {
+		if (pages[c])
+			w_add32(&w->rd_pages[c], pages[c]);
+		if (parts[c]) {
+			w_add32(&w->rd_part_pages[c], parts[c]);
+			w_add64(&w->rd_part_bytes[c], pbytes[c]);
 		}
 	}
 }

@@ -4,18 +4,22 @@
  * attention (command set v0.2) against dense attention, measured side by
  * side in one run on an embedded drive.
  *
- *  1. Attention level, one MHA context (f16, head_dim 128) with a long
- *     sequence (--tokens, default 32768) and a 4096-token one, synthetic
- *     KV with a few heavy dims and a few "needle" tokens aligned with q:
- *     NMSE of the output vs dense, flash bytes read per call (statistics
- *     log), modeled device time per call, and measured wall time per call
- *     of dense and of every ratio, interleaved (median of --iters).
+ *  1. Attention level, two contexts (f16, head_dim 128, --heads kv heads,
+ *     default 8): MHA and GQA 4 (4x the q heads), each a batch of
+ *     --attn-batch (default 8) sequences of --tokens (default 32768),
+ *     synthetic KV with a few heavy dims and a few "needle" tokens aligned
+ *     with q: NMSE of the outputs vs dense, flash bytes read per call
+ *     (statistics log), modeled device time per call, and measured wall
+ *     time of dense and of every ratio, interleaved; reported as the
+ *     median over --iters of the per-iteration sparse / dense ratio (the
+ *     machine may be shared: only side-by-side ratios are meaningful).
  *  2. Model level: greedy-token agreement of decode over --gen steps
- *     (default 256) on synthetic models (presets tiny and small, host
- *     prefill of random prompts of --prompt tokens, default 4096, so that
- *     most of the context lies in complete channel chunks: 2048 tokens at
- *     head_dim 64), teacher-forced: the sparse decoder is fed the dense
- *     run's tokens, so each step compares one argmax.
+ *     (default 256) on synthetic models (presets tiny-mha (MHA) and small
+ *     (GQA 4:1) by default, host prefill of random prompts of --prompt
+ *     tokens, default 2048 = one complete channel chunk at head_dim 64,
+ *     batch --batch, default 2), teacher-forced: the sparse decoder is fed
+ *     the dense run's tokens, so each step compares one argmax.  Host
+ *     prefill dominates the run time (quadratic in --prompt).
  *
  * Ratios 1/4, 1/8, 1/16: r = ratio * head_dim dims, ratio / 2 of the
  * tokens kept (libcsd's struct csd_attn_sparse.ratio).
@@ -45,7 +49,7 @@ static const float ratios[NRATIO] = { 0.25f, 0.125f, 0.0625f };
 static const char *const rnames[NRATIO] = { "1/4", "1/8", "1/16" };
 
 struct sopts {
-	uint32_t tokens, heads, iters, gen, prompt, batch;
+	uint32_t tokens, heads, iters, gen, prompt, batch, abatch;
 	const char *json, *models;
 };
 
@@ -91,55 +95,72 @@ static double nmse(const float *a, const float *ref, size_t n)
 
 /* ---- 1. attention level ---------------------------------------------------- */
 
+#define NCTX	2
+static const uint32_t ctx_gqa[NCTX] = { 1, 4 };
+
 struct attn_res {
-	uint32_t tokens;
+	uint32_t gqa, q_heads;
 	double nmse[NRATIO];
 	double bytes_dense, bytes[NRATIO];	/* flash bytes per call */
 	double mod_dense, mod[NRATIO];		/* modeled ns per call */
-	double t_dense, t[NRATIO];		/* measured ns per call */
+	double t_dense, t[NRATIO];		/* measured ns per call, medians */
+	double t_ratio[NRATIO];			/* median of per-iteration
+						 * sparse / dense */
 };
 
-/* Fill seq with n tokens: K heavy dims (d % 16 == 3, x4) and needles. */
-static int fill(struct csd_ctx *ctx, uint32_t seq, uint32_t n, uint32_t h,
-		uint32_t d, const float *q)
+#define POOL	(1u << 22)
+
+/*
+ * Fill @nseq sequences of @n tokens: K and V drawn from a pool of random
+ * f16 values (K heavy dims d % 16 == 3, x4), and 1 token in 512 a
+ * "needle" whose K is aligned with the sequence's q of its kv head.
+ */
+static int fill(struct csd_ctx *ctx, uint32_t nseq, uint32_t n, uint32_t h,
+		uint32_t gqa, uint32_t d, const float *q)
 {
 	const uint32_t chunk = 1024;
 	size_t row = (size_t)h * d;
+	uint16_t *pool = malloc((POOL + row * chunk) * 2);
 	uint16_t *k = malloc(chunk * row * 2), *v = malloc(chunk * row * 2);
 	int rc = 0;
 
-	if (!k || !v) {
+	if (!pool || !k || !v) {
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (uint32_t t0 = 0; t0 < n && !rc; t0 += chunk) {
-		uint32_t m = n - t0 < chunk ? n - t0 : chunk;
+	for (size_t i = 0; i < POOL + row * chunk; i++)
+		pool[i] = f2h((float)urand() * (i % 16 == 3 ? 4.0f : 1.0f));
+	for (uint32_t s = 0; s < nseq && !rc; s++) {
+		const float *qs = q + (size_t)s * h * gqa * d;
 
-		for (uint32_t t = 0; t < m; t++) {
-			/* 1 token in 512 is a needle aligned with q */
-			int needle = (urand() + 1.0) * 256.0 < 1.0;
+		for (uint32_t t0 = 0; t0 < n && !rc; t0 += chunk) {
+			uint32_t m = n - t0 < chunk ? n - t0 : chunk;
+			/* 16-element aligned offsets keep the heavy dims */
+			size_t ko = (size_t)((urand() + 1.0) * 0.5 * POOL) & ~15ul;
+			size_t vo = (size_t)((urand() + 1.0) * 0.5 * POOL) & ~15ul;
 
-			for (uint32_t i = 0; i < row; i++) {
-				float kv = (float)urand() *
-					   (i % 16 == 3 ? 4.0f : 1.0f);
-
-				if (needle)
-					kv = 0.3f * kv + 2.5f * q[i];
-				k[t * row + i] = f2h(kv);
-				v[t * row + i] = f2h((float)urand());
+			memcpy(k, pool + ko, (size_t)m * row * 2);
+			memcpy(v, pool + vo, (size_t)m * row * 2);
+			for (uint32_t t = 0; t < m; t++) {
+				if ((urand() + 1.0) * 256.0 >= 1.0)
+					continue;
+				for (uint32_t i = 0; i < row; i++)
+					k[t * row + i] = f2h(0.3f * (float)urand() +
+						2.5f * qs[(i / d) * gqa * d + i % d]);
 			}
+			rc = csd_kv_append(ctx, s, 0, t0, m, k, v);
 		}
-		rc = csd_kv_append(ctx, seq, 0, t0, m, k, v);
 	}
 out:
+	free(pool);
 	free(k);
 	free(v);
 	return rc;
 }
 
-static int attn_call(struct csd_dev *dev, struct csd_ctx *ctx, uint32_t seq,
-		     const float *q, float *out, float ratio, double *bytes,
-		     double *mod, double *ns)
+static int attn_call(struct csd_dev *dev, struct csd_ctx *ctx, uint32_t nseq,
+		     const uint32_t *seqs, const float *q, float *out,
+		     float ratio, double *bytes, double *mod, double *ns)
 {
 	struct csd_attn_req req;
 	struct csd_attn_result res;
@@ -148,8 +169,8 @@ static int attn_call(struct csd_dev *dev, struct csd_ctx *ctx, uint32_t seq,
 	int rc;
 
 	memset(&req, 0, sizeof(req));
-	req.nseq = 1;
-	req.seqs = &seq;
+	req.nseq = nseq;
+	req.seqs = seqs;
 	req.q = q;
 	req.out = out;
 	if (ratio > 0.0f) {
@@ -170,59 +191,64 @@ static int attn_call(struct csd_dev *dev, struct csd_ctx *ctx, uint32_t seq,
 	return rc;
 }
 
-static int bench_attention(const struct sopts *o, struct attn_res *ar)
+/* One context (kv heads o->heads, q heads gqa times that), a batch of
+ * o->abatch sequences of o->tokens: dense and every ratio side by side. */
+static int bench_attention(const struct sopts *o, uint32_t gqa,
+			   struct attn_res *r)
 {
-	const uint32_t h = o->heads, d = 128, lens[2] = { o->tokens, 4096 };
+	const uint32_t h = o->heads, d = 128, nseq = o->abatch;
 	struct csd_ctx_params p = {
-		.layers = 1, .kv_heads = h, .q_heads = h, .head_dim = d,
-		.dtype = CSD_KV_F16, .max_seqs = 2,
-		.max_tokens = o->tokens > 4096 ? o->tokens : 4096,
+		.layers = 1, .kv_heads = h, .q_heads = h * gqa, .head_dim = d,
+		.dtype = CSD_KV_F16, .max_seqs = nseq, .max_tokens = o->tokens,
 	};
-	size_t qn = (size_t)h * d;
+	size_t qn = (size_t)nseq * h * gqa * d;
 	float *q = malloc(qn * 4), *od = malloc(qn * 4), *os = malloc(qn * 4);
+	uint32_t seqs[64];
 	struct csd_dev *dev = NULL;
 	struct csd_ctx *ctx = NULL;
-	double td[MAXIT], ts[NRATIO][MAXIT], x, y;
+	double td[MAXIT], ts[NRATIO][MAXIT], tr[MAXIT], x, y;
 	int rc = -ENOMEM;
 
 	if (!q || !od || !os)
 		goto out;
 	for (size_t i = 0; i < qn; i++)
 		q[i] = (float)urand() * (i % 16 == 3 ? 3.0f : 1.0f);
-	rc = csd_dev_open("embedded:capacity=8G", &dev);
+	for (uint32_t s = 0; s < nseq; s++)
+		seqs[s] = s;
+	rc = csd_dev_open("embedded:capacity=16G", &dev);
 	if (rc)
 		goto out;
 	rc = csd_ctx_create(dev, &p, &ctx);
-	for (uint32_t s = 0; s < 2 && !rc; s++)
-		rc = fill(ctx, s, lens[s], h, d, q);
+	if (!rc)
+		rc = fill(ctx, nseq, o->tokens, h, gqa, d, q);
 	if (rc)
 		goto out;
-	for (uint32_t s = 0; s < 2; s++) {
-		struct attn_res *r = &ar[s];
-
-		r->tokens = lens[s];
-		rc = attn_call(dev, ctx, s, q, od, 0, &r->bytes_dense,
-			       &r->mod_dense, &x);
-		for (int i = 0; i < NRATIO && !rc; i++) {
-			rc = attn_call(dev, ctx, s, q, os, ratios[i],
-				       &r->bytes[i], &r->mod[i], &y);
-			r->nmse[i] = nmse(os, od, qn);
-		}
-		if (rc)
-			goto out;
-		/* timing: dense and every ratio interleaved */
-		for (uint32_t it = 0; it < o->iters && !rc; it++) {
-			rc = attn_call(dev, ctx, s, q, od, 0, &x, &y, &td[it]);
-			for (int i = 0; i < NRATIO && !rc; i++)
-				rc = attn_call(dev, ctx, s, q, os, ratios[i], &x,
-					       &y, &ts[i][it]);
-		}
-		if (rc)
-			goto out;
-		r->t_dense = median(td, o->iters);
-		for (int i = 0; i < NRATIO; i++)
-			r->t[i] = median(ts[i], o->iters);
+	r->gqa = gqa;
+	r->q_heads = h * gqa;
+	rc = attn_call(dev, ctx, nseq, seqs, q, od, 0, &r->bytes_dense,
+		       &r->mod_dense, &x);
+	for (int i = 0; i < NRATIO && !rc; i++) {
+		rc = attn_call(dev, ctx, nseq, seqs, q, os, ratios[i],
+			       &r->bytes[i], &r->mod[i], &y);
+		r->nmse[i] = nmse(os, od, qn);
 	}
+	/* timing: dense and every ratio interleaved (the machine may be
+	 * shared: compare within an iteration) */
+	for (uint32_t it = 0; it < o->iters && !rc; it++) {
+		rc = attn_call(dev, ctx, nseq, seqs, q, od, 0, &x, &y, &td[it]);
+		for (int i = 0; i < NRATIO && !rc; i++)
+			rc = attn_call(dev, ctx, nseq, seqs, q, os, ratios[i],
+				       &x, &y, &ts[i][it]);
+	}
+	if (rc)
+		goto out;
+	for (int i = 0; i < NRATIO; i++) {
+		for (uint32_t it = 0; it < o->iters; it++)
+			tr[it] = ts[i][it] / td[it];
+		r->t_ratio[i] = median(tr, o->iters);
+		r->t[i] = median(ts[i], o->iters);
+	}
+	r->t_dense = median(td, o->iters);
 out:
 	if (ctx)
 		csd_ctx_destroy(ctx);
@@ -323,6 +349,7 @@ static int decode(const struct rt_model *m, const struct sopts *o,
 		goto out;
 	rt_decoder_stats(d, &st);
 	*kv_per_step = (double)st.backend.kv_bytes_read / o->gen;
+
 out:
 	if (d)
 		rt_decoder_destroy(d);
@@ -374,15 +401,17 @@ out:
 static void report(FILE *f, const struct sopts *o, const struct attn_res *ar,
 		   const struct model_res *mr, int nm)
 {
-	fprintf(f, "{\n  \"bench\": \"sparf\",\n  \"attention\": {\"heads\": %u, "
-		"\"head_dim\": 128, \"dtype\": \"f16\", \"iters\": %u, "
-		"\"contexts\": [\n", o->heads, o->iters);
-	for (int s = 0; s < 2; s++) {
+	fprintf(f, "{\n  \"bench\": \"sparf\",\n  \"attention\": {\"kv_heads\": %u, "
+		"\"head_dim\": 128, \"dtype\": \"f16\", \"tokens\": %u, "
+		"\"batch\": %u, \"iters\": %u, \"contexts\": [\n", o->heads,
+		o->tokens, o->abatch, o->iters);
+	for (int s = 0; s < NCTX; s++) {
 		const struct attn_res *r = &ar[s];
 
-		fprintf(f, "    {\"tokens\": %u, \"dense\": {\"flash_bytes\": %.0f, "
+		fprintf(f, "    {\"gqa\": %u, \"q_heads\": %u, \"dense\": {\"flash_bytes\": %.0f, "
 			"\"modeled_ns\": %.0f, \"measured_ns\": %.0f}, \"sparse\": [",
-			r->tokens, r->bytes_dense, r->mod_dense, r->t_dense);
+			r->gqa, r->q_heads, r->bytes_dense, r->mod_dense,
+			r->t_dense);
 		for (int i = 0; i < NRATIO; i++)
 			fprintf(f, "%s\n      {\"ratio\": \"%s\", \"nmse\": %.6g, "
 				"\"flash_bytes\": %.0f, \"bytes_over_dense\": %.4f, "
@@ -390,9 +419,8 @@ static void report(FILE *f, const struct sopts *o, const struct attn_res *ar,
 				"\"measured_ns\": %.0f, \"measured_over_dense\": %.4f}",
 				i ? "," : "", rnames[i], r->nmse[i], r->bytes[i],
 				r->bytes[i] / r->bytes_dense, r->mod[i],
-				r->mod[i] / r->mod_dense, r->t[i],
-				r->t[i] / r->t_dense);
-		fprintf(f, "]}%s\n", s ? "" : ",");
+				r->mod[i] / r->mod_dense, r->t[i], r->t_ratio[i]);
+		fprintf(f, "]}%s\n", s == NCTX - 1 ? "" : ",");
 	}
 	fprintf(f, "  ]},\n  \"models\": [\n");
 	for (int k = 0; k < nm; k++) {
@@ -411,21 +439,22 @@ static void report(FILE *f, const struct sopts *o, const struct attn_res *ar,
 	fprintf(f, "  ]\n}\n");
 }
 
-static void print_text(const struct attn_res *ar, const struct model_res *mr,
-		       int nm)
+static void print_text(const struct sopts *o, const struct attn_res *ar,
+		       const struct model_res *mr, int nm)
 {
-	for (int s = 0; s < 2; s++) {
+	for (int s = 0; s < NCTX; s++) {
 		const struct attn_res *r = &ar[s];
 
-		printf("attention, %u tokens (dense: %.1f MiB flash, modeled %.3f ms, measured %.3f ms)\n",
-		       r->tokens, r->bytes_dense / 1048576.0, r->mod_dense / 1e6,
+		printf("attention, %u x %u tokens, %u/%u heads (dense: %.1f MiB flash, modeled %.3f ms, measured %.3f ms)\n",
+		       o->abatch, o->tokens, r->q_heads, o->heads,
+		       r->bytes_dense / 1048576.0, r->mod_dense / 1e6,
 		       r->t_dense / 1e6);
 		printf("  %-5s %10s %12s %12s %12s\n", "ratio", "NMSE",
 		       "bytes/dense", "modeled/d", "measured/d");
 		for (int i = 0; i < NRATIO; i++)
 			printf("  %-5s %10.3g %12.4f %12.4f %12.4f\n", rnames[i],
 			       r->nmse[i], r->bytes[i] / r->bytes_dense,
-			       r->mod[i] / r->mod_dense, r->t[i] / r->t_dense);
+			       r->mod[i] / r->mod_dense, r->t_ratio[i]);
 	}
 	for (int k = 0; k < nm; k++) {
 		printf("model %s (%u layers, %u/%u heads), %u steps teacher-forced:\n",
@@ -450,12 +479,14 @@ int bench_sparf_main(int argc, char **argv)
 		{ "gen", required_argument, NULL, 'g' },
 		{ "prompt", required_argument, NULL, 'p' },
 		{ "batch", required_argument, NULL, 'b' },
+		{ "attn-batch", required_argument, NULL, 'B' },
 		{ "models", required_argument, NULL, 'm' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct sopts o = { 32768, 8, 7, 256, 4096, 4, NULL, "tiny,small" };
-	struct attn_res ar[2];
+	struct sopts o = { 32768, 8, 7, 256, 2048, 2, 8, NULL,
+			   "tiny-mha,small" };
+	struct attn_res ar[NCTX];
 	struct model_res mr[4];
 	char mbuf[64], *save = NULL, *tok;
 	int c, rc, nm = 0;
@@ -472,24 +503,33 @@ int bench_sparf_main(int argc, char **argv)
 		case 'g': o.gen = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'p': o.prompt = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'b': o.batch = (uint32_t)strtoul(optarg, NULL, 0); break;
+		case 'B': o.abatch = (uint32_t)strtoul(optarg, NULL, 0); break;
 		case 'm': o.models = optarg; break;
 		default:
 			printf("usage: csd-bench sparf [--json FILE] [--tokens N] [--heads H]\n"
-			       "         [--iters N] [--gen N] [--prompt N] [--batch B]\n"
-			       "         [--models tiny,small]\n");
+			       "         [--attn-batch B] [--iters N] [--gen N] [--prompt N]\n"
+			       "         [--batch B] [--models tiny-mha,small]\n"
+			       "  defaults: 8 x 32768 tokens, 8 kv heads, 7 iterations; models:\n"
+			       "  256 steps after 2048-token prompts, batch 2 (about 2 minutes).\n"
+			       "  Longer: --prompt 4096 --batch 4 --models tiny-mha,tiny,small\n"
+			       "  --iters 21 (host prefill dominates: ~10 minutes).\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
 	if (o.tokens < 2048 || !o.heads || o.heads > 64 || !o.iters ||
 	    o.iters > MAXIT || !o.gen || !o.prompt || !o.batch ||
+	    !o.abatch || o.abatch > 64 ||
 	    strlen(o.models) >= sizeof(mbuf)) {
 		fprintf(stderr, "csd-bench sparf: bad option value\n");
 		return 2;
 	}
-	rc = bench_attention(&o, ar);
-	if (rc) {
-		fprintf(stderr, "csd-bench sparf: attention: %s\n", strerror(-rc));
-		return 1;
+	for (int i = 0; i < NCTX; i++) {
+		rc = bench_attention(&o, ctx_gqa[i], &ar[i]);
+		if (rc) {
+			fprintf(stderr, "csd-bench sparf: attention: %s\n",
+				strerror(-rc));
+			return 1;
+		}
 	}
 	strcpy(mbuf, o.models);
 	for (tok = strtok_r(mbuf, ",", &save); tok && nm < 4;
@@ -502,7 +542,7 @@ int bench_sparf_main(int argc, char **argv)
 		}
 		nm++;
 	}
-	print_text(ar, mr, nm);
+	print_text(&o, ar, mr, nm);
 	if (o.json) {
 		FILE *f = fopen(o.json, "w");
 

@@ -167,7 +167,8 @@ enum csd_io_opcode {
  *          must be 0 with CSD_ATTN_F_SPARSE
  *   CDW3   SparF parameters with CSD_ATTN_F_SPARSE (v0.2), else 0:
  *          [7:0] r - 1 (dims of q used for the approximate scores,
- *          r <= head_dim), [31:8] k (tokens kept per q head, >= 1; with
+ *          r <= head_dim; shared by the q heads of a GQA group),
+ *          [31:8] k (tokens kept per (sequence, KV head), >= 1; with
  *          CSD_ATTN_F_SPARSE_FRAC a fraction of each sequence's tokens in
  *          units of 2^-24: k_i = max(1, ceil(n_i * k / 2^24)))
  *   CDW13  [15:0] tag, [31:16] layer

@@ -3,12 +3,14 @@
  * test_sparse.c - SparF sparse attention (command set v0.2).
  *
  * Engine level, on a synthetic paged store with token- and channel-indexed
- * K: k >= n equals dense attention exactly; the full SparF formula against
- * a straightforward double precision implementation; scalar vs AVX2 vs
+ * K: k >= n equals dense attention exactly; the full SparF formula
+ * (group-shared selection for GQA) against a straightforward double
+ * precision implementation; scalar vs AVX2 vs
  * AVX-512 (hot loops and whole jobs); helpers; the read report.
  * Device level: validation of the new fields (nothing changes on error),
  * k = all through the drive equals dense, modeled bytes drop with the
- * ratio and the statistics log counts them.
+ * ratio and the statistics log counts them, also with GQA (the group
+ * shares its selection, so bytes stay about the ratio of dense).
  */
 #include <errno.h>
 #include <math.h>
@@ -307,93 +309,130 @@ static void test_k_all_is_dense(void)
 /* ---- engine: the formula against a double reference ---------------------- */
 
 /*
- * SparF of q head @h of sequence @q in double.  Returns the relative gap
- * between the k-th and (k+1)-th approximate scores (selection robustness).
+ * SparF of the @nq q heads @q ([nq][d]) of kv head @kvh of sequence @seq
+ * in double, group-shared selection: D = top-r of sum_h |q_h|; per head
+ * s^_h and scale^_h; kept = top-k of P_t = sum_h softmax(scale^_h s^_h)_t
+ * (one head: of s^_t); alpha_h = kept share of head h's softmax.  Outputs
+ * out [nq][d], lse [nq].  Returns the relative gap between the k-th and
+ * (k+1)-th ranking values (selection robustness).
  */
-static double ref_sparf(struct sps *s, uint32_t seq, uint32_t kvh,
-			const float *q, double scale, uint32_t r, uint32_t k,
-			double *out, double *lse)
+static double ref_group(struct sps *s, uint32_t seq, uint32_t kvh,
+			const float *q, uint32_t nq, double scale, uint32_t r,
+			uint32_t k, double *out, double *lse)
 {
 	const uint32_t d = s->d, n = s->n[seq];
 	uint32_t dims[ATTN_MAX_HEAD_DIM];
 	bool used[ATTN_MAX_HEAD_DIM] = { false };
-	double l1 = 0, l1r = 0, sh, mx = -INFINITY, z = 0, zk = 0, alpha;
-	double m = -INFINITY, l = 0, gap;
-	double *sc = malloc(n * sizeof(double));
+	double qa[ATTN_MAX_HEAD_DIM] = { 0 }, mean[ATTN_MAX_HEAD_DIM] = { 0 };
+	double *sc = malloc((size_t)nq * n * sizeof(double));
+	double *pr = calloc(n, sizeof(double));
+	double *sh = malloc(nq * sizeof(double)), *mx = malloc(nq * sizeof(double));
+	double *z = calloc(nq, sizeof(double));
 	uint32_t *ord = malloc(n * sizeof(uint32_t));
-	double acc[ATTN_MAX_HEAD_DIM] = { 0 }, mean[ATTN_MAX_HEAD_DIM] = { 0 };
+	double gap;
 
-	CU_ASSERT_FATAL(sc && ord);
-	for (uint32_t i = 0; i < d; i++)
-		l1 += fabs(q[i]);
-	for (uint32_t j = 0; j < r; j++) {	/* largest |q|, lowest index */
+	CU_ASSERT_FATAL(sc && pr && sh && mx && z && ord);
+	for (uint32_t h = 0; h < nq; h++)
+		for (uint32_t i = 0; i < d; i++)
+			qa[i] += fabs(q[h * d + i]);
+	for (uint32_t j = 0; j < r; j++) {	/* largest, lowest index */
 		uint32_t best = UINT32_MAX;
 
 		for (uint32_t i = 0; i < d; i++)
-			if (!used[i] && (best == UINT32_MAX ||
-					 fabsf(q[i]) > fabsf(q[best])))
+			if (!used[i] && (best == UINT32_MAX || qa[i] > qa[best]))
 				best = i;
 		used[best] = true;
-		dims[j] = best;
-		l1r += fabs(q[best]);
 	}
-	sh = scale / sqrt(l1r / l1);
-	for (uint32_t t = 0; t < n; t++) {
-		const float *kr = kf_at(s, s->kf, seq, kvh, t);
-		double a = 0;
+	for (uint32_t i = 0, j = 0; i < d; i++)
+		if (used[i])
+			dims[j++] = i;
+	for (uint32_t h = 0; h < nq; h++) {
+		const float *qh = q + h * d;
+		double l1 = 0, l1r = 0;
 
+		for (uint32_t i = 0; i < d; i++)
+			l1 += fabs(qh[i]);
 		for (uint32_t j = 0; j < r; j++)
-			a += (double)q[dims[j]] * kr[dims[j]];
-		sc[t] = a;
-		ord[t] = t;
-		mx = fmax(mx, a);
+			l1r += fabs(qh[dims[j]]);
+		sh[h] = scale / sqrt(l1r / l1);
+		mx[h] = -INFINITY;
+		for (uint32_t t = 0; t < n; t++) {
+			const float *kr = kf_at(s, s->kf, seq, kvh, t);
+			double a = 0;
+
+			for (uint32_t j = 0; j < r; j++)
+				a += (double)qh[dims[j]] * kr[dims[j]];
+			sc[(size_t)h * n + t] = a;
+			mx[h] = fmax(mx[h], a);
+		}
+		for (uint32_t t = 0; t < n; t++)
+			z[h] += exp(sh[h] * (sc[(size_t)h * n + t] - mx[h]));
 	}
-	/* sort by score desc (insertion into the top k + 1 only) */
+	for (uint32_t t = 0; t < n; t++) {
+		ord[t] = t;
+		if (nq == 1) {
+			pr[t] = sc[t];
+			continue;
+		}
+		for (uint32_t h = 0; h < nq; h++)
+			pr[t] += exp(sh[h] * (sc[(size_t)h * n + t] - mx[h])) /
+				 z[h];
+	}
+	/* order by the ranking value, desc (the top k + 1 only) */
 	for (uint32_t i = 0; i <= k && i < n; i++) {
 		uint32_t b = i;
 
 		for (uint32_t t = i + 1; t < n; t++)
-			if (sc[ord[t]] > sc[ord[b]])
+			if (pr[ord[t]] > pr[ord[b]])
 				b = t;
 		uint32_t x = ord[i];
 
 		ord[i] = ord[b];
 		ord[b] = x;
 	}
-	gap = k < n ? (sc[ord[k - 1]] - sc[ord[k]]) /
-		      (fabs(sc[ord[0]]) + 1e-30) : 1.0;
-	for (uint32_t t = 0; t < n; t++)
-		z += exp(sh * (sc[t] - mx));
-	for (uint32_t i = 0; i < k; i++)
-		zk += exp(sh * (sc[ord[i]] - mx));
-	alpha = zk / z;
-	for (uint32_t i = 0; i < k; i++) {
-		const float *kr = kf_at(s, s->kf, seq, kvh, ord[i]);
-		double a = 0;
-
-		for (uint32_t e = 0; e < d; e++)
-			a += (double)q[e] * kr[e];
-		sc[ord[i]] = a * scale;
-		m = fmax(m, sc[ord[i]]);
-	}
-	for (uint32_t i = 0; i < k; i++) {
-		const float *vr = kf_at(s, s->vf, seq, kvh, ord[i]);
-		double p = exp(sc[ord[i]] - m);
-
-		l += p;
-		for (uint32_t e = 0; e < d; e++)
-			acc[e] += p * vr[e];
-	}
+	gap = k < n ? (pr[ord[k - 1]] - pr[ord[k]]) /
+		      (fabs(pr[ord[0]]) + 1e-30) : 1.0;
 	for (uint32_t t = 0; t < n; t++) {
 		const float *vr = kf_at(s, s->vf, seq, kvh, t);
 
 		for (uint32_t e = 0; e < d; e++)
 			mean[e] += vr[e];
 	}
-	for (uint32_t e = 0; e < d; e++)
-		out[e] = alpha * acc[e] / l + (1 - alpha) * mean[e] / n;
-	*lse = m + log(l) - log(alpha);
+	for (uint32_t h = 0; h < nq; h++) {
+		const float *qh = q + h * d;
+		double acc[ATTN_MAX_HEAD_DIM] = { 0 };
+		double m = -INFINITY, l = 0, zk = 0, alpha;
+
+		for (uint32_t i = 0; i < k; i++)
+			zk += exp(sh[h] * (sc[(size_t)h * n + ord[i]] - mx[h]));
+		alpha = zk / z[h];
+		for (uint32_t i = 0; i < k; i++) {
+			const float *kr = kf_at(s, s->kf, seq, kvh, ord[i]);
+			double a = 0;
+
+			for (uint32_t e = 0; e < d; e++)
+				a += (double)qh[e] * kr[e];
+			pr[i] = a * scale;	/* reuse: exact scores */
+			m = fmax(m, pr[i]);
+		}
+		for (uint32_t i = 0; i < k; i++) {
+			const float *vr = kf_at(s, s->vf, seq, kvh, ord[i]);
+			double p = exp(pr[i] - m);
+
+			l += p;
+			for (uint32_t e = 0; e < d; e++)
+				acc[e] += p * vr[e];
+		}
+		for (uint32_t e = 0; e < d; e++)
+			out[h * d + e] = alpha * acc[e] / l +
+					 (1 - alpha) * mean[e] / n;
+		lse[h] = m + log(l) - log(alpha);
+	}
 	free(sc);
+	free(pr);
+	free(sh);
+	free(mx);
+	free(z);
 	free(ord);
 	return gap;
 }
@@ -401,41 +440,53 @@ static double ref_sparf(struct sps *s, uint32_t seq, uint32_t kvh,
 static void test_formula_vs_double(void)
 {
 	static const uint32_t lens[] = { 700, 2348, 2048, 4096 + 37 };
-	const uint32_t kvh = 2, qh = 4, d = 64, r = 8, k = 50;
+	static const uint32_t gqa[] = { 1, 2, 4 };
+	const uint32_t kvh = 2, d = 64, r = 8, k = 50;
 	uint32_t checked = 0, total = 0;
 
 	for (int di = 0; di < 3; di++) {
-		struct sps *s = sps_new(dtypes[di], d, kvh, 4, lens, 2.0f);
-		float *q = rand_q(4, qh, d);
-		struct jb sp;
+		for (unsigned int gi = 0; gi < 3; gi++) {
+			const uint32_t nq = gqa[gi], qh = kvh * nq;
+			struct sps *s = sps_new(dtypes[di], d, kvh, 4, lens,
+						2.0f);
+			float *q = rand_q(4, qh, d);
+			double ref[4 * ATTN_MAX_HEAD_DIM], lse[4];
+			struct jb sp;
 
-		jb_init(&sp, s, qh, q);
-		jb_sparse(&sp, r, k, false);
-		CU_ASSERT_EQUAL(attn_run_single(&sp.j, CSD_SIMD_SCALAR), 0);
-		for (uint32_t i = 0; i < 4; i++) {
-			for (uint32_t h = 0; h < qh; h++) {
-				const float *qv = q + ((size_t)i * qh + h) * d;
-				const float *o = sp.out + ((size_t)i * qh + h) * d;
-				double ref[ATTN_MAX_HEAD_DIM], lse, gap, err = 0;
+			jb_init(&sp, s, qh, q);
+			jb_sparse(&sp, r, k, false);
+			CU_ASSERT_EQUAL(attn_run_single(&sp.j, CSD_SIMD_SCALAR),
+					0);
+			for (uint32_t i = 0; i < 4; i++) {
+				for (uint32_t g = 0; g < kvh; g++) {
+					size_t o = ((size_t)i * qh + g * nq);
+					double gap, err = 0, lerr = 0;
 
-				gap = ref_sparf(s, i, h / (qh / kvh), qv,
-						sp.j.scale, r, k, ref, &lse);
-				total++;
-				if (gap < 1e-4)
-					continue;	/* near-tie: skip */
-				checked++;
-				for (uint32_t e = 0; e < d; e++)
-					err = fmax(err, fabs(o[e] - ref[e]));
-				CU_ASSERT(err < 2e-5);
-				CU_ASSERT(fabs(sp.lse[i * qh + h] - lse) < 1e-4);
-				if (err >= 2e-5)
-					fprintf(stderr, "dt %d seq %u h %u: err %g\n",
-						dtypes[di], i, h, err);
+					gap = ref_group(s, i, g, q + o * d, nq,
+							sp.j.scale, r, k, ref,
+							lse);
+					total++;
+					if (gap < 1e-4)
+						continue;	/* near-tie */
+					checked++;
+					for (uint32_t e = 0; e < nq * d; e++)
+						err = fmax(err, fabs(sp.out[o * d + e] -
+								     ref[e]));
+					for (uint32_t h = 0; h < nq; h++)
+						lerr = fmax(lerr, fabs(sp.lse[o + h] -
+								       lse[h]));
+					CU_ASSERT(err < 2e-5);
+					CU_ASSERT(lerr < 1e-4);
+					if (err >= 2e-5 || lerr >= 1e-4)
+						fprintf(stderr, "dt %d gqa %u seq %u g %u: err %g lse %g\n",
+							dtypes[di], nq, i, g, err,
+							lerr);
+				}
 			}
+			jb_free(&sp);
+			free(q);
+			sps_free(s);
 		}
-		jb_free(&sp);
-		free(q);
-		sps_free(s);
 	}
 	CU_ASSERT(checked * 10 >= total * 8);
 }
@@ -503,12 +554,14 @@ static void test_formula_by_hand(void)
 static void test_ops_simd(void)
 {
 	const struct attn_sparse_ops *ref = &attn_sparse_scalar;
-	enum { N = 2048 + 13, R = 13, D = 128 };
+	enum { N = 2048 + 13, R = 13, D = 128, NQ = 7, SS = N + 3 };
 	static char cols[R][N * 4];
 	static char rows[64][D * 4];
+	static float s0[NQ * SS], s1[NQ * SS];
+	static uint32_t h0[N + 16], e0[N + 16], h1[N + 16], e1[N + 16];
 	const void *cp[R];
 	const char *rp[64];
-	float qd[R], q[D], s0[N], s1[N];
+	float qd[NQ * R], q[D], w[NQ];
 
 	for (int simd = CSD_SIMD_AVX2; simd < CSD_SIMD_COUNT; simd++) {
 		const struct attn_sparse_ops *o = attn_sparse_ops_get(simd);
@@ -522,8 +575,9 @@ static void test_ops_simd(void)
 			const int dt = dtypes[di];
 			double e;
 
-			for (int j = 0; j < R; j++) {
+			for (int j = 0; j < NQ * R; j++)
 				qd[j] = rndf();
+			for (int j = 0; j < R; j++) {
 				cp[j] = cols[j];
 				for (int t = 0; t < N; t++)
 					attn_store_elem(cols[j], dt, t, rndf());
@@ -535,11 +589,20 @@ static void test_ops_simd(void)
 			}
 			for (int i = 0; i < D; i++)
 				q[i] = rndf();
+			/* 1..7 heads (blocks of 4, 2 and 1), with and
+			 * without the next chunk's columns to prefetch */
 			for (uint32_t n = 1; n <= N; n += n < 40 ? 1 : 997) {
-				ref->chan_dot(dt, R, qd, cp, n, s0);
-				o->chan_dot(dt, R, qd, cp, n, s1);
-				e = nmse(s1, s0, n);
-				CU_ASSERT(e < 1e-10);
+				for (uint32_t nq = 1; nq <= NQ; nq += 1 + (n > 40)) {
+					ref->chan_dot(dt, R, nq, qd, cp, NULL, n,
+						      s0, SS);
+					o->chan_dot(dt, R, nq, qd, cp,
+						    n % 2 ? cp : NULL, n, s1, SS);
+					for (uint32_t h = 0; h < nq; h++) {
+						e = nmse(s1 + h * SS, s0 + h * SS,
+							 n);
+						CU_ASSERT(e < 1e-10);
+					}
+				}
 			}
 			for (uint32_t n = 1; n <= 64; n++) {
 				ref->rows_dot(dt, D, q, rp, n, s0);
@@ -557,6 +620,44 @@ static void test_ops_simd(void)
 			float b = o->expsum(s0, n, 0.7f, 1.5f);
 
 			CU_ASSERT(fabsf(a - b) <= 1e-5f * a);
+			/* expput: the same sum, the exponentials in place */
+			memcpy(s1, s0, n * sizeof(float));
+			b = o->expput(s1, n, 0.7f, 1.5f);
+			CU_ASSERT(fabsf(a - b) <= 1e-5f * a);
+			for (uint32_t t = 0; t < n; t++)
+				CU_ASSERT(fabsf(s1[t] - expf(0.7f * s0[t] - 1.5f)) <=
+					  1e-6f * (1 + s1[t]));
+		}
+		/* wsum: weighted sum of head rows */
+		for (uint32_t nq = 1; nq <= NQ; nq++) {
+			for (uint32_t t = 0; t < NQ * SS; t++)
+				s0[t] = rndf();
+			for (uint32_t h = 0; h < nq; h++)
+				w[h] = rndf();
+			for (uint32_t n = 1; n <= N; n += n < 40 ? 1 : 997) {
+				ref->wsum(s0, SS, nq, w, n, s1);
+				o->wsum(s0, SS, nq, w, n, s1 + SS);
+				for (uint32_t t = 0; t < n; t++)
+					CU_ASSERT(fabsf(s1[t] - s1[SS + t]) <= 1e-6f);
+			}
+		}
+		/* split by the order key's top byte: exactly the scalar's */
+		for (uint32_t n = 1; n <= N; n += n < 40 ? 1 : 331) {
+			uint32_t nh0, ne0, nh1, ne1;
+
+			for (uint32_t t = 0; t < n; t++)
+				s0[t] = (t % 7 == 0 ? 1e-3f : 8.0f) * rndf();
+			s0[0] = -0.0f;
+			s0[n - 1] = 0.0f;
+			for (uint32_t kb = 0x3c; kb <= 0xc4; kb += 4) {
+				attn_sparse_split_scalar(s0, n, kb, h0, &nh0,
+							 e0, &ne0);
+				o->split(s0, n, kb, h1, &nh1, e1, &ne1);
+				CU_ASSERT_EQUAL(nh0, nh1);
+				CU_ASSERT_EQUAL(ne0, ne1);
+				CU_ASSERT(!memcmp(h0, h1, nh0 * 4));
+				CU_ASSERT(!memcmp(e0, e1, ne0 * 4));
+			}
 		}
 	}
 }
@@ -676,6 +777,20 @@ static void test_read_report(void)
 	b.j.priv = &rp;
 	CU_ASSERT_EQUAL(attn_run_single(&b.j, CSD_SIMD_AUTO), 0);
 	/* sequence 1 keeps all its 100 tokens: dense, no report */
+	CU_ASSERT_EQUAL(rp.calls, 2);
+	CU_ASSERT_EQUAL(rp.nd, 2 * 16);
+	CU_ASSERT_EQUAL(rp.nt, 2 * 300);
+	CU_ASSERT_EQUAL(rp.bad, 0);
+	jb_free(&b);
+	/* GQA 4: the group shares its selection -> still r dims, k tokens */
+	free(q);
+	q = rand_q(2, 8, 128);
+	memset(&rp, 0, sizeof(rp));
+	jb_init(&b, s, 8, q);
+	jb_sparse(&b, 16, 300, false);
+	b.j.sp_read = rep_read;
+	b.j.priv = &rp;
+	CU_ASSERT_EQUAL(attn_run_single(&b.j, CSD_SIMD_AUTO), 0);
 	CU_ASSERT_EQUAL(rp.calls, 2);
 	CU_ASSERT_EQUAL(rp.nd, 2 * 16);
 	CU_ASSERT_EQUAL(rp.nt, 2 * 300);
@@ -905,6 +1020,60 @@ static void test_dev_dense_and_bytes(void)
 	csdfw_destroy(fw);
 }
 
+/*
+ * GQA 4: the group shares its dims and tokens, so the flash bytes of a
+ * sparse call at ratio R are about R of dense (within 1.3 R; the short
+ * tail chunk is read whole).
+ */
+static void test_dev_gqa_bytes(void)
+{
+	struct csdfw *fw = open_dev();
+	const uint32_t kvh = 2, qh = 8, d = 128, n = 16384 + 100;
+	const uint32_t seq = 0;
+	size_t qn = (size_t)qh * d;
+	float *q = malloc(qn * 4), *o = malloc(qn * 4);
+	struct csd_log_stats a, b;
+	uint64_t dense;
+	uint32_t ctx;
+	static const uint32_t inv[3] = { 4, 8, 16 };
+
+	CU_ASSERT_FATAL(fw && q && o);
+	CU_ASSERT_EQUAL_FATAL(fwt_create(fw, 1, kvh, qh, d, CSD_DTYPE_F16, 8,
+					 65536, &ctx), 0);
+	dev_fill(fw, ctx, seq, n, kvh, d, CSD_DTYPE_F16);
+	for (size_t i = 0; i < qn; i++)
+		q[i] = rndf() * (i % 16 == 3 ? 3.0f : 1.0f);
+	CU_ASSERT_EQUAL(get_stats(fw, &a), 0);
+	CU_ASSERT_EQUAL(dev_attn(fw, ctx, 1, &seq, q, qn * 4, 0, 0, 0, o,
+				 qn * 4, NULL), 0);
+	CU_ASSERT_EQUAL(get_stats(fw, &b), 0);
+	dense = b.flash_bytes_read - a.flash_bytes_read;
+	CU_ASSERT(dense >= 2ull * kvh * n * d * 2);
+	for (int i = 0; i < 3; i++) {
+		double frac;
+
+		CU_ASSERT_EQUAL(get_stats(fw, &a), 0);
+		CU_ASSERT_EQUAL(dev_attn(fw, ctx, 1, &seq, q, qn * 4,
+					 CSD_ATTN_F_SPARSE |
+					 CSD_ATTN_F_SPARSE_FRAC, 0,
+					 CSD_CDW3_SPARSE(d / inv[i],
+						(1u << 24) / (2 * inv[i])),
+					 o, qn * 4, NULL), 0);
+		CU_ASSERT_EQUAL(get_stats(fw, &b), 0);
+		frac = (double)(b.flash_bytes_read - a.flash_bytes_read) /
+		       (double)dense;
+		CU_ASSERT(frac <= 1.3 / inv[i] && frac >= 0.7 / inv[i]);
+		if (frac > 1.3 / inv[i] || frac < 0.7 / inv[i])
+			fprintf(stderr, "GQA 4, ratio 1/%u: bytes %.4f of dense\n",
+				inv[i], frac);
+		for (size_t e = 0; e < qn; e++)
+			CU_ASSERT(isfinite(o[e]));
+	}
+	free(q);
+	free(o);
+	csdfw_destroy(fw);
+}
+
 static CU_TestInfo engine_tests[] = {
 	{ "k >= n equals dense", test_k_all_is_dense },
 	{ "formula vs double reference", test_formula_vs_double },
@@ -920,6 +1089,7 @@ static CU_TestInfo device_tests[] = {
 	{ "validation", test_dev_validation },
 	{ "k = all is dense; bytes drop with the ratio",
 	  test_dev_dense_and_bytes },
+	{ "GQA 4: bytes about the ratio of dense", test_dev_gqa_bytes },
 	CU_TEST_INFO_NULL,
 };
 
