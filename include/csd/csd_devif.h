@@ -126,7 +126,9 @@ enum csd_devif_client_state {
 };
 
 /* csd_devif_client.error bits: sticky diagnostics set by the daemon when a
- * client broke the protocol (the offending doorbell value is ignored). */
+ * client broke the protocol.  An out-of-range doorbell value is ignored
+ * (nothing is fetched from a queue while its CQ head is out of range); a
+ * command with a bad SQX entry completes with INVALID_FIELD. */
 enum csd_devif_client_error {
 	CSD_DEVIF_ERR_SQ_TAIL	= 1u << 0,	/* sq_tail >= queue_depth */
 	CSD_DEVIF_ERR_CQ_HEAD	= 1u << 1,	/* cq_head >= queue_depth */

@@ -161,7 +161,7 @@ enum csd_io_opcode {
  *   CDW15  number of tokens (>= 1)
  *   data   K[ntok][kv_heads][head_dim] then V[ntok][kv_heads][head_dim],
  *          elements in the context dtype
- * SEQ_RESET:   CDW13 sequence slot
+ * SEQ_RESET:   CDW13 [15:0] sequence slot
  * ATTN_SUBMIT:
  *   CDW2   window: attend to the last `window` tokens only (0 = all);
  *          must be 0 with CSD_ATTN_F_SPARSE
@@ -233,7 +233,7 @@ struct csd_ctx_desc {
 	uint8_t  rsvd0[3];
 	uint32_t max_seqs;	/* sequence slots, 1 .. id.max_seqs */
 	uint32_t max_tokens;	/* per sequence, 1 .. id.max_tokens */
-	uint32_t flags;		/* must be 0 in v0.1 */
+	uint32_t flags;		/* must be 0 (none defined in v0.2) */
 	uint8_t  rsvd1[40];
 };
 
@@ -250,7 +250,7 @@ struct csd_ctx_info {
 	} p;
 	uint32_t ctx_id;
 	uint32_t seqs_used;	/* slots holding at least one token */
-	uint32_t inflight;	/* attention calls in flight */
+	uint32_t inflight;	/* attention tags not yet released (read) */
 	uint64_t bytes_used;	/* flash bytes allocated (whole pages) */
 	uint64_t tokens;	/* sum over (seq, layer) of stored tokens */
 	uint32_t tokens_per_page;
@@ -327,7 +327,7 @@ struct csd_id_ctrl {
 	uint8_t  rab;
 	uint8_t  ieee[3];
 	uint8_t  cmic;
-	uint8_t  mdts;		/* in units of 4 KiB pages, power of two */
+	uint8_t  mdts;		/* floor(log2(max_xfer / 4 KiB)) */
 	uint16_t cntlid;
 	uint32_t ver;
 	uint8_t  rsvd84[172];

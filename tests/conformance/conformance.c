@@ -389,6 +389,30 @@ static void test_features(void)
 	CU_ASSERT_EQUAL_FATAL(raw(1, &pt), S_OK);
 	orig = (uint32_t)pt.result & 1;
 	CU_ASSERT_EQUAL((uint32_t)pt.result & ~1u, 0);
+	/* SEL (command-set.md 4.3): 1 default and 2 saved agree, 3 the
+	 * capabilities (C0h changeable, 07h nothing), 4..7 invalid */
+	{
+		uint64_t def;
+
+		pt.cdw10 = CSD_FEAT_ID_PACING | 1u << 8;
+		CU_ASSERT_EQUAL(raw(1, &pt), S_OK);
+		def = pt.result;
+		CU_ASSERT_EQUAL((uint32_t)def & ~1u, 0);
+		pt.cdw10 = CSD_FEAT_ID_PACING | 2u << 8;
+		CU_ASSERT_EQUAL(raw(1, &pt), S_OK);
+		CU_ASSERT_EQUAL(pt.result, def);
+		pt.cdw10 = CSD_FEAT_ID_PACING | 3u << 8;
+		CU_ASSERT_EQUAL(raw(1, &pt), S_OK);
+		CU_ASSERT_EQUAL((uint32_t)pt.result, 0x4);
+		pt.cdw10 = CSD_FEAT_NUM_QUEUES | 3u << 8;
+		CU_ASSERT_EQUAL(raw(1, &pt), S_OK);
+		CU_ASSERT_EQUAL((uint32_t)pt.result, 0);
+		pt.cdw10 = CSD_FEAT_ID_PACING | 4u << 8;
+		CU_ASSERT_EQUAL(raw(1, &pt), S_FIELD);
+		pt.cdw10 = CSD_FEAT_ID_PACING | 1u << 11;	/* reserved */
+		CU_ASSERT_EQUAL(raw(1, &pt), S_FIELD);
+		pt.cdw10 = CSD_FEAT_ID_PACING;
+	}
 	if (on_kernel() && geteuid() != 0) {
 		/* Set Features needs CAP_SYS_ADMIN on /dev/csdN */
 		pt = (struct csd_passthru){ .opcode = CSD_ADM_SET_FEATURES,
@@ -403,6 +427,15 @@ static void test_features(void)
 	pt = (struct csd_passthru){ .opcode = CSD_ADM_SET_FEATURES,
 				    .cdw10 = CSD_FEAT_ID_PACING, .cdw11 = 2 };
 	CU_ASSERT_EQUAL(raw(1, &pt), S_FIELD);
+	/* SV: not saveable (after the FID and value checks), nothing set */
+	pt.cdw11 = orig ^ 1;
+	pt.cdw10 = CSD_FEAT_ID_PACING | 1u << 31;
+	CU_ASSERT_EQUAL(raw(1, &pt),
+			CSD_STATUS(CSD_SCT_CMD_SPECIFIC,
+				   CSD_SC_FEATURE_NOT_SAVEABLE));
+	pt.cdw11 = 2;
+	CU_ASSERT_EQUAL(raw(1, &pt), S_FIELD);
+	pt.cdw10 = CSD_FEAT_ID_PACING;
 	pt.cdw11 = orig ^ 1;
 	CU_ASSERT_EQUAL(raw(1, &pt), S_OK);
 	pt = (struct csd_passthru){ .opcode = CSD_ADM_GET_FEATURES,

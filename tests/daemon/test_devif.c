@@ -389,14 +389,29 @@ static void test_hostile_doorbells(void)
 	     i++)
 		sleep_ms(10);
 	CU_ASSERT(r.ctl->error & CSD_DEVIF_ERR_SQ_TAIL);
-	/* CQ head out of range: flagged; nothing is fetched meanwhile */
+	/* CQ head out of range: flagged; nothing is fetched meanwhile (a
+	 * Flush submitted now stays in the SQ), then it runs once the head
+	 * is valid again (device-interface.md 3.2) */
 	__atomic_store_n(&r.ctl->db[1].cq_head, 99999u, __ATOMIC_RELEASE);
-	raw_ring(&r, 1, 0);
+	{
+		struct csd_sqe s = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = 0x55 };
+
+		raw_submit(&r, 1, &s, 0);
+	}
 	for (i = 0; i < WAIT_MS / 10 && !(r.ctl->error & CSD_DEVIF_ERR_CQ_HEAD);
 	     i++)
 		sleep_ms(10);
 	CU_ASSERT(r.ctl->error & CSD_DEVIF_ERR_CQ_HEAD);
-	__atomic_store_n(&r.ctl->db[1].cq_head, 0u, __ATOMIC_RELEASE);
+	sleep_ms(50);
+	CU_ASSERT_NOT_EQUAL(__atomic_load_n(&r.q[1].cq[r.q[1].head].status,
+					    __ATOMIC_ACQUIRE) & 1,
+			    r.q[1].phase);
+	__atomic_store_n(&r.ctl->db[1].cq_head, r.q[1].head, __ATOMIC_RELEASE);
+	raw_ring(&r, 1, r.q[1].tail);
+	CU_ASSERT_EQUAL_FATAL(raw_wait(&r, 1, &c), 0);
+	CU_ASSERT_EQUAL(c.cid, 0x55);
+	CU_ASSERT_EQUAL(c.status >> 1, 0);
 	/* still answers */
 	raw_ring(&r, 0, 0);
 	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);

@@ -302,6 +302,127 @@ static void test_spec_examples(void)
 	csdfw_destroy(fw);
 }
 
+/*
+ * The byte blocks of command-set.md section 7 themselves: parsed from the
+ * document and compared with the arrays above, so that the text and the
+ * test cannot drift apart.  Lines "    OO: xx xx ..." (OO the hex offset)
+ * form a block; "    AA..BB: xx" fills a range; any other line ends it.
+ */
+static FILE *open_spec_doc(void)
+{
+	static const char rel[] = "/../../Documentation/command-set.md";
+	char src[512], path[1200], exe[512];
+	char *slash;
+	ssize_t n;
+	FILE *f;
+
+	snprintf(src, sizeof(src), "%s", __FILE__);
+	slash = strrchr(src, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	snprintf(path, sizeof(path), "%s%s", src, rel);
+	f = fopen(path, "r");
+	if (f || src[0] == '/')
+		return f;
+	/* __FILE__ is relative to the build root: exe is in
+	 * <build>/tests/firmware-sim */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n <= 0)
+		return NULL;
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return NULL;
+	*slash = '\0';
+	snprintf(path, sizeof(path), "%s/../../%s%s", exe, src, rel);
+	return fopen(path, "r");
+}
+
+#define DOC_MAX_BLOCKS	8
+
+static int parse_doc_blocks(FILE *f, uint8_t blk[][64], size_t *blen)
+{
+	char line[256];
+	bool in7 = false, open_blk = false;
+	int nb = 0;
+
+	while (fgets(line, sizeof(line), f)) {
+		unsigned int a, b, v;
+		int pos = 0, k;
+		char *p;
+
+		if (!strncmp(line, "## ", 3)) {
+			in7 = !strncmp(line, "## 7.", 5);
+			open_blk = false;
+			continue;
+		}
+		if (!in7)
+			continue;
+		if (strncmp(line, "    ", 4) ||
+		    (sscanf(line + 4, "%x..%x:%n", &a, &b, &pos) != 2 &&
+		     sscanf(line + 4, "%x:%n", &a, &pos) != 1) || !pos) {
+			open_blk = false;
+			continue;
+		}
+		if (!open_blk) {
+			if (nb == DOC_MAX_BLOCKS)
+				return -1;
+			memset(blk[nb], 0, 64);
+			blen[nb] = 0;
+			nb++;
+			open_blk = true;
+		}
+		p = line + 4 + pos;
+		if (strstr(line, "..")) {
+			if (sscanf(p, "%x", &v) != 1 || b >= 64 || a > b)
+				return -1;
+			for (k = (int)a; k <= (int)b; k++)
+				blk[nb - 1][k] = (uint8_t)v;
+			blen[nb - 1] = b + 1;
+			continue;
+		}
+		for (k = 0; a + (unsigned int)k < 64; k++) {
+			int used = 0;
+
+			if (sscanf(p, "%2x%n", &v, &used) != 1)
+				break;
+			blk[nb - 1][a + (unsigned int)k] = (uint8_t)v;
+			p += used;
+		}
+		if (a + (unsigned int)k > blen[nb - 1])
+			blen[nb - 1] = a + (unsigned int)k;
+	}
+	return nb;
+}
+
+static void test_spec_examples_text(void)
+{
+	static const uint8_t *const want[] = {
+		ex_create, ex_create_params, ex_append, ex_submit, ex_read,
+	};
+	uint8_t blk[DOC_MAX_BLOCKS][64];
+	size_t blen[DOC_MAX_BLOCKS], i;
+	FILE *f = open_spec_doc();
+	int nb;
+
+	if (!f) {
+		cu_skip("Documentation/command-set.md not found");
+		return;
+	}
+	nb = parse_doc_blocks(f, blk, blen);
+	fclose(f);
+	/* CTX_CREATE SQE and data, KV_APPEND, ATTN_SUBMIT, ATTN_READ */
+	CU_ASSERT_EQUAL_FATAL(nb, 5);
+	for (i = 0; i < 5; i++) {
+		CU_ASSERT_EQUAL(blen[i], 64);
+		if (memcmp(blk[i], want[i], 64))
+			fprintf(stderr, "\n  command-set.md example block %zu "
+				"differs from the test's bytes", i);
+		CU_ASSERT_EQUAL(memcmp(blk[i], want[i], 64), 0);
+	}
+}
+
 /* ---- configuration ------------------------------------------------------ */
 
 static void test_config(void)
@@ -435,7 +556,7 @@ struct bad_cmd {
 enum { PM_NONE, PM_LAYERS0, PM_LAYERS257, PM_KV0, PM_KV257, PM_QNOTMUL,
        PM_GQA128, PM_Q1025, PM_HD48, PM_HD72, PM_HD272, PM_DTYPE3,
        PM_SEQS0, PM_SEQSBIG, PM_TOK0, PM_TOKBIG, PM_FLAGS, PM_RSVD0,
-       PM_RSVD1 };
+       PM_RSVD1, PM_Q0, PM_FLAGS_SHAPE };
 
 /* entries override fields of the macro-built base command on purpose */
 #pragma GCC diagnostic push
@@ -603,6 +724,42 @@ static const struct bad_cmd bad_cmds[] = {
 	{ "get features data", ADQ, { .opcode = 0xa, .cdw10 = 0xc0 }, 4, {0}, 0, ST_IF },
 	{ "get features sel 4", ADQ, { .opcode = 0xa, .cdw10 = 0xc0 | 4u << 8 }, 0, {0}, 0, ST_IF },
 	{ "set features cdw12", ADQ, { .opcode = 9, .cdw10 = 0xc0, .cdw12 = 1 }, 0, {0}, 0, ST_IF },
+	{ "create q_heads 0", IOQ, { CRT(64) }, -1, {0}, PM_Q0, VS(UNSUPPORTED) },
+	/* precedence (command-set.md section 2): with two faults, the
+	 * earlier check decides */
+	{ "order: opcode, flags", IOQ, { .opcode = 0x82, .nsid = 1, .flags = 1 }, 0, {0}, 0, ST_IOPC },
+	{ "order: flags, nsid", IOQ, { KVR(A, 0, 0, 0, 1), .flags = 1, .nsid = 2 }, -1, {0}, 0, ST_IF },
+	{ "order: ndm, nsid", IOQ, { KVR(A, 0, 0, 0, 1), .cdw11 = 1, .nsid = 2 }, -1, {0}, 0, ST_IF },
+	{ "order: rsvd cdw2, nsid", IOQ, { KVR(A, 0, 0, 0, 1), .cdw2 = 1, .nsid = 2 }, -1, {0}, 0, ST_IF },
+	{ "order: flag bits, nsid", IOQ, { SUB(A, 6, 0, 1, 0x10u << 16, SUB_A(1)), .nsid = 2 }, -1, {0}, 0, ST_IF },
+	{ "order: nsid, ndt", IOQ, { KVR(A, 0, 0, 0, 1), .nsid = 2 }, 256, {0}, 0, ST_INS },
+	{ "order: nsid, ntok", IOQ, { KVR(A, 0, 0, 0, 0), .nsid = 2 }, 0, {0}, 0, ST_INS },
+	{ "order: nsid, submit cdw3", IOQ, { SUB(A, 6, 0, 1, 0, SUB_A(1)), .cdw3 = 1, .nsid = 2 }, -1, {0}, 0, ST_INS },
+	{ "order: submit tag, ctx", IOQ, { SUB(3, 16, 0, 1, 0, SUB_A(1)) }, -1, {0}, 0, ST_IF },
+	{ "order: ctx, seq", IOQ, { KVR(3, 8, 0, 0, 1) }, -1, {0}, 0, VS(CTX_INVALID) },
+	{ "order: seq, layer", IOQ, { KVR(A, 8, 4, 0, 1) }, -1, {0}, 0, VS(SEQ_RANGE) },
+	{ "order: layer, length", IOQ, { KVW(A, 0, 4, 40, 2), .cdw10 = KV_A(1) / 4 }, -1, {0}, 0, VS(LAYER_RANGE) },
+	{ "order: length, token order", IOQ, { KVW(A, 0, 0, 0, 2), .cdw10 = KV_A(1) / 4 }, -1, {0}, 0, VS(LENGTH) },
+	{ "order: length, token range", IOQ, { KVR(A, 0, 0, 39, 2), .cdw10 = KV_A(1) / 4 }, -1, {0}, 0, VS(LENGTH) },
+	{ "order: token order, full", IOQ, { KVW(A, 1, 0, 63, 2) }, -1, {0}, 0, VS(TOKEN_ORDER) },
+	{ "order: submit layer, sparse r", IOQ, { SUB(A, 6, 4, 1, CSD_ATTN_F_SPARSE << 16, SUB_A(1)), .cdw3 = CSD_CDW3_SPARSE(128, 1) }, -1, {0}, 0, VS(LAYER_RANGE) },
+	{ "order: submit sparse r, length", IOQ, { SUB(A, 6, 0, 1, CSD_ATTN_F_SPARSE << 16, SUB_A(1) + 4), .cdw3 = CSD_CDW3_SPARSE(128, 1) }, -1, {0}, 0, ST_IF },
+	{ "order: submit layer, length", IOQ, { SUB(A, 6, 4, 1, 0, SUB_A(1) + 4) }, -1, {0}, 0, VS(LAYER_RANGE) },
+	{ "order: submit length, seq", IOQ, { SUB(A, 6, 0, 1, 0, SUB_A(1) + 4) }, -1, {8}, 0, VS(LENGTH) },
+	{ "order: submit seq, duplicate", IOQ, { SUB(A, 6, 0, 3, 0, SUB_A(3)) }, -1, {0, 0, 8}, 0, VS(SEQ_RANGE) },
+	{ "order: submit duplicate, busy tag", IOQ, { SUB(A, 5, 0, 2, 0, SUB_A(2)) }, -1, {0, 0}, 0, ST_IF },
+	{ "order: submit busy tag, empty", IOQ, { SUB(A, 5, 0, 1, 0, SUB_A(1)) }, -1, {2}, 0, VS(TAG_BUSY) },
+	{ "order: submit busy tag, full", IOQ, { SUB(A, 5, 0, 1, FUSED, SUBF_A(1)) }, -1, {1}, 0, VS(TAG_BUSY) },
+	{ "order: read tag unknown, length", IOQ, { RD(A, 6, RD_A(1) + 32) }, -1, {0}, 0, VS(TAG_INVALID) },
+	{ "order: query ctx, length", IOQ, { QRY(3, 60) }, -1, {0}, 0, VS(CTX_INVALID) },
+	{ "order: create flags, shape", IOQ, { CRT(64) }, -1, {0}, PM_FLAGS_SHAPE, ST_IF },
+	{ "order: identify length, nsid", ADQ, { .opcode = 6, .nsid = 2, .cdw10 = 0 }, 4092, {0}, 0, ST_IF },
+	{ "order: identify cns, nsid", ADQ, { .opcode = 6, .nsid = 2, .cdw10 = 2 }, 4096, {0}, 0, ST_IF },
+	{ "order: log lpo align, lid", ADQ, { .opcode = 2, .cdw10 = 3 | 127u << 16, .cdw12 = 2 }, 512, {0}, 0, ST_IF },
+	{ "order: log lid, lpo size", ADQ, { .opcode = 2, .cdw10 = 3 | 127u << 16, .cdw12 = 4096 }, 512, {0}, 0, ST_LOG },
+	{ "order: set features fid, sv", ADQ, { .opcode = 9, .cdw10 = 0xc1 | 1u << 31 }, 0, {0}, 0, ST_IF },
+	{ "order: set features value, sv", ADQ, { .opcode = 9, .cdw10 = 0xc0 | 1u << 31, .cdw11 = 2 }, 0, {0}, 0, ST_IF },
+	{ "order: get features fid, sel", ADQ, { .opcode = 0xa, .cdw10 = 0xc1 | 4u << 8 }, 0, {0}, 0, ST_IF },
 };
 #pragma GCC diagnostic pop
 
@@ -635,6 +792,8 @@ static void mutate_params(struct csd_ctx_desc *p, int m)
 	case PM_FLAGS: p->flags = 1; break;
 	case PM_RSVD0: p->rsvd0[2] = 1; break;
 	case PM_RSVD1: p->rsvd1[39] = 0x80; break;
+	case PM_Q0: p->q_heads = 0; break;
+	case PM_FLAGS_SHAPE: p->flags = 1; p->layers = 0; break;
 	default: break;
 	}
 }
@@ -1592,6 +1751,7 @@ static void test_concurrent(void)
 static CU_TestInfo wire_tests[] = {
 	{ "offsets", test_wire_offsets },
 	{ "spec examples", test_spec_examples },
+	{ "spec examples text", test_spec_examples_text },
 	{ "config", test_config },
 	CU_TEST_INFO_NULL
 };
