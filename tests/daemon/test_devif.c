@@ -1267,6 +1267,11 @@ static void test_memory_isolation(void)
 	size_t alen = 0, i;
 	int k;
 
+	pat = malloc(ntok * row);
+	if (!pat) {		/* not CU_ASSERT_FATAL: gcc -Wnonnull below */
+		CU_FAIL("out of memory");
+		return;
+	}
 	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
 	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &a), 0);	/* peer 1 */
 	CU_ASSERT_EQUAL_FATAL(raw_connect(&b, d.sock), 0);	/* peer 2 */
@@ -1291,8 +1296,6 @@ static void test_memory_isolation(void)
 		sleep_ms(10);
 	CU_ASSERT(b.regs->heartbeat >= 2 && c.regs->heartbeat >= 2);
 
-	pat = malloc(ntok * row);
-	CU_ASSERT_FATAL(pat != NULL);
 	for (i = 0; i < ntok * row; i += 8) {
 		uint64_t x = rng(&seed);
 
