@@ -11,9 +11,11 @@
  *
  * Every data address is either hostile or inside a scratch mapping that
  * stays mapped for the whole run, so the device can never write into the
- * fuzzer's own memory.  Every uring_cmd must complete (no hang).  After the
- * storm the device must still work: Identify (ioctl and uring_cmd) and a
- * context's create/query/destroy.
+ * fuzzer's own memory (the inaccessible pages stay reserved, see
+ * setup_memory(): nothing else, e.g. an io_uring ring, may be mapped
+ * there).  Every uring_cmd must complete (no hang).  After the storm the
+ * device must still work: Identify (ioctl and uring_cmd) and a context's
+ * create/query/destroy.
  *
  * Usage: ioctl_fuzz [/dev/csd0 [ITERATIONS [SEED]]]  (default 12000)
  */
@@ -33,7 +35,7 @@ struct fuzz {
 	uint64_t rng;
 	uint8_t *scratch;		/* SCRATCH bytes, then a guard page */
 	uint8_t *ro;			/* one read-only page */
-	uint64_t unmapped;		/* an address with nothing mapped */
+	uint64_t unmapped;		/* a PROT_NONE page: nothing accessible */
 	uint32_t max_xfer;
 	unsigned long ops, ioctls, urings, unknown, bad_rings;
 	unsigned long dev_ok, dev_err, refused;
@@ -485,27 +487,32 @@ static void fuzz_uring(struct fuzz *f, struct io_uring *ring, bool sqe128,
 	}
 }
 
+/*
+ * The scratch area, its guard page, a read-only page and an inaccessible
+ * page.  The guard and the inaccessible page are PROT_NONE mappings kept
+ * for the whole run, not holes: a hole left by munmap() is where the next
+ * small mmap() goes (top-down allocation), and the io_uring rings set up
+ * after this used to land there - the main ring's SQ/CQ ring page exactly
+ * at the "unmapped" address - so a fuzzed command reading device data into
+ * it legitimately overwrote the ring's head, tail, SQ array and CQEs (stale
+ * SQEs submitted again, CQEs of old user_data, commands never completing).
+ */
 static void setup_memory(struct fuzz *f)
 {
-	uint8_t *p;
+	uint8_t *p, *none;
 
 	p = mmap(NULL, SCRATCH + PAGE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (p == MAP_FAILED) {
+	none = mmap(NULL, PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	f->ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED || none == MAP_FAILED || f->ro == MAP_FAILED ||
+	    mprotect(p + SCRATCH, PAGE, PROT_NONE)) {	/* guard */
 		perror("mmap");
 		exit(1);
 	}
 	memset(p, 0x5a, SCRATCH);
-	munmap(p + SCRATCH, PAGE);		/* guard */
 	f->scratch = p;
-	f->ro = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	p = mmap(NULL, PAGE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (f->ro == MAP_FAILED || p == MAP_FAILED) {
-		perror("mmap");
-		exit(1);
-	}
-	munmap(p, PAGE);
-	f->unmapped = (uint64_t)(uintptr_t)p;
+	f->unmapped = (uint64_t)(uintptr_t)none;
 }
 
 static int identify(struct fuzz *f, struct io_uring *ring, bool uring,
@@ -537,6 +544,7 @@ int main(int argc, char **argv)
 	unsigned long i;
 	double t0;
 	bool have_r64, have_rnocqe;
+	unsigned int tries;
 	int r;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -660,8 +668,21 @@ int main(int argc, char **argv)
 	r = identify(&f, &ring, true, id);
 	check(r == 0 && !memcmp(id->mn, "CSD-SIM", 7),
 	      "fuzz: Identify after (uring_cmd) -> %d", r);
-	r = ctx_create_ioctl(f.fd);
-	check(r > 0, "fuzz: CTX_CREATE after -> %d", r);
+	/*
+	 * The storm's CTX_CREATEs may have filled the device's context table
+	 * (CTX_LIMIT): they go with their file, so open the node again.  An
+	 * io-wq worker may drop the last reference to the old file a moment
+	 * after our close(): allow a little time for that release.
+	 */
+	close(f.fd);
+	f.fd = open(node, O_RDWR);
+	r = f.fd < 0 ? -errno : ctx_create_ioctl(f.fd);
+	for (tries = 0; f.fd >= 0 && r < 0 && r != -EACCES && tries < 20;
+	     tries++) {
+		usleep(100000);
+		r = ctx_create_ioctl(f.fd);
+	}
+	check(r > 0, "fuzz: CTX_CREATE after (file opened again) -> %d", r);
 	if (r > 0) {
 		int q = ctx_query_ioctl(f.fd, (uint32_t)r);
 
@@ -672,7 +693,8 @@ int main(int argc, char **argv)
 		io_uring_queue_exit(&r64);
 	if (have_rnocqe)
 		io_uring_queue_exit(&rnocqe);
-	close(f.fd);
+	if (f.fd >= 0)
+		close(f.fd);
 	free(id);
 	return check_summary("ioctl_fuzz");
 }
