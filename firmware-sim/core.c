@@ -910,6 +910,23 @@ static void tag_release_locked(struct fw_ctx *ctx, struct fw_tag *t)
 }
 
 /*
+ * Device time an attention job occupies on the paced clock: its flash reads
+ * and compute only.  The output transfer and a command overhead belong to
+ * the ATTN_READ that collects the result (scheduled in finish_read()), so
+ * they are not counted twice; CQE dw1 of the read still reports the whole
+ * job cost (t->cost_ns) as the spec says.
+ */
+static uint64_t job_sched_ns(const struct model *m, const struct model_work *w)
+{
+	struct model_work j = *w;
+	uint64_t ns;
+
+	j.link_out = 0;
+	ns = model_cost(m, &j);
+	return ns > m->t.cmd_overhead_ns ? ns - m->t.cmd_overhead_ns : 0;
+}
+
+/*
  * Copy a finished job's result into the read command and complete it.
  * The tag is in TAG_READING (no one else touches it); the read holds a
  * context reference which is dropped here.
@@ -964,7 +981,8 @@ static void job_done(struct attn_job *job)
 		if (t->job_end_ns)
 			t->job_end_ns = model_schedule(&fw->model,
 						       t->job_end_ns,
-						       t->cost_ns);
+						       job_sched_ns(&fw->model,
+								    &t->w));
 	}
 	for (i = 0; i < CSDFW_MAX_CHANNELS; i++)
 		part += t->w.rd_part_bytes[i];
@@ -1284,7 +1302,7 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 		 * reads depend on the scores; until then the earliest start */
 		t->job_end_ns = sparse ? c->deadline :
 				model_schedule(&fw->model, c->deadline,
-					       t->cost_ns);
+					       job_sched_ns(&fw->model, &jw));
 	}
 	st_add(&fw->st.attn_calls, 1);
 	st_add(&fw->st.attn_seqs, nseq);
