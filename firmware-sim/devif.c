@@ -10,6 +10,15 @@
  *
  * Everything read from shared memory is read once into private memory and
  * validated before use: a client can write anything at any time.
+ *
+ * Controller reset (v1.2): a client's reset request (reset_req !=
+ * the last value acked) is noticed by the main thread on the client's
+ * doorbells, at every heartbeat tick and in the busy-poll passes.  It sets
+ * cl->resetting: nothing more is fetched from the client and post_cqe()
+ * drops the completions of its commands still in the firmware (no CQE, no
+ * interrupt).  The completion that brings cl->inflight to zero wakes the
+ * main thread (reap_fd), which zeroes the client's rings and doorbell
+ * words, restarts its indices and acks (client_reset_finish).
  */
 #include <endian.h>
 #include <errno.h>
@@ -88,6 +97,11 @@ struct devif_client {
 	bool active;			/* slot in use (main thread) */
 	atomic_bool dead;		/* socket gone, reap pending */
 	atomic_uint inflight;		/* commands in the firmware */
+	atomic_bool resetting;		/* controller reset in progress:
+					 * nothing fetched, CQEs dropped */
+	atomic_uint discarded;		/* completions dropped by it */
+	uint32_t reset_ack;		/* main thread: last request acked */
+	uint32_t reset_val;		/* main thread: request acted on */
 	int sock;
 	int db_fd[CSD_DEVIF_MAX_QUEUES];	/* client rings us */
 	int irq_fd[CSD_DEVIF_MAX_QUEUES];	/* we ring the client */
@@ -319,7 +333,8 @@ static void own_release(struct devif *d, uint32_t slot)
  * then the word holding cid and the status with the new phase tag, stored
  * with release semantics: a client whose acquire load of the status word
  * sees the new phase also sees the rest of the entry.  A client that has
- * gone away gets nothing (its area is reset before reuse).
+ * gone away gets nothing (its area is reset before reuse), nor does a
+ * client resetting its controller.
  */
 static void post_cqe(struct dq *q, uint16_t sq_head, uint16_t cid,
 		     uint16_t status, uint32_t dw0, uint32_t dw1)
@@ -328,7 +343,11 @@ static void post_cqe(struct dq *q, uint16_t sq_head, uint16_t cid,
 	uint32_t *w, poll_cpu;
 
 	pthread_mutex_lock(&q->cq_lock);
-	if (!atomic_load(&cl->dead)) {
+	if (atomic_load(&cl->resetting)) {
+		/* a command fetched before a controller reset: its
+		 * completion is discarded (device-interface.md 4.4) */
+		atomic_fetch_add(&cl->discarded, 1);
+	} else if (!atomic_load(&cl->dead)) {
 		w = (uint32_t *)&q->cq[q->cq_tail];
 		shm_store32(&w[0], dw0);
 		shm_store32(&w[1], dw1);
@@ -373,8 +392,10 @@ static void cmd_finish(struct dcmd *c, uint16_t status, uint32_t dw0,
 	own_complete(d, c, status, dw0);
 	post_cqe(q, c->sq_head, c->sqe.cid, status, status ? 0 : dw0, dw1);
 	free(c);
-	/* last touch of the client: the reaper may free its slot after this */
-	if (atomic_fetch_sub(&cl->inflight, 1) == 1 && atomic_load(&cl->dead))
+	/* last touch of the client: the reaper may free its slot (or finish
+	 * its controller reset) after this */
+	if (atomic_fetch_sub(&cl->inflight, 1) == 1 &&
+	    (atomic_load(&cl->dead) || atomic_load(&cl->resetting)))
 		eventfd_write(d->reap_fd, 1);
 }
 
@@ -553,6 +574,8 @@ static uint32_t queue_process(struct dq *q)
 	uint32_t depth = cl->d->o.depth, tail, head, used, avail, n;
 	struct csd_devif_qdb *db = &cl->ctl->db[q->qid];
 
+	if (atomic_load(&cl->resetting))	/* step 1: stop fetching */
+		return 0;
 	/* acquire: the SQEs (and SQX entries) written before the tail
 	 * doorbell are visible once we see the tail */
 	tail = shm_load_acquire32(&db->sq_tail);
@@ -598,6 +621,88 @@ static void client_process_all(struct devif_client *cl)
 		queue_process(&cl->q[i]);
 }
 
+/* ---- controller reset (v1.2) ------------------------------------------ */
+
+/*
+ * Steps 3 and 4 of a controller reset, once nothing the client submitted
+ * is left in the firmware (every completion since the request was
+ * dropped): zero its rings and doorbell words, restart our indices, clear
+ * the sticky error word, then ack with release semantics -- a client that
+ * sees the ack (acquire) sees the zeroed memory -- and signal vector 0.
+ */
+static void client_reset_finish(struct devif_client *cl)
+{
+	struct devif *d = cl->d;
+	uint32_t v, n;
+
+	for (v = 0; v < d->nvec; v++) {
+		struct dq *q = &cl->q[v];
+
+		pthread_mutex_lock(&q->cq_lock);
+		memset((void *)q->sq, 0, (size_t)d->o.depth * sizeof(*q->sq));
+		memset((void *)q->sqx, 0, (size_t)d->o.depth * sizeof(*q->sqx));
+		memset((void *)q->cq, 0, (size_t)d->o.depth * sizeof(*q->cq));
+		q->sq_head = 0;
+		q->cq_tail = 0;
+		q->phase = 1;
+		q->inflight = 0;
+		shm_store32(&cl->ctl->db[v].sq_tail, 0);
+		shm_store32(&cl->ctl->db[v].cq_head, 0);
+		shm_store32(&cl->ctl->db[v].cq_poll, 0);
+		pthread_mutex_unlock(&q->cq_lock);
+	}
+	shm_store32(&cl->ctl->error, 0);
+	n = atomic_exchange(&cl->discarded, 0);
+	atomic_store(&cl->resetting, false);
+	cl->reset_ack = cl->reset_val;
+	logmsg(d, DEVIF_LOG_INFO,
+	       "client %u: controller reset (%u commands discarded)\n",
+	       cl->slot + 1, n);
+	shm_store_release32(&cl->ctl->reset_ack, cl->reset_val);
+	if (eventfd_write(cl->irq_fd[0], 1) < 0 && errno != EAGAIN)
+		logmsg(d, DEVIF_LOG_ERR, "client %u: irq write: %s\n",
+		       cl->slot + 1, strerror(errno));
+}
+
+/*
+ * Look at the client's reset request (main thread: on its doorbells, at
+ * every heartbeat tick, after a completion ended a reset's wait).  A new
+ * request starts a reset (steps 1-2: stop fetching, drop completions); a
+ * reset whose commands have all left the firmware is finished.  A request
+ * changed while a reset was in progress is acted on right after its ack
+ * (at most one follow-up here, so a client flipping the word cannot keep
+ * the main thread busy).
+ */
+static void client_check_reset(struct devif_client *cl)
+{
+	uint32_t req;
+	int pass;
+
+	if (!cl->active || atomic_load(&cl->dead))
+		return;
+	for (pass = 0; pass < 2; pass++) {
+		if (atomic_load(&cl->resetting)) {
+			if (atomic_load(&cl->inflight))
+				return;	/* the last completion wakes us */
+			client_reset_finish(cl);
+		}
+		/* acquire: pairs with the client's release store */
+		req = shm_load_acquire32(&cl->ctl->reset_req);
+		if (req == cl->reset_ack)
+			return;
+		cl->reset_val = req;
+		atomic_store(&cl->discarded, 0);
+		/* seq_cst store, then the inflight load: with cmd_finish's
+		 * decrement-then-load, one of the two sees the other */
+		atomic_store(&cl->resetting, true);
+		logmsg(cl->d, DEVIF_LOG_DEBUG,
+		       "client %u: controller reset requested (%u in flight)\n",
+		       cl->slot + 1, atomic_load(&cl->inflight));
+	}
+	if (atomic_load(&cl->resetting) && !atomic_load(&cl->inflight))
+		client_reset_finish(cl);
+}
+
 /* ---- clients ------------------------------------------------------------- */
 
 static void regs_init(struct devif *d, struct csd_devif_regs *r)
@@ -605,6 +710,7 @@ static void regs_init(struct devif *d, struct csd_devif_regs *r)
 	r->magic = htole32(CSD_DEVIF_MAGIC);
 	r->version = htole32(CSD_DEVIF_VERSION);
 	r->caps = htole32(CSD_DEVIF_CAP_WINDOW | CSD_DEVIF_CAP_CTX_OWNER |
+			  CSD_DEVIF_CAP_RESET |
 			  (d->dma ? CSD_DEVIF_CAP_DMA_RAM : 0));
 	r->heartbeat = htole64(d->heartbeat);
 	r->hb_period_ms = htole32(d->o.hb_ms);
@@ -735,6 +841,9 @@ static int client_attach(struct devif *d, int sock)
 		goto err;
 	atomic_store(&cl->dead, false);
 	atomic_store(&cl->inflight, 0);
+	atomic_store(&cl->resetting, false);
+	atomic_store(&cl->discarded, 0);
+	cl->reset_ack = cl->reset_val = 0;	/* both words are 0 at attach */
 	cl->sock = sock;
 
 	/* the ivshmem server messages, in the spec's order */
@@ -904,6 +1013,8 @@ static void clients_init(struct devif *d)
 		cl->shm_fd = -1;
 		atomic_init(&cl->dead, false);
 		atomic_init(&cl->inflight, 0);
+		atomic_init(&cl->resetting, false);
+		atomic_init(&cl->discarded, 0);
 		for (v = 0; v < CSD_DEVIF_MAX_QUEUES; v++) {
 			struct dq *q = &cl->q[v];
 
@@ -1063,7 +1174,8 @@ static void heartbeat_tick(struct devif *d)
 		 * it with an acquire load */
 		shm_store_release64(&cl->regs->heartbeat, d->heartbeat);
 		/* a periodic rescan catches doorbells a client did not ring
-		 * (or rang while its CQ was full) */
+		 * (or rang while its CQ was full), and reset requests */
+		client_check_reset(cl);
 		client_process_all(cl);
 	}
 }
@@ -1112,6 +1224,7 @@ static uint32_t poll_doorbells(struct devif *d)
 
 		if (!cl->active || atomic_load(&cl->dead))
 			continue;
+		client_check_reset(cl);
 		for (v = 0; v < d->nvec; v++) {
 			struct dq *q = &cl->q[v];
 
@@ -1256,8 +1369,10 @@ int devif_run(struct devif *d, int lfd, int stop_fd)
 			case EV_REAP:
 				if (eventfd_read(d->reap_fd, &val) < 0)
 					break;
-				for (i = 0; i < d->o.max_clients; i++)
+				for (i = 0; i < d->o.max_clients; i++) {
 					client_try_reap(d, &d->cl[i]);
+					client_check_reset(&d->cl[i]);
+				}
 				break;
 			case EV_SOCK:
 				if (cl->active && !atomic_load(&cl->dead))
@@ -1270,6 +1385,7 @@ int devif_run(struct devif *d, int lfd, int stop_fd)
 				if (eventfd_read(cl->db_fd[tag[k].q], &val) < 0 &&
 				    errno != EAGAIN)
 					break;
+				client_check_reset(cl);
 				if (queue_process(&cl->q[tag[k].q])) {
 					last = mono_ns();
 					worked = true;

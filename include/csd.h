@@ -98,6 +98,20 @@ int csd_dev_set_pacing(struct csd_dev *dev, int on);
 /* Persist the drive's state (backing file) - NVMe Flush. */
 int csd_dev_flush(struct csd_dev *dev);
 
+/*
+ * Controller reset of this handle's queues (like an NVMe controller reset,
+ * but for this handle only): every command in flight on @dev completes
+ * with -ECANCELED (csd_attn_wait() of an attention call in flight returns
+ * -ECANCELED), calls made during the reset wait for it, and the handle is
+ * usable again when it returns 0.  KV contexts and their data are kept.
+ * "shm:": device interface v1.2 reset (-EOPNOTSUPP from an older daemon;
+ * no answer within the timeout: the device is treated as dead and
+ * -ETIMEDOUT returned); "/dev/...": NVME_IOCTL_RESET (needs CAP_SYS_ADMIN:
+ * -EACCES/-EPERM otherwise); groups reset every member (the first error is
+ * returned); "embedded:" returns -EOPNOTSUPP.  See csd_dev_reset(3).
+ */
+int csd_dev_reset(struct csd_dev *dev);
+
 struct csd_ctx_entry {
 	uint32_t id;
 	uint32_t layers, kv_heads, q_heads, head_dim;

@@ -58,6 +58,10 @@ typedef void (*csd_cpl_fn)(void *arg, const struct csd_cpl *cpl);
  *         could not be sent.  Lets a transport complete a synchronous call
  *         in the waiting thread itself rather than wake it from another.
  *         NULL: csd_exec uses submit and waits for the callback.
+ * reset:  optional: controller reset of this handle's queues
+ *         (csd_dev_reset): every command in flight completes (its @done is
+ *         called) with ABORT_REQ, then the transport takes commands again.
+ *         Returns 0 or -errno.  NULL: csd_dev_reset returns -EOPNOTSUPP.
  */
 struct csd_transport_ops {
 	const char *name;
@@ -69,6 +73,7 @@ struct csd_transport_ops {
 	int (*exec)(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 		    const struct csd_seg *seg, unsigned int nseg,
 		    struct csd_cpl *cpl);
+	int (*reset)(struct csd_dev *dev);
 };
 
 extern const struct csd_transport_ops csd_transport_embedded;
@@ -133,6 +138,7 @@ void csd_group_close(struct csd_dev *dev);
 int csd_group_get_stats(struct csd_dev *dev, struct csd_dev_stats *st);
 int csd_group_set_pacing(struct csd_dev *dev, int on);
 int csd_group_flush(struct csd_dev *dev);
+int csd_group_reset(struct csd_dev *dev);
 int csd_group_list_ctx(struct csd_dev *dev, struct csd_ctx_entry *ents,
 		       size_t max);
 int csd_group_ctx_create(struct csd_dev *dev, const struct csd_ctx_params *p,

@@ -354,6 +354,22 @@ CSD_EXPORT int csd_dev_flush(struct csd_dev *dev)
 	return csd_exec_status(dev, 0, &sqe, NULL, 0, NULL);
 }
 
+/*
+ * Controller reset of this handle's queues: the transport fails every
+ * command in flight with ABORT_REQ (-ECANCELED to its caller); contexts are
+ * kept.  A group resets every member.
+ */
+CSD_EXPORT int csd_dev_reset(struct csd_dev *dev)
+{
+	if (!dev)
+		return -EINVAL;
+	if (dev->grp)
+		return csd_group_reset(dev);
+	if (!dev->ops->reset)
+		return -EOPNOTSUPP;
+	return dev->ops->reset(dev);
+}
+
 CSD_EXPORT int csd_dev_list_ctx(struct csd_dev *dev, struct csd_ctx_entry *ents,
 				size_t max)
 {

@@ -418,6 +418,21 @@ int csd_group_flush(struct csd_dev *dev)
 	return first;
 }
 
+/* Every member is reset, whatever the others return: the first error. */
+int csd_group_reset(struct csd_dev *dev)
+{
+	struct csd_group *grp = dev->grp;
+	unsigned int i;
+	int rc, first = 0;
+
+	for (i = 0; i < grp->n; i++) {
+		rc = csd_dev_reset(grp->mem[i].dev);
+		if (rc && !first)
+			first = rc;
+	}
+	return first;
+}
+
 int csd_group_list_ctx(struct csd_dev *dev, struct csd_ctx_entry *ents,
 		       size_t max)
 {

@@ -97,4 +97,6 @@ const struct csd_transport_ops csd_transport_embedded = {
 	.open = emb_open,
 	.close = emb_close,
 	.submit = emb_submit,
+	/* no .reset: the in-process drive has no controller to reset
+	 * (commands are function calls); csd_dev_reset() -> -EOPNOTSUPP */
 };

@@ -673,9 +673,32 @@ static int kdev_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe
 	return rc;
 }
 
+/*
+ * Controller reset (csd_dev_reset): NVME_IOCTL_RESET.  csd.ko (device
+ * interface v1.2) fails every command in flight with ABORT_REQ -- the
+ * ioctl or uring_cmd returns the positive status 0x4007, which
+ * kdev_cpl() passes through (-ECANCELED) -- unpins their buffers after the
+ * daemon's ack, and returns once the controller is live again.  The
+ * driver requires CAP_SYS_ADMIN (-EACCES/-EPERM otherwise).  Not retried
+ * on EINTR: a reset may have happened.
+ */
+static int kdev_reset(struct csd_dev *dev)
+{
+	struct kdev_tp *t = dev->tp;
+
+	if (ioctl(t->fd, NVME_IOCTL_RESET) < 0) {
+		int err = errno;
+
+		csd_debug("kernel: NVME_IOCTL_RESET: %s\n", strerror(err));
+		return -err;
+	}
+	return 0;
+}
+
 const struct csd_transport_ops csd_transport_kernel = {
 	.name = "kernel",
 	.open = kdev_open,
 	.close = kdev_close,
 	.submit = kdev_submit,
+	.reset = kdev_reset,
 };

@@ -47,6 +47,19 @@
  * its waiter, and every later submission with -ENOTCONN; so no wait is
  * unbounded although a leader sleeps on the vectors without a timeout of
  * its own (an armed timer per wait costs microseconds in a VM).
+ *
+ * Controller reset (ops->reset, csd_dev_reset; device interface v1.2):
+ * t->resetting is set, then every queue's SQ lock and reap lock is taken
+ * once, so no submitter is half-way through an SQE and no reaper through a
+ * CQE; from then on shm_send() waits and cq_pop() finds nothing (the daemon
+ * zeroes the CQ rings under us).  The request is stored (release) and
+ * vector 0 rung; the ack is polled for, bounded by the timeout (none: the
+ * device is dead, fail_all()).  After the ack: every queue restarts at
+ * index 0 with phase 1, submissions resume, and the commands that were in
+ * flight at the request (marked `aborting`) are finished with ABORT_REQ
+ * (-ECANCELED) -- after submissions resume, so a completion callback that
+ * submits cannot deadlock.  Their cids stay in use until then, so the new
+ * commands never collide with them.
  */
 #include <endian.h>
 #include <errno.h>
@@ -83,6 +96,7 @@ struct shm_req {
 	bool used;
 	bool copy_out;
 	bool waited;			/* a synchronous caller waits for it */
+	bool aborting;			/* in flight at a controller reset */
 	struct csd_seg seg[CSD_MAX_SEGS];
 	unsigned int nseg;
 	size_t len;
@@ -135,6 +149,9 @@ struct shm_tp {
 	int wake_fd;
 	atomic_bool stop;
 	atomic_bool dead;
+	atomic_bool resetting;		/* controller reset: no SQE, no CQE */
+	uint32_t caps;			/* register page caps */
+	pthread_mutex_t rst_lock;	/* one reset at a time */
 	pthread_mutex_t plock;
 	pthread_cond_t pcond;
 	uint32_t pending;		/* plock: submitted, done not called */
@@ -289,6 +306,7 @@ static int map_layout(struct shm_tp *t)
 	if (!(ld_acquire32(&r->status) & CSD_DEVIF_STS_RDY))
 		return -ENODEV;
 	nq = ld32(&r->nr_io_queues);
+	t->caps = ld32(&r->caps);
 	t->depth = ld32(&r->queue_depth);
 	t->nvec = ld32(&r->nr_vectors);
 	t->max_xfer = ld32(&r->max_xfer);
@@ -483,19 +501,23 @@ static void pending_add(struct shm_tp *t, int d)
 	pthread_mutex_unlock(&t->plock);
 }
 
-/* Release a command's slot and resources, then report it. */
-static void req_finish(struct shm_tp *t, struct shm_q *q, uint16_t cid,
-		       const struct csd_cpl *cpl)
+/* Release a command's slot and resources, then report it.  @aborting:
+ * only if the command was in flight at a controller reset (a reset's
+ * abort pass; the cid may have completed and been reused since). */
+static void req_finish_if(struct shm_tp *t, struct shm_q *q, uint16_t cid,
+			  const struct csd_cpl *cpl, bool aborting)
 {
 	struct shm_req r;
 	size_t off;
 	unsigned int i;
 
 	pthread_mutex_lock(&q->lock);
-	if (cid >= t->depth || !q->req[cid].used) {
+	if (cid >= t->depth || !q->req[cid].used ||
+	    (aborting && !q->req[cid].aborting)) {
 		pthread_mutex_unlock(&q->lock);
-		csd_debug("shm: completion for unknown cid %u on queue %u\n",
-			  cid, q->qid);
+		if (!aborting)
+			csd_debug("shm: completion for unknown cid %u on "
+				  "queue %u\n", cid, q->qid);
 		return;
 	}
 	r = q->req[cid];
@@ -523,6 +545,12 @@ static void req_finish(struct shm_tp *t, struct shm_q *q, uint16_t cid,
 	pending_add(t, -1);
 }
 
+static void req_finish(struct shm_tp *t, struct shm_q *q, uint16_t cid,
+		       const struct csd_cpl *cpl)
+{
+	req_finish_if(t, q, cid, cpl, false);
+}
+
 /* Take the next new CQE of @q, if any (caller holds q->rlock). */
 static bool cq_pop(struct shm_tp *t, struct shm_q *q, uint16_t *cid,
 		   struct csd_cpl *cpl)
@@ -531,6 +559,10 @@ static bool cq_pop(struct shm_tp *t, struct shm_q *q, uint16_t *cid,
 	uint32_t w3;
 	uint16_t status;
 
+	/* during a controller reset the daemon zeroes the ring: hands off
+	 * (shm_reset() restarts cq_head and phase afterwards) */
+	if (atomic_load(&t->resetting))
+		return false;
 	/* acquire: the phase flip publishes the rest of the entry */
 	w3 = ld_acquire32(&w[3]);
 	status = (uint16_t)(w3 >> 16);
@@ -631,7 +663,7 @@ static bool wait_done(const struct shm_wait *w)
 static void spin_wait(struct shm_tp *t, struct shm_q *q,
 		      const struct shm_wait *w)
 {
-	uint64_t t0 = now_ns(), now = t0, pure;
+	uint64_t t0 = now_ns(), now, pure;
 	uint64_t end = t0 + (uint64_t)t->spin_us * 1000;
 	unsigned int late = atomic_load(&t->late);
 	bool yielded = false;
@@ -942,6 +974,7 @@ static void shm_free(struct shm_tp *t)
 	pthread_cond_destroy(&t->pcond);
 	pthread_mutex_destroy(&t->wlock);
 	pthread_cond_destroy(&t->wcond);
+	pthread_mutex_destroy(&t->rst_lock);
 	free(t);
 }
 
@@ -1007,6 +1040,8 @@ static int shm_open_tp(struct csd_dev *dev, const char *opts)
 	pthread_cond_init(&t->pcond, NULL);
 	pthread_mutex_init(&t->wlock, NULL);
 	pthread_cond_init(&t->wcond, NULL);
+	pthread_mutex_init(&t->rst_lock, NULL);
+	atomic_init(&t->resetting, false);
 	t->reaper = REAP_NONE;
 	atomic_init(&t->rr, 0);
 	atomic_init(&t->late, 0);
@@ -1191,8 +1226,10 @@ static int shm_send(struct shm_tp *t, int admin, const struct csd_sqe *sqe,
 
 	pthread_mutex_lock(&q->lock);
 	/* at most depth - 1 in flight: the daemon never has to hold back a
-	 * completion for lack of CQ space */
-	while (!is_dead(t) && q->inflight >= t->depth - 1) {
+	 * completion for lack of CQ space; nothing is submitted during a
+	 * controller reset (shm_reset broadcasts q->cond at its end) */
+	while (!is_dead(t) && (atomic_load(&t->resetting) ||
+			       q->inflight >= t->depth - 1)) {
 		deadline_in(&ts, SHM_POLL_MS * 2);
 		pthread_cond_timedwait(&q->cond, &q->lock, &ts);
 	}
@@ -1214,6 +1251,7 @@ static int shm_send(struct shm_tp *t, int admin, const struct csd_sqe *sqe,
 	r->bpage = bpage;
 	r->npages = npages;
 	r->waited = waited;
+	r->aborting = false;
 	q->inflight++;
 	pending_add(t, 1);
 	if (!waited) {
@@ -1283,10 +1321,116 @@ static int shm_exec(struct csd_dev *dev, int admin, const struct csd_sqe *sqe,
 	return 0;
 }
 
+/* ---- controller reset (device interface v1.2) ---------------------------- */
+
+/* Poll (bounded by the timeout and by daemon death) for reset_ack == @req.
+ * The daemon signals vector 0 too, but the vectors belong to the reaper. */
+static int reset_wait_ack(struct shm_tp *t, uint32_t req)
+{
+	uint64_t end = now_ms() + t->timeout_ms;
+	struct timespec ts = { 0, 20000L };	/* 20 us, doubling to 1 ms */
+
+	for (;;) {
+		/* acquire: pairs with the daemon's release store of the ack,
+		 * made after it zeroed the rings and doorbell words */
+		if (ld_acquire32(&t->ctl->reset_ack) == req)
+			return 0;
+		if (is_dead(t))
+			return -ENOTCONN;
+		if (now_ms() > end)
+			return -ETIMEDOUT;
+		nanosleep(&ts, NULL);
+		if (ts.tv_nsec < 1000000L)
+			ts.tv_nsec *= 2;
+	}
+}
+
+static int shm_reset(struct csd_dev *dev)
+{
+	static const struct csd_cpl abort_cpl = {
+		.status = CSD_STATUS(CSD_SCT_GENERIC, CSD_SC_ABORT_REQ) |
+			  CSD_STATUS_DNR,
+	};
+	struct shm_tp *t = dev->tp;
+	uint32_t v, cid, req, n = 0;
+	int rc;
+
+	if (!(t->caps & CSD_DEVIF_CAP_RESET))
+		return -EOPNOTSUPP;	/* a v1.0/v1.1 daemon */
+	pthread_mutex_lock(&t->rst_lock);
+	if (is_dead(t)) {
+		pthread_mutex_unlock(&t->rst_lock);
+		return -ENOTCONN;
+	}
+	/* quiesce: no submitter is writing an SQE, no reaper reading a CQE
+	 * once we have held each lock; later ones see the flag */
+	atomic_store(&t->resetting, true);
+	for (v = 0; v < t->nvec; v++) {
+		pthread_mutex_lock(&t->q[v].lock);
+		pthread_mutex_unlock(&t->q[v].lock);
+		pthread_mutex_lock(&t->q[v].rlock);
+		pthread_mutex_unlock(&t->q[v].rlock);
+	}
+	req = ld32(&t->ctl->reset_ack) + 1;
+	/* release: our last SQ tail and CQ head stores come first */
+	st_release32(&t->ctl->reset_req, req);
+	if (eventfd_write(t->q[0].db_fd, 1) < 0)
+		csd_debug("shm: doorbell write: %s\n", strerror(errno));
+	rc = reset_wait_ack(t, req);
+	if (rc == -ETIMEDOUT)
+		fail_all(t, "no controller reset ack");
+	if (rc) {
+		/* dead: fail_all() finished every command */
+		atomic_store(&t->resetting, false);
+		for (v = 0; v < t->nvec; v++) {
+			pthread_mutex_lock(&t->q[v].lock);
+			pthread_cond_broadcast(&t->q[v].cond);
+			pthread_mutex_unlock(&t->q[v].lock);
+		}
+		pthread_mutex_unlock(&t->rst_lock);
+		csd_debug("shm: controller reset: %s\n", strerror(-rc));
+		return rc == -ETIMEDOUT ? rc : -ENOTCONN;
+	}
+	/* the daemon is done with every command we had submitted: mark them,
+	 * restart our indices (its rings are zeroed), resume */
+	for (v = 0; v < t->nvec; v++) {
+		struct shm_q *q = &t->q[v];
+
+		pthread_mutex_lock(&q->lock);
+		for (cid = 0; cid < t->depth; cid++) {
+			if (q->req[cid].used) {
+				q->req[cid].aborting = true;
+				n++;
+			}
+		}
+		q->sq_tail = 0;
+		pthread_mutex_lock(&q->rlock);
+		q->cq_head = 0;
+		q->phase = 1;
+		pthread_mutex_unlock(&q->rlock);
+		pthread_mutex_unlock(&q->lock);
+	}
+	atomic_store(&t->resetting, false);
+	for (v = 0; v < t->nvec; v++) {
+		pthread_mutex_lock(&t->q[v].lock);
+		pthread_cond_broadcast(&t->q[v].cond);
+		pthread_mutex_unlock(&t->q[v].lock);
+	}
+	/* then finish the old ones: ABORT_REQ, no data copied out */
+	for (v = 0; v < t->nvec; v++)
+		for (cid = 0; cid < t->depth; cid++)
+			req_finish_if(t, &t->q[v], (uint16_t)cid, &abort_cpl,
+				      true);
+	pthread_mutex_unlock(&t->rst_lock);
+	csd_debug("shm: controller reset: %u commands aborted\n", n);
+	return 0;
+}
+
 const struct csd_transport_ops csd_transport_shm = {
 	.name = "shm",
 	.open = shm_open_tp,
 	.close = shm_close_tp,
 	.submit = shm_submit,
 	.exec = shm_exec,
+	.reset = shm_reset,
 };

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR MIT) */
 /*
- * csd_devif.h - the csd device interface (version 1.1): the shared-memory
+ * csd_devif.h - the csd device interface (version 1.2): the shared-memory
  * layout and doorbell protocol spoken between the csd-fw daemon and its
  * clients (libcsd's shm: transport; QEMU's ivshmem-doorbell device driven by
  * the csd.ko guest driver, where this memory is BAR2).
@@ -40,7 +40,7 @@
 
 #define CSD_DEVIF_MAGIC		0x56445343u	/* "CSDV" little-endian */
 #define CSD_DEVIF_MAJOR		1
-#define CSD_DEVIF_MINOR		1
+#define CSD_DEVIF_MINOR		2
 #define CSD_DEVIF_VERSION	((CSD_DEVIF_MAJOR << 16) | CSD_DEVIF_MINOR)
 
 #define CSD_DEVIF_PAGE		4096u		/* PRP page size, alignment */
@@ -67,6 +67,8 @@ enum csd_devif_caps {
 	CSD_DEVIF_CAP_WINDOW	= 1u << 0,	/* data window addressing */
 	CSD_DEVIF_CAP_DMA_RAM	= 1u << 1,	/* guest-physical PRPs */
 	CSD_DEVIF_CAP_CTX_OWNER	= 1u << 2,	/* per-client context ownership */
+	CSD_DEVIF_CAP_RESET	= 1u << 3,	/* v1.2: per-client controller
+						 * reset (reset_req/reset_ack) */
 };
 
 /* csd_devif_regs.status */
@@ -135,7 +137,19 @@ enum csd_devif_client_error {
 	CSD_DEVIF_ERR_SQX	= 1u << 2,	/* bad SQX entry */
 };
 
-/* First page of a client area. */
+/*
+ * First page of a client area.
+ *
+ * Controller reset (v1.2, caps CSD_DEVIF_CAP_RESET; Documentation/
+ * device-interface.md section 4.4): the client stores reset_ack + 1 in
+ * reset_req (release) and rings vector 0.  The daemon stops fetching this
+ * client's SQEs, waits until every command it fetched from the client has
+ * completed in the firmware, discards their completions (no CQE, no
+ * interrupt, no buffer access), zeroes the client's rings, doorbell words
+ * and error word, then stores reset_ack = reset_req (release) and signals
+ * vector 0.  The client then fails what it had submitted (ABORT_REQ) and
+ * starts again at index 0 with phase 1.  Contexts are kept.
+ */
 struct csd_devif_client {
 	uint32_t state;		/* daemon writes: enum csd_devif_client_state */
 	uint32_t peer_id;	/* daemon writes: = slot + 1 */
@@ -144,7 +158,13 @@ struct csd_devif_client {
 	uint32_t db_poll;	/* v1.1, daemon writes: non-zero while it
 				 * busy-polls this client's sq_tail doorbells;
 				 * the eventfd kick may be skipped */
-	uint8_t  rsvd[108];
+	uint32_t reset_req;	/* v1.2, client writes: controller reset
+				 * request; store reset_ack + 1 (release),
+				 * then ring vector 0 */
+	uint32_t reset_ack;	/* v1.2, daemon writes: = the reset_req it
+				 * acted on (release) once the reset is
+				 * complete, then it signals vector 0 */
+	uint8_t  rsvd[100];
 	struct csd_devif_qdb db[CSD_DEVIF_MAX_QUEUES];	/* offset 128 */
 	uint8_t  rsvd2[4096 - 128 - CSD_DEVIF_MAX_QUEUES * 128];
 };
@@ -173,6 +193,10 @@ _Static_assert(offsetof(struct csd_devif_qdb, cq_head) == 64, "devif cq_head");
 _Static_assert(offsetof(struct csd_devif_qdb, cq_poll) == 4, "devif cq_poll");
 _Static_assert(offsetof(struct csd_devif_client, db_poll) == 16,
 	       "devif db_poll");
+_Static_assert(offsetof(struct csd_devif_client, reset_req) == 20,
+	       "devif reset_req");
+_Static_assert(offsetof(struct csd_devif_client, reset_ack) == 24,
+	       "devif reset_ack");
 _Static_assert(sizeof(struct csd_devif_client) == 4096, "devif client size");
 _Static_assert(offsetof(struct csd_devif_client, db) == 128, "devif db");
 _Static_assert(sizeof(struct csd_devif_sqx) == 8, "devif sqx size");

@@ -9,6 +9,7 @@
  */
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -48,6 +49,7 @@ struct daemon {
 	char dir[64];
 	char sock[128];
 	char spec[160];
+	char log[128];		/* its stderr, when asked for */
 };
 
 /*
@@ -83,7 +85,9 @@ static void remember(pid_t pid)
 	}
 }
 
-static int daemon_start(struct daemon *d, const char *const *extra)
+/* Start a daemon; with @log its stderr goes to d->log (else inherited). */
+static int daemon_start_log(struct daemon *d, const char *const *extra,
+			    int log)
 {
 	const char *fw = getenv("CSD_FW");
 	const char *argv[24];
@@ -97,6 +101,8 @@ static int daemon_start(struct daemon *d, const char *const *extra)
 		return -1;
 	snprintf(d->sock, sizeof(d->sock), "%s/sock", d->dir);
 	snprintf(d->spec, sizeof(d->spec), "shm:%s", d->sock);
+	if (log)
+		snprintf(d->log, sizeof(d->log), "%s/log", d->dir);
 	argv[n++] = fw;
 	argv[n++] = "--socket";
 	argv[n++] = d->sock;
@@ -111,6 +117,14 @@ static int daemon_start(struct daemon *d, const char *const *extra)
 		return -1;
 	if (d->pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (log) {
+			int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC,
+				      0600);
+
+			if (fd < 0 || dup2(fd, 2) < 0)
+				_exit(126);
+			close(fd);
+		}
 		execv(fw, (char *const *)argv);
 		_exit(127);
 	}
@@ -128,6 +142,11 @@ static int daemon_start(struct daemon *d, const char *const *extra)
 		sleep_ms(20);
 	}
 	return -1;
+}
+
+static int daemon_start(struct daemon *d, const char *const *extra)
+{
+	return daemon_start_log(d, extra, 0);
 }
 
 /* Stop with @sig and reap (bounded; SIGKILL as a last resort).  Returns
@@ -151,8 +170,41 @@ static int daemon_stop(struct daemon *d, int sig)
 		d->pid = 0;
 	}
 	unlink(d->sock);
+	if (d->log[0])
+		unlink(d->log);
 	rmdir(d->dir);
 	return status;
+}
+
+/* Whether the daemon's log (daemon_start_log) contains @what; @loud:
+ * print the log when it does not. */
+static int log_find(const struct daemon *d, const char *what, int loud)
+{
+	char buf[65536];
+	ssize_t n;
+	int fd = open(d->log, O_RDONLY), found;
+
+	if (fd < 0)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return 0;
+	buf[n] = 0;
+	found = strstr(buf, what) != NULL;
+	if (!found && loud)
+		fprintf(stderr, "daemon log lacks \"%s\":\n%s", what, buf);
+	return found;
+}
+
+static int log_has(const struct daemon *d, const char *what)
+{
+	return log_find(d, what, 1);
+}
+
+static int log_has_quiet(const struct daemon *d, const char *what)
+{
+	return log_find(d, what, 0);
 }
 
 /* ---- raw ivshmem client ------------------------------------------------ */
@@ -1558,6 +1610,706 @@ static void test_storm(void)
 		  WEXITSTATUS(status) == 0);
 }
 
+
+/* ---- controller reset (devif v1.2) --------------------------------------- */
+
+/* A slow drive: pacing on, every flash read takes 0.5 s of modeled time, so
+ * a KV_READ or an attention job stays in the firmware that long and every
+ * later command waits behind it on the modeled clock. */
+static const char *const slow_opts[] = {
+	"--device-opts", "pacing=1,read_ns=500000000", "--heartbeat-ms", "20",
+	NULL,
+};
+
+/*
+ * Wait (bounded) until the heartbeat in @regs has advanced by two: the
+ * daemon's event loop has then run a whole heartbeat tick -- which rescans
+ * every queue -- after this call, so every command published before it has
+ * been fetched.  (A reset request seen in the same pass as a doorbell would
+ * otherwise stop the fetch: such commands are dropped unexecuted, which is
+ * right but not what these tests want to look at.)
+ */
+static int wait_fetched(const struct csd_devif_regs *regs)
+{
+	uint64_t h0 = __atomic_load_n(&regs->heartbeat, __ATOMIC_ACQUIRE);
+	int i;
+
+	for (i = 0; i < WAIT_MS; i++) {
+		if (__atomic_load_n(&regs->heartbeat, __ATOMIC_ACQUIRE) >= h0 + 2)
+			return 0;
+		sleep_ms(1);
+	}
+	return -1;
+}
+
+#define RKV_TOK		16
+#define RKV_ROW		(64 * 4)		/* 1 KV head x 64 x f32 */
+#define RKV_LEN		(2 * RKV_TOK * RKV_ROW)	/* K then V: 8 KiB */
+
+/* One command on queue @q and its completion (status field, -1 timeout). */
+static int raw_cmd(struct raw *r, uint32_t q, struct csd_sqe *s, uint32_t len,
+		   struct csd_cqe *c)
+{
+	raw_submit(r, q, s, len);
+	if (raw_wait(r, q, c))
+		return -1;
+	CU_ASSERT_EQUAL(c->cid, s->cid);
+	return c->status >> 1;
+}
+
+/* A one-layer, one-KV-head f32 context of client @r (descriptor at window
+ * offset @off); its id, 0 on failure. */
+static uint32_t raw_ctx_create(struct raw *r, uint64_t off)
+{
+	struct csd_ctx_desc *desc = (struct csd_ctx_desc *)(r->win + off);
+	struct csd_sqe s = { .opcode = CSD_IO_CTX_CREATE, .nsid = CSD_NSID,
+			     .cid = 0x101, .cdw10 = sizeof(*desc) / 4,
+			     .prp1 = W(off) };
+	struct csd_cqe c;
+
+	memset(desc, 0, sizeof(*desc));
+	desc->layers = 1;
+	desc->kv_heads = 1;
+	desc->q_heads = 1;
+	desc->head_dim = 64;
+	desc->dtype = CSD_DTYPE_F32;
+	desc->max_seqs = 1;
+	desc->max_tokens = 64;
+	if (raw_cmd(r, 1, &s, sizeof(*desc), &c))
+		return 0;
+	return c.dw0;
+}
+
+/* KV_APPEND / KV_READ of RKV_TOK tokens of sequence 0, layer 0, data at
+ * window offset @off (page aligned; two pages). */
+static struct csd_sqe raw_kv_sqe(uint8_t opc, uint32_t ctx, uint64_t off,
+				 uint16_t cid)
+{
+	struct csd_sqe s = { .opcode = opc, .nsid = CSD_NSID, .cid = cid,
+			     .cdw10 = RKV_LEN / 4, .cdw12 = ctx, .cdw13 = 0,
+			     .cdw14 = 0, .cdw15 = RKV_TOK, .prp1 = W(off),
+			     .prp2 = W(off + 4096) };
+
+	return s;
+}
+
+static void fill_kv(uint8_t *p, uint32_t seed)
+{
+	uint32_t i;
+
+	for (i = 0; i < RKV_LEN / 4; i++) {
+		float f = (float)(i * 7 + seed) * 0.25f;
+
+		memcpy(p + 4 * i, &f, 4);
+	}
+}
+
+/* Request a controller reset (reset_ack + 1, release, ring vector 0);
+ * returns the request value. */
+static uint32_t raw_reset_request(struct raw *r)
+{
+	uint32_t req = __atomic_load_n(&r->ctl->reset_ack,
+				       __ATOMIC_ACQUIRE) + 1;
+
+	__atomic_store_n(&r->ctl->reset_req, req, __ATOMIC_RELEASE);
+	eventfd_write(r->db[0], 1);
+	return req;
+}
+
+/* Wait (bounded) for reset_ack == @req; 0 or -1.  Vector 0 is left alone
+ * (the caller may look at it). */
+static int raw_reset_wait(struct raw *r, uint32_t req)
+{
+	int i;
+
+	for (i = 0; i < WAIT_MS / 2; i++) {
+		if (__atomic_load_n(&r->ctl->reset_ack, __ATOMIC_ACQUIRE) ==
+		    req)
+			return 0;
+		sleep_ms(2);
+	}
+	return -1;
+}
+
+/* After a reset: our indices restart too (tail 0, head 0, phase 1). */
+static void raw_reset_indices(struct raw *r)
+{
+	uint32_t v;
+
+	for (v = 0; v < r->nvec; v++) {
+		r->q[v].tail = 0;
+		r->q[v].head = 0;
+		r->q[v].phase = 1;
+	}
+}
+
+static int all_zero(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (b[i])
+			return 0;
+	return 1;
+}
+
+/* Every ring and doorbell word of client @r is zero, and its error word. */
+static int raw_rings_zero(const struct raw *r)
+{
+	uint32_t v;
+	int ok = r->ctl->error == 0;
+
+	for (v = 0; v < r->nvec; v++) {
+		ok &= all_zero(r->q[v].sq, r->depth * sizeof(struct csd_sqe));
+		ok &= all_zero(r->q[v].sqx,
+			       r->depth * sizeof(struct csd_devif_sqx));
+		ok &= all_zero(r->q[v].cq, r->depth * sizeof(struct csd_cqe));
+		ok &= r->ctl->db[v].sq_tail == 0 && r->ctl->db[v].cq_head == 0 &&
+		      r->ctl->db[v].cq_poll == 0;
+	}
+	return ok;
+}
+
+/*
+ * A raw client resets with three commands in the firmware (a KV_READ the
+ * paced drive holds for 0.5 s and two Flushes behind it).  The ack comes
+ * only once all three have left the firmware -- the daemon logs them as
+ * discarded before it acks -- and none of them got a CQE: every ring,
+ * doorbell word and the error word are zero.  Vector 0 was signalled.
+ * The queues then work from index 0 with phase 1, no stale CQE appears
+ * after the first new one, and the context and its data are still there.
+ * A second reset with nothing in flight discards nothing.
+ */
+static void test_reset_raw(void)
+{
+	struct daemon d;
+	struct raw r;
+	struct csd_sqe s;
+	struct csd_cqe c;
+	struct rawq *rq;
+	uint64_t val;
+	uint32_t ctx, req, i;
+	int k;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start_log(&d, slow_opts, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	CU_ASSERT_EQUAL(r.regs->version, CSD_DEVIF_VERSION);
+	CU_ASSERT_EQUAL(CSD_DEVIF_VERSION & 0xffff, 2);
+	CU_ASSERT(r.regs->caps & CSD_DEVIF_CAP_RESET);
+	CU_ASSERT_EQUAL(r.ctl->reset_req, 0);
+	CU_ASSERT_EQUAL(r.ctl->reset_ack, 0);
+	ctx = raw_ctx_create(&r, 0);
+	CU_ASSERT_FATAL(ctx != 0);
+	fill_kv(r.win + 65536, 1);
+	s = raw_kv_sqe(CSD_IO_KV_APPEND, ctx, 65536, 0x102);
+	CU_ASSERT_EQUAL_FATAL(raw_cmd(&r, 1, &s, RKV_LEN, &c), 0);
+
+	/* a sticky error and a garbage tail, both cleared by the reset */
+	raw_ring(&r, 2 % r.nvec, r.depth + 5);
+	for (k = 0; k < WAIT_MS / 10 && !(r.ctl->error & CSD_DEVIF_ERR_SQ_TAIL);
+	     k++)
+		sleep_ms(10);
+	CU_ASSERT(r.ctl->error & CSD_DEVIF_ERR_SQ_TAIL);
+
+	/* three commands behind one doorbell: the slow read first */
+	rq = &r.q[1];
+	memset(r.win + 131072, 0, RKV_LEN);
+	s = raw_kv_sqe(CSD_IO_KV_READ, ctx, 131072, 0x200);
+	rq->sq[rq->tail] = s;
+	rq->sqx[rq->tail].data_len = RKV_LEN;
+	rq->sqx[rq->tail].flags = 0;
+	rq->tail = (rq->tail + 1) % r.depth;
+	for (i = 0; i < 2; i++) {
+		struct csd_sqe f = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = (uint16_t)(0x201 + i) };
+
+		rq->sq[rq->tail] = f;
+		rq->sqx[rq->tail].data_len = 0;
+		rq->sqx[rq->tail].flags = 0;
+		rq->tail = (rq->tail + 1) % r.depth;
+	}
+	while (eventfd_read(r.irq[0], &val) == 0)
+		;			/* vector 0 quiet before the request */
+	raw_ring(&r, 1, rq->tail);
+	CU_ASSERT_EQUAL(wait_fetched(r.regs), 0);
+	req = raw_reset_request(&r);
+	CU_ASSERT_EQUAL(req, 1);
+	CU_ASSERT_EQUAL_FATAL(raw_reset_wait(&r, req), 0);
+	/* vector 0 was signalled with the ack */
+	{
+		struct pollfd pfd = { .fd = r.irq[0], .events = POLLIN };
+
+		CU_ASSERT_EQUAL(poll(&pfd, 1, WAIT_MS), 1);
+		CU_ASSERT_EQUAL(eventfd_read(r.irq[0], &val), 0);
+	}
+	/* the three left the firmware before the ack, without a CQE */
+	CU_ASSERT(log_has(&d, "client 1: controller reset (3 commands "
+			  "discarded)"));
+	CU_ASSERT(raw_rings_zero(&r));
+	CU_ASSERT_EQUAL(r.ctl->reset_req, 1);
+
+	/* from index 0, phase 1: pacing off on the admin queue */
+	raw_reset_indices(&r);
+	{
+		struct csd_sqe sf = { .opcode = CSD_ADM_SET_FEATURES,
+				      .cid = 0x300,
+				      .cdw10 = CSD_FEAT_ID_PACING,
+				      .cdw11 = 0 };
+
+		CU_ASSERT_EQUAL(raw_cmd(&r, 0, &sf, 0, &c), 0);
+		CU_ASSERT_EQUAL(c.sq_head, 1);
+		CU_ASSERT_EQUAL(c.sq_id, 0);
+		CU_ASSERT_EQUAL(r.q[0].head, 1);
+	}
+	/* the context and its data survived */
+	memset(r.win + 196608, 0, RKV_LEN);
+	s = raw_kv_sqe(CSD_IO_KV_READ, ctx, 196608, 0x301);
+	CU_ASSERT_EQUAL(raw_cmd(&r, 1, &s, RKV_LEN, &c), 0);
+	CU_ASSERT_EQUAL(c.sq_head, 1);
+	CU_ASSERT(memcmp(r.win + 196608, r.win + 65536, RKV_LEN) == 0);
+	/* nothing else was posted on queue 1 */
+	CU_ASSERT(all_zero(&r.q[1].cq[1],
+			   (r.depth - 1) * sizeof(struct csd_cqe)));
+
+	/* again, with nothing in flight */
+	req = raw_reset_request(&r);
+	CU_ASSERT_EQUAL(req, 2);
+	CU_ASSERT_EQUAL_FATAL(raw_reset_wait(&r, req), 0);
+	CU_ASSERT(raw_rings_zero(&r));
+	CU_ASSERT(log_has(&d, "client 1: controller reset (0 commands "
+			  "discarded)"));
+	raw_reset_indices(&r);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	CU_ASSERT_EQUAL(r.q[0].head, 1);
+	raw_close(&r);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/*
+ * A v1.1-style client never touches the reset words: over several
+ * heartbeat ticks (each one looks at the request word) and a few ring
+ * wraps its commands complete normally, in order, and nothing is reset.
+ */
+static void test_reset_v11_client(void)
+{
+	struct daemon d;
+	struct raw r;
+	struct csd_cqe c;
+	uint64_t hb0;
+	uint32_t i, n, ok = 0;
+	int k;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start_log(&d, NULL, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&r, d.sock), 0);
+	CU_ASSERT_EQUAL(r.regs->version >> 16, CSD_DEVIF_MAJOR);
+	hb0 = __atomic_load_n(&r.regs->heartbeat, __ATOMIC_ACQUIRE);
+	n = 3 * r.depth + 5;
+	for (i = 0; i < n; i++) {
+		struct csd_sqe s = { .opcode = CSD_IO_FLUSH, .nsid = CSD_NSID,
+				     .cid = (uint16_t)i };
+		uint32_t q = 1 + i % (r.nvec - 1);
+
+		raw_submit(&r, q, &s, 0);
+		if (raw_wait(&r, q, &c))
+			break;
+		if (c.cid == (uint16_t)i && c.status >> 1 == 0 &&
+		    c.sq_head == r.q[q].tail)
+			ok++;
+		if (i % r.depth == 0)	/* let heartbeats pass */
+			for (k = 0; k < WAIT_MS / 10 &&
+			     __atomic_load_n(&r.regs->heartbeat,
+					     __ATOMIC_ACQUIRE) <
+			     hb0 + 1 + i / r.depth; k++)
+				sleep_ms(10);
+	}
+	CU_ASSERT_EQUAL(ok, n);
+	CU_ASSERT(__atomic_load_n(&r.regs->heartbeat, __ATOMIC_ACQUIRE) >=
+		  hb0 + 3);
+	CU_ASSERT_EQUAL(r.ctl->reset_req, 0);
+	CU_ASSERT_EQUAL(r.ctl->reset_ack, 0);
+	CU_ASSERT_EQUAL(r.ctl->error, 0);
+	CU_ASSERT_EQUAL(raw_identify(&r, W(0), 4096), 0);
+	raw_close(&r);
+	CU_ASSERT(!log_has_quiet(&d, "controller reset"));
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/*
+ * Client A resets while both A and B have a slow KV_READ in the firmware:
+ * A's is discarded, B's completes normally -- CQE, status 0, its data --
+ * B's rings and indices are untouched and B goes on from where it was.
+ */
+static void test_reset_other_client(void)
+{
+	struct daemon d;
+	struct raw a, b;
+	struct csd_sqe s;
+	struct csd_cqe c;
+	uint32_t ca, cb, req, btail;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start_log(&d, slow_opts, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&a, d.sock), 0);
+	CU_ASSERT_EQUAL_FATAL(raw_connect(&b, d.sock), 0);
+	CU_ASSERT_EQUAL(a.peer, 1);
+	ca = raw_ctx_create(&a, 0);
+	cb = raw_ctx_create(&b, 0);
+	CU_ASSERT_FATAL(ca && cb);
+	fill_kv(a.win + 65536, 3);
+	fill_kv(b.win + 65536, 4);
+	s = raw_kv_sqe(CSD_IO_KV_APPEND, ca, 65536, 1);
+	CU_ASSERT_EQUAL_FATAL(raw_cmd(&a, 1, &s, RKV_LEN, &c), 0);
+	s = raw_kv_sqe(CSD_IO_KV_APPEND, cb, 65536, 2);
+	CU_ASSERT_EQUAL_FATAL(raw_cmd(&b, 1, &s, RKV_LEN, &c), 0);
+
+	/* both reads in the firmware (0.5 s each, one after the other) */
+	memset(b.win + 131072, 0, RKV_LEN);
+	s = raw_kv_sqe(CSD_IO_KV_READ, cb, 131072, 0xb0);
+	raw_submit(&b, 1, &s, RKV_LEN);
+	s = raw_kv_sqe(CSD_IO_KV_READ, ca, 131072, 0xa0);
+	raw_submit(&a, 1, &s, RKV_LEN);
+	CU_ASSERT_EQUAL(wait_fetched(a.regs), 0);
+	req = raw_reset_request(&a);
+	CU_ASSERT_EQUAL_FATAL(raw_reset_wait(&a, req), 0);
+	CU_ASSERT(log_has(&d, "client 1: controller reset (1 commands "
+			  "discarded)"));
+	CU_ASSERT(raw_rings_zero(&a));
+	/* B: untouched, its read completes as usual */
+	btail = b.q[1].tail;
+	CU_ASSERT_EQUAL(b.ctl->db[1].sq_tail, btail);
+	CU_ASSERT_EQUAL_FATAL(raw_wait(&b, 1, &c), 0);
+	CU_ASSERT_EQUAL(c.cid, 0xb0);
+	CU_ASSERT_EQUAL(c.status >> 1, 0);
+	CU_ASSERT_EQUAL(c.sq_head, btail);
+	CU_ASSERT(memcmp(b.win + 131072, b.win + 65536, RKV_LEN) == 0);
+	CU_ASSERT_EQUAL(b.ctl->reset_ack, 0);
+	CU_ASSERT_EQUAL(raw_identify(&b, W(0), 4096), 0);
+	/* A from index 0 reads its own data */
+	raw_reset_indices(&a);
+	memset(a.win + 131072, 0, RKV_LEN);
+	s = raw_kv_sqe(CSD_IO_KV_READ, ca, 131072, 0xa1);
+	CU_ASSERT_EQUAL(raw_cmd(&a, 1, &s, RKV_LEN, &c), 0);
+	CU_ASSERT(memcmp(a.win + 131072, a.win + 65536, RKV_LEN) == 0);
+	raw_close(&a);
+	raw_close(&b);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+}
+
+/* ---- csd_dev_reset() through the shm: transport ---------------------------- */
+
+/* Commands published in libcsd's own queues of client @peer (its memfd
+ * mapping in this process) since @base: sum over the queues of the SQ tail
+ * advance.  -1 if the mapping is not found. */
+static int sq_published(uint32_t peer, const uint32_t *base)
+{
+	const struct csd_devif_regs *regs;
+	const struct csd_devif_client *ctl;
+	uint32_t v, n = 0;
+	size_t len = 0;
+	uint8_t *map = find_client_map(peer, NULL, &len);
+
+	if (!map)
+		return -1;
+	regs = (const struct csd_devif_regs *)map;
+	ctl = (const struct csd_devif_client *)(map + regs->client_off);
+	for (v = 0; v < regs->nr_vectors; v++)
+		n += (__atomic_load_n(&ctl->db[v].sq_tail, __ATOMIC_ACQUIRE) +
+		      regs->queue_depth - base[v]) % regs->queue_depth;
+	return (int)n;
+}
+
+static void sq_snapshot(uint32_t peer, uint32_t *base)
+{
+	const struct csd_devif_regs *regs;
+	const struct csd_devif_client *ctl;
+	size_t len = 0;
+	uint8_t *map = find_client_map(peer, NULL, &len);
+	uint32_t v;
+
+	memset(base, 0, CSD_DEVIF_MAX_QUEUES * sizeof(*base));
+	if (!map)
+		return;
+	regs = (const struct csd_devif_regs *)map;
+	ctl = (const struct csd_devif_client *)(map + regs->client_off);
+	for (v = 0; v < regs->nr_vectors; v++)
+		base[v] = __atomic_load_n(&ctl->db[v].sq_tail,
+					  __ATOMIC_ACQUIRE);
+}
+
+/* Wait (bounded) until @n commands are published since @base. */
+static int wait_published(uint32_t peer, const uint32_t *base, int n)
+{
+	int i, got = -1;
+
+	for (i = 0; i < WAIT_MS; i++) {
+		got = sq_published(peer, base);
+		if (got >= n)
+			break;
+		sleep_ms(1);
+	}
+	return got;
+}
+
+#define RST_N	3	/* attention calls in flight */
+
+struct rst_call {
+	struct csd_ctx *ctx;
+	struct csd_attn_req req;
+	struct csd_attn *op;
+	uint32_t seq;
+	float q[4 * 64], out[4 * 64];
+	float k[MIX_TOK * MIX_ROW], v[MIX_TOK * MIX_ROW];
+	int rc;
+};
+
+static void *rst_submit(void *arg)
+{
+	struct rst_call *c = arg;
+
+	c->req = (struct csd_attn_req){
+		.layer = 0, .nseq = 1, .seqs = &c->seq, .q = c->q,
+		.out = c->out,
+	};
+	c->rc = csd_attn_submit(c->ctx, &c->req, &c->op);
+	return NULL;
+}
+
+static void *rst_sync(void *arg)
+{
+	struct rst_call *c = arg;
+
+	c->rc = csd_kv_read(c->ctx, c->seq, 0, 0, MIX_TOK, c->k, c->v);
+	return NULL;
+}
+
+/*
+ * libcsd: RST_N asynchronous attention calls with their reads parked in the
+ * firmware (the paced drive: 0.5 s per job, one after the other) and a
+ * synchronous KV read in another thread, then csd_dev_reset(): every one of
+ * them ends with -ECANCELED, and afterwards the handle works as before --
+ * the context and its data are intact, attention gives the same result.
+ *
+ * To have all attention jobs queued before any of their reads (so that all
+ * reads are still parked at the reset) the daemon is stopped while the
+ * submitting threads publish their ATTN_SUBMITs, then continued.
+ */
+static void test_reset_api(void)
+{
+	static const char *const opts[] = {
+		"--device-opts", "read_ns=500000000", "--heartbeat-ms", "20",
+		NULL,
+	};
+	struct daemon d;
+	struct csd_dev *dev = NULL;
+	struct csd_ctx *ctx = NULL;
+	struct rst_call *call;
+	pthread_t th[RST_N + 1];
+	float *kv, ref[RST_N][4 * 64];
+	uint32_t base[CSD_DEVIF_MAX_QUEUES];
+	char spec[200];
+	size_t i;
+	int t;
+
+	kv = malloc(sizeof(float) * RST_N * MIX_TOK * MIX_ROW);
+	call = calloc(RST_N + 1, sizeof(*call));
+	if (!kv || !call) {
+		free(kv);
+		free(call);
+		CU_FAIL("out of memory");
+		return;
+	}
+	for (i = 0; i < RST_N * MIX_TOK * MIX_ROW; i++)
+		kv[i] = (float)((i * 2654435761u >> 20) % 1000) * 0.001f;
+	CU_ASSERT_EQUAL_FATAL(daemon_start_log(&d, opts, 1), 0);
+	/* a generous heartbeat timeout: the daemon is stopped for a while */
+	snprintf(spec, sizeof(spec), "%s,timeout=60000", d.spec);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(spec, &dev), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev, &small_p, &ctx), 0);
+	for (t = 0; t <= RST_N; t++) {
+		call[t].ctx = ctx;
+		call[t].seq = (uint32_t)(t % RST_N);
+		for (i = 0; i < 4 * 64; i++)
+			call[t].q[i] = (float)((i + (size_t)t) % 5) * 0.1f;
+	}
+	for (t = 0; t < RST_N; t++) {
+		struct csd_attn_req req = {
+			.layer = 0, .nseq = 1, .seqs = &call[t].seq,
+			.q = call[t].q, .out = ref[t],
+		};
+		const float *e = kv + (size_t)t * MIX_TOK * MIX_ROW;
+
+		CU_ASSERT_EQUAL_FATAL(csd_kv_append(ctx, (uint32_t)t, 0, 0,
+						    MIX_TOK, e, e), 0);
+		CU_ASSERT_EQUAL_FATAL(csd_attn_run(ctx, &req, NULL), 0);
+	}
+	CU_ASSERT_EQUAL_FATAL(csd_dev_set_pacing(dev, 1), 0);
+
+	/* the ATTN_SUBMITs reach the queues while the daemon is stopped */
+	sq_snapshot(1, base);
+	CU_ASSERT_EQUAL_FATAL(kill(d.pid, SIGSTOP), 0);
+	for (t = 0; t < RST_N; t++)
+		CU_ASSERT_EQUAL_FATAL(pthread_create(&th[t], NULL, rst_submit,
+						     &call[t]), 0);
+	CU_ASSERT_EQUAL(wait_published(1, base, RST_N), RST_N);
+	CU_ASSERT_EQUAL_FATAL(kill(d.pid, SIGCONT), 0);
+	for (t = 0; t < RST_N; t++) {
+		pthread_join(th[t], NULL);
+		CU_ASSERT_EQUAL(call[t].rc, 0);
+	}
+	/* their reads are parked now; a synchronous call joins them */
+	CU_ASSERT_EQUAL(sq_published(1, base), 2 * RST_N);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th[RST_N], NULL, rst_sync,
+					     &call[RST_N]), 0);
+	CU_ASSERT_EQUAL(wait_published(1, base, 2 * RST_N + 1),
+			2 * RST_N + 1);
+	{
+		size_t len = 0;
+		const uint8_t *map = find_client_map(1, NULL, &len);
+
+		CU_ASSERT_FATAL(map != NULL);
+		CU_ASSERT_EQUAL(wait_fetched((const void *)map), 0);
+	}
+
+	CU_ASSERT_EQUAL(csd_dev_reset(dev), 0);
+	pthread_join(th[RST_N], NULL);
+	CU_ASSERT_EQUAL(call[RST_N].rc, -ECANCELED);
+	for (t = 0; t < RST_N; t++) {
+		if (!call[t].op)
+			continue;
+		CU_ASSERT_EQUAL(csd_attn_wait(call[t].op, NULL), -ECANCELED);
+	}
+	CU_ASSERT(log_has(&d, "client 1: controller reset (4 commands "
+			  "discarded)"));
+
+	/* business as usual: data, contexts and results unchanged */
+	CU_ASSERT_EQUAL(csd_dev_set_pacing(dev, 0), 0);
+	CU_ASSERT(ctx_listed(dev, csd_ctx_get_id(ctx)));
+	for (t = 0; t < RST_N; t++) {
+		const float *e = kv + (size_t)t * MIX_TOK * MIX_ROW;
+		struct csd_attn_req req = {
+			.layer = 0, .nseq = 1, .seqs = &call[t].seq,
+			.q = call[t].q, .out = call[t].out,
+		};
+
+		CU_ASSERT_EQUAL(csd_kv_read(ctx, (uint32_t)t, 0, 0, MIX_TOK,
+					    call[t].k, call[t].v), 0);
+		CU_ASSERT(memcmp(call[t].k, e, sizeof(call[t].k)) == 0);
+		CU_ASSERT(memcmp(call[t].v, e, sizeof(call[t].v)) == 0);
+		memset(call[t].out, 0, sizeof(call[t].out));
+		CU_ASSERT_EQUAL(csd_attn_run(ctx, &req, NULL), 0);
+		CU_ASSERT(memcmp(call[t].out, ref[t], sizeof(ref[t])) == 0);
+	}
+	/* a reset with nothing in flight */
+	CU_ASSERT_EQUAL(csd_dev_reset(dev), 0);
+	CU_ASSERT_EQUAL(csd_kv_read(ctx, 0, 0, 0, MIX_TOK, call[0].k,
+				    call[0].v), 0);
+	CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+	csd_dev_close(dev);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+	free(call);
+	free(kv);
+}
+
+/*
+ * Many threads keep making synchronous calls (polled mode too) while
+ * another resets the handle again and again: every call returns 0 or
+ * -ECANCELED, data read successfully is right, nothing hangs; a group of
+ * two handles resets both members.
+ */
+struct rst_hammer {
+	struct csd_ctx *ctx;
+	const float *e;
+	int stop;
+	unsigned int ok, canceled, bad;
+};
+
+static void *rst_hammer_thread(void *arg)
+{
+	struct rst_hammer *h = arg;
+	float k[MIX_TOK * MIX_ROW], v[MIX_TOK * MIX_ROW];
+	int rc;
+
+	while (!__atomic_load_n(&h->stop, __ATOMIC_ACQUIRE)) {
+		rc = csd_kv_read(h->ctx, 0, 0, 0, MIX_TOK, k, v);
+		if (rc == 0 && !memcmp(k, h->e, sizeof(k)) &&
+		    !memcmp(v, h->e, sizeof(v)))
+			h->ok++;
+		else if (rc == -ECANCELED)
+			h->canceled++;
+		else
+			h->bad++;
+	}
+	return NULL;
+}
+
+static void test_reset_concurrent(void)
+{
+	static const char *const modes[] = { "", ",poll=20" };
+	struct daemon d;
+	float *kv;
+	unsigned int mode;
+	size_t i;
+
+	kv = malloc(sizeof(float) * MIX_TOK * MIX_ROW);
+	CU_ASSERT_FATAL(kv != NULL);
+	for (i = 0; i < MIX_TOK * MIX_ROW; i++)
+		kv[i] = (float)i;
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	for (mode = 0; mode < 2; mode++) {
+		struct csd_dev *dev = NULL;
+		struct csd_ctx *ctx = NULL;
+		struct rst_hammer h[3];
+		pthread_t th[3];
+		char spec[200];
+		int t, n;
+
+		snprintf(spec, sizeof(spec), "%s%s", d.spec, modes[mode]);
+		CU_ASSERT_EQUAL_FATAL(csd_dev_open(spec, &dev), 0);
+		CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev, &small_p, &ctx), 0);
+		CU_ASSERT_EQUAL(csd_kv_append(ctx, 0, 0, 0, MIX_TOK, kv, kv),
+				0);
+		for (t = 0; t < 3; t++) {
+			h[t] = (struct rst_hammer){ .ctx = ctx, .e = kv };
+			CU_ASSERT_EQUAL_FATAL(pthread_create(&th[t], NULL,
+							     rst_hammer_thread,
+							     &h[t]), 0);
+		}
+		for (n = 0; n < 50; n++) {
+			CU_ASSERT_EQUAL(csd_dev_reset(dev), 0);
+			sleep_ms(2);
+		}
+		for (t = 0; t < 3; t++) {
+			__atomic_store_n(&h[t].stop, 1, __ATOMIC_RELEASE);
+			pthread_join(th[t], NULL);
+			CU_ASSERT_EQUAL(h[t].bad, 0);
+		}
+		/* and the handle works as before */
+		{
+			float k[MIX_TOK * MIX_ROW], v[MIX_TOK * MIX_ROW];
+
+			CU_ASSERT_EQUAL(csd_kv_read(ctx, 0, 0, 0, MIX_TOK, k, v),
+					0);
+			CU_ASSERT(memcmp(k, kv, sizeof(k)) == 0 &&
+				  memcmp(v, kv, sizeof(v)) == 0);
+		}
+		CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+		csd_dev_close(dev);
+	}
+	/* a group: every member is reset */
+	{
+		struct csd_dev *g = NULL;
+		char spec[400];
+
+		snprintf(spec, sizeof(spec), "%s,%s", d.spec, d.spec);
+		CU_ASSERT_EQUAL_FATAL(csd_dev_open(spec, &g), 0);
+		CU_ASSERT_EQUAL(csd_dev_reset(g), 0);
+		CU_ASSERT_EQUAL(csd_dev_flush(g), 0);
+		csd_dev_close(g);
+	}
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+	free(kv);
+}
+
 static CU_TestInfo hostile_tests[] = {
 	{ "register_page", test_register_page },
 	{ "doorbells", test_hostile_doorbells },
@@ -1592,6 +2344,15 @@ static CU_TestInfo client_tests[] = {
 	CU_TEST_INFO_NULL,
 };
 
+static CU_TestInfo reset_tests[] = {
+	{ "raw", test_reset_raw },
+	{ "v11_client", test_reset_v11_client },
+	{ "other_client", test_reset_other_client },
+	{ "api", test_reset_api },
+	{ "concurrent", test_reset_concurrent },
+	CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo storm_tests[] = {
 	{ "random_sqes", test_storm },
 	CU_TEST_INFO_NULL,
@@ -1618,6 +2379,7 @@ static const struct cu_suite suites[] = {
 	{ "api", suite_init, suite_fini, api_tests },
 	{ "death", suite_init, suite_fini, death_tests },
 	{ "clients", suite_init, suite_fini, client_tests },
+	{ "reset", suite_init, suite_fini, reset_tests },
 	{ "storm", suite_init, suite_fini, storm_tests },
 	{ NULL, NULL, NULL, NULL },
 };

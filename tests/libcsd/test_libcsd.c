@@ -1114,10 +1114,46 @@ static void test_stats_flush(void)
 	fix_fini(&f);
 }
 
+/*
+ * csd_dev_reset(): the in-process drive has no controller to reset
+ * (-EOPNOTSUPP, nothing changes: a context and its data stay usable); a
+ * group passes the members' answer on; NULL is -EINVAL.
+ */
+static void test_dev_reset_embedded(void)
+{
+	struct csd_ctx_params p = {
+		.layers = 1, .kv_heads = 1, .q_heads = 1, .head_dim = 64,
+		.dtype = CSD_KV_F32, .max_seqs = 1, .max_tokens = 64,
+	};
+	struct csd_dev *dev = NULL, *grp = NULL;
+	struct csd_ctx *ctx = NULL;
+	float k[4 * 64], v[4 * 64], k2[4 * 64], v2[4 * 64];
+	unsigned int i;
+
+	for (i = 0; i < 4 * 64; i++) {
+		k[i] = (float)i;
+		v[i] = -(float)i;
+	}
+	CU_ASSERT_EQUAL(csd_dev_reset(NULL), -EINVAL);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open("embedded:", &dev), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev, &p, &ctx), 0);
+	CU_ASSERT_EQUAL(csd_kv_append(ctx, 0, 0, 0, 4, k, v), 0);
+	CU_ASSERT_EQUAL(csd_dev_reset(dev), -EOPNOTSUPP);
+	CU_ASSERT_EQUAL(csd_kv_read(ctx, 0, 0, 0, 4, k2, v2), 0);
+	CU_ASSERT(memcmp(k, k2, sizeof(k)) == 0 && memcmp(v, v2, sizeof(v)) == 0);
+	CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+	csd_dev_close(dev);
+
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open("embedded:,embedded:", &grp), 0);
+	CU_ASSERT_EQUAL(csd_dev_reset(grp), -EOPNOTSUPP);
+	csd_dev_close(grp);
+}
+
 static CU_TestInfo dev_tests[] = {
 	{ "open_bad_specs", test_open_bad_specs },
 	{ "open_env", test_open_env },
 	{ "info", test_info },
+	{ "reset_embedded", test_dev_reset_embedded },
 	CU_TEST_INFO_NULL,
 };
 
