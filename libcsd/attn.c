@@ -205,9 +205,17 @@ CSD_EXPORT int csd_attn_submit(struct csd_ctx *ctx,
 	sqe.cdw15 = scale_bits;
 	rc = csd_exec_status(ctx->dev, 0, &sqe, seg, nseg, &cpl);
 	if (rc) {
-		pthread_mutex_lock(&ctx->lock);
-		tag_free(ctx, op->tag);
-		pthread_mutex_unlock(&ctx->lock);
+		/*
+		 * Aborted by a controller reset (-ECANCELED): the drive may
+		 * have queued the job under this tag before the reset, so the
+		 * tag may be busy there; keep it out of use on this handle
+		 * (like a failed read).  Any other error: the drive refused it.
+		 */
+		if (rc != -ECANCELED) {
+			pthread_mutex_lock(&ctx->lock);
+			tag_free(ctx, op->tag);
+			pthread_mutex_unlock(&ctx->lock);
+		}
 		goto err_put;
 	}
 	op->submit_ns = cpl.dw1;
