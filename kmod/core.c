@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * core.c - controller attach, queues, command submission and completion,
- * timeouts, the liveness watchdog and controller death of csd.ko.
+ * timeouts, controller reset, the liveness watchdog and controller death of
+ * csd.ko.
  *
  * A request is owned by two sides (see struct csd_req): the device while its
  * CID is on a queue, and the submitter until it has a result.  Timeouts and
  * controller death end the submitter side early; the buffers stay with the
- * device side until the device completes the command or can no longer touch
- * memory (the daemon is gone), because the device interface has no abort and
- * no reset (Documentation/driver.md, "Errors").
+ * device side until the device completes the command, a controller reset
+ * is acknowledged (the daemon then no longer touches them), or the daemon
+ * is gone (Documentation/driver.md, "Errors").
  */
 #include <linux/delay.h>
 #include <linux/interrupt.h>
@@ -133,30 +134,15 @@ static void csd_req_device_end(struct csd_queue *q, struct csd_req *req)
 	csd_req_end_submitter(req, 0);
 }
 
-/**
- * csd_irq() - completion interrupt of one queue (MSI-X vector v = queue v)
- * @irq: the Linux interrupt number
- * @data: the &struct csd_queue
- *
- * Consumes the CQEs whose phase tag matches, ends the requests they name and
- * publishes the new CQ head.  The CQ is daemon-written memory: each CQE's
- * status word is read once with acquire semantics, every CID is checked
- * against the request that owns its tag, and at most @depth entries are
- * taken per call, so a daemon that keeps flipping phase tags cannot hold
- * the CPU in hard interrupt context (flow control, device-interface.md 4.3,
- * never lets an honest daemon post more than depth - 1 before the head
- * moves).
- *
- * Return: IRQ_HANDLED if a CQE was consumed, else IRQ_NONE.
+/*
+ * Consume the CQEs whose phase tag matches, end the requests they name and
+ * publish the new CQ head.  q->lock held.  Returns whether any was consumed.
  */
-irqreturn_t csd_irq(int irq, void *data)
+static bool csd_process_cq(struct csd_queue *q)
 {
-	struct csd_queue *q = data;
-	unsigned long flags;
 	unsigned int budget;
 	bool found = false;
 
-	spin_lock_irqsave(&q->lock, flags);
 	for (budget = q->depth; budget; budget--) {
 		struct csd_cqe *cqe = &q->cq[q->cq_head];
 		/*
@@ -200,8 +186,54 @@ irqreturn_t csd_irq(int irq, void *data)
 		dev_warn_ratelimited(&q->ctrl->pdev->dev,
 				     "queue %u: more than %u completions at once\n",
 				     q->qid, q->depth);
+	return found;
+}
+
+/*
+ * Has the daemon acknowledged our reset request?  Acquire: its zeroing of
+ * the rings and doorbells is visible once this is true.
+ */
+static bool csd_reset_acked(struct csd_ctrl *ctrl)
+{
+	/* pairs with the daemon's release store of reset_ack */
+	return smp_load_acquire(&ctrl->client->reset_ack) ==
+	       READ_ONCE(ctrl->reset_req);
+}
+
+/**
+ * csd_irq() - interrupt of one queue (MSI-X vector v = queue v)
+ * @irq: the Linux interrupt number
+ * @data: the &struct csd_queue
+ *
+ * Consumes the completions of the queue (csd_process_cq()).  The CQ is
+ * daemon-written memory: each CQE's status word is read once with acquire
+ * semantics, every CID is checked against the request that owns its tag,
+ * and at most @depth entries are taken per call, so a daemon that keeps
+ * flipping phase tags cannot hold the CPU in hard interrupt context (flow
+ * control, device-interface.md 4.3, never lets an honest daemon post more
+ * than depth - 1 before the head moves).  While a controller reset is in
+ * progress the queues are stopped and no CQE is read; vector 0 then also
+ * signals the reset acknowledgment, which wakes csd_ctrl_reset().
+ *
+ * Return: IRQ_HANDLED if a CQE or the reset acknowledgment was seen, else
+ * IRQ_NONE.
+ */
+irqreturn_t csd_irq(int irq, void *data)
+{
+	struct csd_queue *q = data;
+	struct csd_ctrl *ctrl = q->ctrl;
+	irqreturn_t ret = IRQ_NONE;
+	unsigned long flags;
+
+	if (!q->qid && READ_ONCE(ctrl->resetting) && csd_reset_acked(ctrl)) {
+		wake_up(&ctrl->reset_wait);
+		ret = IRQ_HANDLED;
+	}
+	spin_lock_irqsave(&q->lock, flags);
+	if (!q->stopped && csd_process_cq(q))
+		ret = IRQ_HANDLED;
 	spin_unlock_irqrestore(&q->lock, flags);
-	return found ? IRQ_HANDLED : IRQ_NONE;
+	return ret;
 }
 
 /**
@@ -210,7 +242,8 @@ irqreturn_t csd_irq(int irq, void *data)
  * @why: logged once (NULL: removal, not logged)
  * @dma_stopped: the daemon can no longer touch our memory (it is gone), so
  *	the buffers of commands it still owned are released too; otherwise
- *	they stay with the commands until it completes them
+ *	they stay with the commands until it completes them or acknowledges
+ *	a controller reset in progress
  *
  * The device cannot come back (device-interface.md section 2): every
  * submitter still waiting gets -EIO and new commands fail with -EIO.
@@ -250,6 +283,13 @@ void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why, bool dma_stopped)
 	}
 	csd_window_wake(ctrl);
 	wake_up_all(&ctrl->req_wait);
+	wake_up_all(&ctrl->reset_wait);
+}
+
+/* Room for one more command on a queue that is not being reset? */
+static bool csd_queue_ready(struct csd_queue *q)
+{
+	return !READ_ONCE(q->stopped) && READ_ONCE(q->inflight) < q->depth - 1;
 }
 
 /**
@@ -260,8 +300,10 @@ void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why, bool dma_stopped)
  * @timeout: how long to wait for a slot, in jiffies
  *
  * At most depth - 1 commands are outstanding per queue
- * (device-interface.md 4.3).  The SQE and SQX entry are written, then the
- * tail is published with a release store and the daemon's doorbell rung.
+ * (device-interface.md 4.3); while a controller reset is in progress the
+ * queue is stopped and submitters wait for its end like for a slot.  The
+ * SQE and SQX entry are written, then the tail is published with a release
+ * store and the daemon's doorbell rung.
  *
  * Return: 0 (the device owns @req, which may already have completed), or
  * -EIO (dead), -EAGAIN, -EINTR or -ETIMEDOUT (@req not queued).
@@ -280,13 +322,13 @@ static int csd_queue_submit(struct csd_queue *q, struct csd_req *req,
 			spin_unlock_irqrestore(&q->lock, flags);
 			return -EIO;
 		}
-		if (q->inflight < q->depth - 1)
+		if (csd_queue_ready(q))
 			break;
 		spin_unlock_irqrestore(&q->lock, flags);
 		if (nowait)
 			return -EAGAIN;
 		timeout = wait_event_killable_timeout(q->wait,
-						      READ_ONCE(q->inflight) < q->depth - 1 ||
+						      csd_queue_ready(q) ||
 						      READ_ONCE(ctrl->dead),
 						      timeout);
 		if (timeout < 0)
@@ -606,14 +648,143 @@ void csd_release_contexts(struct csd_ctrl *ctrl, struct csd_file *file)
 	}
 }
 
+/**
+ * csd_ctrl_reset() - controller reset (device interface 1.2, caps bit 3)
+ * @ctrl: the controller
+ * @why: logged with the outcome
+ *
+ * Stops every queue (new submissions wait, or get -EAGAIN when they may
+ * not block; no more CQEs are read, after the ones already posted), asks
+ * the daemon for a reset (reset_req = reset_ack + 1, release; vector 0
+ * doorbell) and waits for its acknowledgment, for at most admin_timeout,
+ * woken by the vector 0 interrupt and polling every CSD_WATCHDOG_MS.  The
+ * acknowledged daemon has discarded every command of ours and touches none
+ * of their buffers: each request still on a queue ends with the status
+ * ABORT_REQ | DNR (0x4007; submitters that gave up already just have their
+ * request freed), the buffers are released, the queues restart at index 0
+ * with phase 1, and submission resumes.  CID generations keep counting, so
+ * a stale CQE cannot complete a new command.
+ *
+ * No acknowledgment within admin_timeout: the controller is dead (buffers
+ * stay with the commands).  A controller that dies during the wait (e.g.
+ * removal) still gets its buffers back if the acknowledgment arrives in
+ * time, but stays dead.  One reset at a time; process context.
+ *
+ * Return: 0, -EOPNOTSUPP (the daemon cannot reset), or -EIO (dead).
+ */
+int csd_ctrl_reset(struct csd_ctrl *ctrl, const char *why)
+{
+	struct device *dev = &ctrl->pdev->dev;
+	unsigned int v, tag, aborted = 0;
+	unsigned long deadline, flags;
+	bool acked = false;
+	int ret = 0;
+	u32 req;
+
+	if (!(ctrl->caps & CSD_DEVIF_CAP_RESET))
+		return -EOPNOTSUPP;
+	mutex_lock(&ctrl->reset_lock);
+	if (READ_ONCE(ctrl->dead)) {
+		ret = -EIO;
+		goto out_unlock;
+	}
+	WRITE_ONCE(ctrl->resetting, true);
+
+	/* 1. stop the queues: after this, no SQE is written, no CQE read */
+	for (v = 0; v <= ctrl->nr_io_queues; v++) {
+		struct csd_queue *q = &ctrl->queues[v];
+
+		spin_lock_irqsave(&q->lock, flags);
+		csd_process_cq(q);
+		WRITE_ONCE(q->stopped, true);
+		spin_unlock_irqrestore(&q->lock, flags);
+	}
+
+	/* 2. request */
+	req = READ_ONCE(ctrl->client->reset_ack) + 1;
+	WRITE_ONCE(ctrl->reset_req, req);
+	/* every SQE and tail written before is visible before the request */
+	smp_store_release(&ctrl->client->reset_req, req);
+	wmb(); /* reset_req visible before the doorbell write */
+	writel(CSD_DEVIF_DAEMON_PEER << 16 | 0, ctrl->bar0 + CSD_IVSHM_DOORBELL);
+
+	/* 3. the acknowledgment */
+	deadline = jiffies + csd_timeout(true, 0);
+	for (;;) {
+		acked = csd_reset_acked(ctrl);
+		if (acked || READ_ONCE(ctrl->dma_stopped) ||
+		    time_after(jiffies, deadline))
+			break;
+		wait_event_timeout(ctrl->reset_wait, csd_reset_acked(ctrl) ||
+				   READ_ONCE(ctrl->dma_stopped),
+				   msecs_to_jiffies(CSD_WATCHDOG_MS));
+	}
+	if (!acked) {
+		csd_ctrl_kill(ctrl, "controller reset not acknowledged", false);
+		ret = -EIO;
+		goto out;
+	}
+
+	/* 4. the daemon let go of every command: abort them, restart */
+	for (v = 0; v <= ctrl->nr_io_queues; v++) {
+		struct csd_queue *q = &ctrl->queues[v];
+
+		spin_lock_irqsave(&q->lock, flags);
+		for (tag = 0; tag < q->depth; tag++) {
+			struct csd_req *r = q->cmds[tag];
+
+			if (!r)
+				continue;
+			q->cmds[tag] = NULL;
+			r->status = CSD_STATUS_HOST_ABORTED;
+			r->result = 0;
+			atomic64_inc(&ctrl->errors);
+			csd_req_device_end(q, r);
+			aborted++;
+		}
+		q->sq_tail = 0;
+		q->cq_head = 0;
+		q->cq_phase = 1;
+		WRITE_ONCE(q->stopped, false);
+		spin_unlock_irqrestore(&q->lock, flags);
+		wake_up_all(&q->wait);
+	}
+	if (READ_ONCE(ctrl->dead)) {
+		ret = -EIO;
+		goto out;
+	}
+	atomic64_inc(&ctrl->resets);
+	dev_warn(dev, "controller reset (%s): %u commands aborted\n", why,
+		 aborted);
+out:
+	WRITE_ONCE(ctrl->resetting, false);
+out_unlock:
+	mutex_unlock(&ctrl->reset_lock);
+	return ret;
+}
+
+/* A reset the watchdog asked for, unless another one came first. */
+static void csd_reset_work(struct work_struct *work)
+{
+	struct csd_ctrl *ctrl = container_of(work, struct csd_ctrl,
+					     reset_work);
+
+	if (atomic64_read(&ctrl->resets) == READ_ONCE(ctrl->reset_trigger))
+		csd_ctrl_reset(ctrl, "command timeout");
+}
+
 /*
- * Timeouts of asynchronous submitters (synchronous ones time out in
- * csd_exec_sync()), and hung commands: the interface has neither abort nor
- * reset, so a command the device has not completed in twice the module
- * timeout marks the controller dead.  Watchdog context.
+ * Timeouts.  Asynchronous submitters whose own deadline passed get
+ * -ETIMEDOUT (synchronous ones time out in csd_exec_sync()).  A command
+ * still on its queue when its module timeout (from its start) expired
+ * ends its submitter with -ETIMEDOUT if that still waits and triggers a
+ * controller reset (csd_reset_work()), which aborts every other command;
+ * a daemon that cannot reset makes the controller dead instead.
+ * Watchdog context.
  */
 static void csd_check_timeouts(struct csd_ctrl *ctrl)
 {
+	bool resetting = READ_ONCE(ctrl->resetting);
 	unsigned long now = jiffies, flags;
 	unsigned int v, tag, hung_qid = 0;
 	u8 hung_opc = 0;
@@ -621,23 +792,28 @@ static void csd_check_timeouts(struct csd_ctrl *ctrl)
 
 	for (v = 0; v <= ctrl->nr_io_queues; v++) {
 		struct csd_queue *q = &ctrl->queues[v];
-		unsigned long hard = 2 * csd_timeout(!v, 0);
+		unsigned long tmo = csd_timeout(!v, 0);
 
 		spin_lock_irqsave(&q->lock, flags);
 		for (tag = 0; q->inflight && tag < q->depth; tag++) {
 			struct csd_req *req = q->cmds[tag];
+			bool expired;
 
 			if (!req)
 				continue;
-			if (!req->abandoned && req->end_io &&
-			    time_after_eq(now, req->deadline)) {
+			/* the reset in progress decides the others' fate */
+			expired = !resetting &&
+				  time_after_eq(now, req->start + tmo);
+			if (!req->abandoned &&
+			    (expired || (req->end_io &&
+					 time_after_eq(now, req->deadline)))) {
 				atomic64_inc(&ctrl->timeouts);
 				dev_warn_ratelimited(&ctrl->pdev->dev,
 						     "queue %u: command %#x timed out\n",
 						     v, req->sqe.opcode);
 				csd_req_end_submitter(req, -ETIMEDOUT);
 			}
-			if (!hung && time_after(now, req->start + hard)) {
+			if (expired && !hung) {
 				hung = true;
 				hung_qid = v;
 				hung_opc = req->sqe.opcode;
@@ -645,13 +821,23 @@ static void csd_check_timeouts(struct csd_ctrl *ctrl)
 		}
 		spin_unlock_irqrestore(&q->lock, flags);
 	}
-	if (hung) {
+	if (!hung)
+		return;
+	if (!(ctrl->caps & CSD_DEVIF_CAP_RESET)) {
 		dev_err(&ctrl->pdev->dev,
-			"queue %u: command %#x not completed in %u ms; no abort or reset in this interface\n",
+			"queue %u: command %#x not completed in %u ms and the device cannot reset\n",
 			hung_qid, hung_opc,
-			jiffies_to_msecs(2 * csd_timeout(!hung_qid, 0)));
+			jiffies_to_msecs(csd_timeout(!hung_qid, 0)));
 		csd_ctrl_kill(ctrl, "command timeout", false);
+		return;
 	}
+	if (work_pending(&ctrl->reset_work))
+		return;
+	dev_warn(&ctrl->pdev->dev,
+		 "queue %u: command %#x not completed in %u ms, resetting the controller\n",
+		 hung_qid, hung_opc, jiffies_to_msecs(csd_timeout(!hung_qid, 0)));
+	WRITE_ONCE(ctrl->reset_trigger, atomic64_read(&ctrl->resets));
+	queue_work(csd_wq, &ctrl->reset_work);
 }
 
 /*
@@ -861,6 +1047,30 @@ bad:
 	return -ENODEV;
 }
 
+/*
+ * A reset requested by an earlier instance of the driver (removed while it
+ * waited) may still be in progress: the daemon zeroes the rings and
+ * doorbells when it completes, so wait for that before reading them.
+ */
+static int csd_wait_reset_done(struct csd_ctrl *ctrl)
+{
+	unsigned long deadline = jiffies + csd_timeout(true, 0);
+	struct csd_devif_client *c = ctrl->client;
+
+	if (!(ctrl->caps & CSD_DEVIF_CAP_RESET))
+		return 0;
+	/* acquire: the daemon's zeroing is visible once the ack is */
+	while (smp_load_acquire(&c->reset_ack) != READ_ONCE(c->reset_req)) {
+		if (time_after(jiffies, deadline)) {
+			dev_err(&ctrl->pdev->dev,
+				"a controller reset of an earlier attach never completed\n");
+			return -EIO;
+		}
+		msleep(20);
+	}
+	return 0;
+}
+
 /**
  * csd_ctrl_init() - validate the register page and attach to our client slot
  * @ctrl: the controller; @regs, @shm, @shm_size, @peer_id and @caps are set
@@ -894,6 +1104,9 @@ int csd_ctrl_init(struct csd_ctrl *ctrl)
 		dev_err(dev, "client slot %u not active\n", ctrl->peer_id - 1);
 		return -ENODEV;
 	}
+	ret = csd_wait_reset_done(ctrl);
+	if (ret)
+		return ret;
 
 	ctrl->queues = kcalloc(ctrl->nr_io_queues + 1, sizeof(*ctrl->queues),
 			       GFP_KERNEL);
@@ -911,6 +1124,7 @@ int csd_ctrl_init(struct csd_ctrl *ctrl)
 	ctrl->last_heartbeat = READ_ONCE(r->heartbeat);
 	ctrl->last_beat_jiffies = jiffies;
 	INIT_DELAYED_WORK(&ctrl->watchdog, csd_watchdog);
+	INIT_WORK(&ctrl->reset_work, csd_reset_work);
 	return 0;
 }
 
@@ -927,8 +1141,9 @@ int csd_ctrl_start(struct csd_ctrl *ctrl)
  * @ctrl: the controller; interrupts still registered
  *
  * Destroys the contexts of files still open while the device can, fails
- * everything, waits for ioctls in progress to leave and (up to 5 s) for the
- * device to finish the commands it owns, then stops the watchdog.  Open
+ * everything, waits for ioctls in progress (a controller reset among them)
+ * to leave and (up to 5 s) for the device to finish the commands it owns,
+ * then stops the watchdog and a reset it may have started.  Open
  * files get -ENODEV from now on.  Memory is freed with the last reference.
  */
 void csd_ctrl_remove(struct csd_ctrl *ctrl)
@@ -943,7 +1158,9 @@ void csd_ctrl_remove(struct csd_ctrl *ctrl)
 	up_write(&ctrl->remove_lock);
 	wait_event_timeout(ctrl->req_wait, !atomic_read(&ctrl->outstanding),
 			   5 * HZ);
+	/* the watchdog queues reset_work: stop it first */
 	cancel_delayed_work_sync(&ctrl->watchdog);
+	cancel_work_sync(&ctrl->reset_work);
 	left = atomic_read(&ctrl->outstanding);
 	if (left)
 		dev_warn(&ctrl->pdev->dev,

@@ -29,6 +29,9 @@
 
 #define CSD_NO_CHUNK		(-1)
 
+/* NVMe status field of a command the host aborted: SCT 0, SC 07h, DNR */
+#define CSD_STATUS_HOST_ABORTED	0x4007
+
 /*
  * CID = generation << CSD_CID_TAG_BITS | tag.  The tag indexes q->cmds[]
  * (depth <= 4096); the generation changes with every submission, so a stale
@@ -112,7 +115,8 @@ struct csd_queue {
 	struct csd_devif_qdb *db;
 	struct csd_req **cmds;	/* indexed by CID tag: requests the device owns */
 	unsigned int inflight;	/* at most depth - 1 (device-interface.md 4.3) */
-	wait_queue_head_t wait;	/* a slot was freed or the controller died */
+	bool stopped;		/* controller reset: no SQE written, no CQE read */
+	wait_queue_head_t wait;	/* slot freed, reset ended, or death */
 };
 
 /* Data window chunks: fixed-size bounce buffers, each with room for PRP lists. */
@@ -177,6 +181,14 @@ struct csd_ctrl {
 	bool dead;		/* new commands fail with -EIO */
 	bool dma_stopped;	/* the daemon can no longer touch our memory */
 
+	/* controller reset (devif 1.2, caps bit 3) */
+	struct mutex reset_lock;	/* one reset at a time */
+	bool resetting;		/* queues stopped, waiting for reset_ack */
+	u32 reset_req;		/* the value we stored in client->reset_req */
+	wait_queue_head_t reset_wait;	/* reset_ack seen, or death */
+	struct work_struct reset_work;	/* reset after a command timeout */
+	s64 reset_trigger;	/* resets count when reset_work was queued */
+
 	/* removal vs. users */
 	struct rw_semaphore remove_lock;
 	bool removed;
@@ -197,6 +209,7 @@ struct csd_ctrl {
 	atomic64_t commands;
 	atomic64_t errors;
 	atomic64_t timeouts;
+	atomic64_t resets;
 	atomic64_t uring_cmds;
 	atomic64_t pinned_cmds;
 	atomic64_t bounce_cmds;
@@ -229,6 +242,7 @@ void csd_ctrl_shutdown(struct csd_ctrl *ctrl);
 void csd_ctrl_remove(struct csd_ctrl *ctrl);
 irqreturn_t csd_irq(int irq, void *data);
 void csd_ctrl_kill(struct csd_ctrl *ctrl, const char *why, bool dma_stopped);
+int csd_ctrl_reset(struct csd_ctrl *ctrl, const char *why);
 struct csd_req *csd_req_alloc(struct csd_ctrl *ctrl, struct csd_file *file);
 void csd_req_free(struct csd_req *req);
 int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,

@@ -240,6 +240,12 @@ static long csd_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	case NVME_IOCTL_IO64_CMD:
 		ret = csd_user_cmd(ctrl, cf, argp, false, true);
 		break;
+	case NVME_IOCTL_RESET:
+		if (!capable(CAP_SYS_ADMIN))
+			ret = -EACCES;
+		else
+			ret = csd_ctrl_reset(ctrl, "NVME_IOCTL_RESET");
+		break;
 	default:
 		ret = -ENOTTY;
 		break;

@@ -30,13 +30,13 @@ unsigned int csd_io_timeout = 30;
 module_param_cb(io_timeout, &csd_timeout_ops, &csd_io_timeout, 0644);
 __MODULE_PARM_TYPE(io_timeout, "uint");
 MODULE_PARM_DESC(io_timeout,
-		 "I/O command timeout in seconds, 1..3600 (default 30)");
+		 "I/O command timeout in seconds, 1..3600 (default 30); a command still running then resets the controller");
 
 unsigned int csd_admin_timeout = 10;
 module_param_cb(admin_timeout, &csd_timeout_ops, &csd_admin_timeout, 0644);
 __MODULE_PARM_TYPE(admin_timeout, "uint");
 MODULE_PARM_DESC(admin_timeout,
-		 "admin (and driver-internal) command timeout in seconds, 1..3600 (default 10)");
+		 "admin (and driver-internal) command and controller reset timeout in seconds, 1..3600 (default 10)");
 
 bool csd_guest_dma = true;
 module_param_named(guest_dma, csd_guest_dma, bool, 0644);
@@ -190,6 +190,8 @@ static int csd_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	ctrl->shm_size = shm_len;
 	init_rwsem(&ctrl->remove_lock);
 	init_waitqueue_head(&ctrl->req_wait);
+	mutex_init(&ctrl->reset_lock);
+	init_waitqueue_head(&ctrl->reset_wait);
 	xa_init(&ctrl->contexts);
 	device_initialize(&ctrl->dev);
 	ctrl->dev.class = csd_class;

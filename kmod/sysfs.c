@@ -3,6 +3,7 @@
  * sysfs.c - attributes of /sys/class/csd/csdN.
  */
 #include <linux/device.h>
+#include <linux/kstrtox.h>
 #include <linux/sysfs.h>
 
 #include "csd.h"
@@ -45,8 +46,14 @@ static DEVICE_ATTR_RO(interface_version);
 static ssize_t state_show(struct device *dev, struct device_attribute *attr,
 			  char *buf)
 {
-	return sysfs_emit(buf, "%s\n", READ_ONCE(to_csd(dev)->dead) ?
-			  "dead" : "live");
+	struct csd_ctrl *ctrl = to_csd(dev);
+	const char *state = "live";
+
+	if (READ_ONCE(ctrl->dead))
+		state = "dead";
+	else if (READ_ONCE(ctrl->resetting))
+		state = "resetting";
+	return sysfs_emit(buf, "%s\n", state);
 }
 static DEVICE_ATTR_RO(state);
 
@@ -56,10 +63,11 @@ static ssize_t stats_show(struct device *dev, struct device_attribute *attr,
 	struct csd_ctrl *ctrl = to_csd(dev);
 
 	return sysfs_emit(buf,
-			  "commands %lld\nerrors %lld\ntimeouts %lld\nuring_cmds %lld\npinned %lld\nbounced %lld\neagain %lld\n",
+			  "commands %lld\nerrors %lld\ntimeouts %lld\nresets %lld\nuring_cmds %lld\npinned %lld\nbounced %lld\neagain %lld\n",
 			  (long long)atomic64_read(&ctrl->commands),
 			  (long long)atomic64_read(&ctrl->errors),
 			  (long long)atomic64_read(&ctrl->timeouts),
+			  (long long)atomic64_read(&ctrl->resets),
 			  (long long)atomic64_read(&ctrl->uring_cmds),
 			  (long long)atomic64_read(&ctrl->pinned_cmds),
 			  (long long)atomic64_read(&ctrl->bounce_cmds),
@@ -107,6 +115,28 @@ static ssize_t max_xfer_show(struct device *dev,
 }
 static DEVICE_ATTR_RO(max_xfer);
 
+/*
+ * Write 1 (root: the file is 0200): controller reset, as NVME_IOCTL_RESET.
+ * Returns when it is done; device removal waits for it (at most
+ * admin_timeout).
+ */
+static ssize_t reset_controller_store(struct device *dev,
+				      struct device_attribute *attr,
+				      const char *buf, size_t count)
+{
+	bool on;
+	int ret;
+
+	ret = kstrtobool(buf, &on);
+	if (ret)
+		return ret;
+	if (!on)
+		return -EINVAL;
+	ret = csd_ctrl_reset(to_csd(dev), "sysfs reset_controller");
+	return ret ? ret : count;
+}
+static DEVICE_ATTR_WO(reset_controller);
+
 static struct attribute *csd_attrs[] = {
 	&dev_attr_model.attr,
 	&dev_attr_serial.attr,
@@ -118,6 +148,7 @@ static struct attribute *csd_attrs[] = {
 	&dev_attr_data_path.attr,
 	&dev_attr_queues.attr,
 	&dev_attr_max_xfer.attr,
+	&dev_attr_reset_controller.attr,
 	NULL,
 };
 

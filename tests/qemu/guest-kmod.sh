@@ -2,7 +2,7 @@
 # tests/qemu/guest-kmod.sh - csd.ko driver checks, run inside the QEMU guest
 # by guest-init.sh (as root, csd.ko loaded, /dev/csd0 present).  Prints
 # "GUEST PASS: ..." / "GUEST FAIL: ..." lines and exits 1 if any failed.
-# Leaves csd.ko loaded and /dev/csd0 present.
+# Leaves csd.ko loaded (default parameters) and /dev/csd0 present.
 #
 # Needs in the initramfs: /bin/uring_test (tests/qemu/uring_test.c, static),
 # /csd.ko, busybox.
@@ -103,6 +103,86 @@ if rmmod csd; then ok "rmmod after the file closed"; else bad "rmmod"; fi
 if insmod "$KO" && wait_dev; then ok "insmod again: /dev/csd0"; else bad "insmod again"; fi
 nvme id-ctrl /dev/csd0 2>&1 | grep -q "^mn .*CSD-SIM" &&
 	ok "nvme id-ctrl after reload" || bad "nvme id-ctrl after reload"
+
+# Controller reset (csd-fw runs with read_ns=2000000000, tests/qemu/run.sh:
+# a KV_READ is modeled at >= 2 s, which only takes that long while pacing
+# is on; uring_test switches pacing on and off).  io_timeout=1: the read
+# times out, the watchdog resets the controller, the device stays live.
+if rmmod csd && insmod "$KO" io_timeout=1 && wait_dev; then
+	ok "reload with io_timeout=1"
+else
+	bad "reload with io_timeout=1"
+	wait_dev || insmod "$KO"
+fi
+chmod 0666 /dev/csd0	# as the shipped udev rule (uid 1000 opens it below)
+[ "$(cat /sys/module/csd/parameters/io_timeout)" = 1 ] &&
+	ok "io_timeout = 1" || bad "io_timeout = $(cat /sys/module/csd/parameters/io_timeout)"
+/bin/uring_test reset /dev/csd0 || fails=$((fails + 1))
+r0=$(stat_of resets)
+if nvme reset /dev/csd0; then
+	[ "$(stat_of resets)" = $((r0 + 1)) ] && ok "nvme reset /dev/csd0 (root)" ||
+		bad "nvme reset: resets $(stat_of resets), want $((r0 + 1))"
+else
+	bad "nvme reset /dev/csd0 (root) failed"
+fi
+[ "$(stat -c %a $SYS/reset_controller)" = 200 ] &&
+	ok "sysfs reset_controller is write-only, root" ||
+	bad "sysfs reset_controller mode $(stat -c %a $SYS/reset_controller)"
+r0=$(stat_of resets)
+if echo 1 > $SYS/reset_controller; then
+	[ "$(stat_of resets)" = $((r0 + 1)) ] && ok "sysfs reset_controller" ||
+		bad "sysfs reset_controller: resets $(stat_of resets), want $((r0 + 1))"
+else
+	bad "sysfs reset_controller write failed"
+fi
+runas 1000 1000 /bin/uring_test ioctl-reset /dev/csd0 || fails=$((fails + 1))
+[ "$(stat_of resets)" = $((r0 + 1)) ] && ok "refused reset did not reset" ||
+	bad "resets $(stat_of resets) after the refused reset"
+[ "$(cat $SYS/state)" = live ] && ok "state live after the resets" ||
+	bad "state $(cat $SYS/state) after the resets"
+nvme id-ctrl /dev/csd0 2>&1 | grep -q "^mn .*CSD-SIM" &&
+	ok "nvme id-ctrl after the resets" || bad "nvme id-ctrl after the resets"
+# A reset racing removal ends in removal: a slow KV_READ in flight, an
+# NVME_IOCTL_RESET waiting for it, and the device unbound meanwhile.
+cat $SYS/stats
+nvme set-feature /dev/csd0 -f 0xc0 -v 1 > /dev/null 2>&1 ||
+	bad "nvme set-feature pacing on"
+/bin/uring_test slow /dev/csd0 > /tmp/slow.log 2>&1 &
+spid=$!
+sleep 0.5
+/bin/uring_test ioctl-reset /dev/csd0 any > /tmp/rr.log 2>&1 &
+rpid=$!
+sleep 0.2
+if echo "$bdf" > /sys/bus/pci/drivers/csd/unbind; then
+	ok "unbind during a controller reset"
+else
+	bad "unbind during a controller reset"
+fi
+wait $spid
+wait $rpid
+cat /tmp/slow.log /tmp/rr.log
+[ ! -e $SYS ] && ok "device gone after the reset racing removal" ||
+	bad "device still there after unbind"
+if rmmod csd && insmod "$KO" io_timeout=1 && wait_dev; then
+	ok "rebind after a reset racing removal"
+else
+	bad "rebind after a reset racing removal"
+	wait_dev || insmod "$KO"
+fi
+# pacing off again (uring_test did it too), then the default io_timeout
+nvme set-feature /dev/csd0 -f 0xc0 -v 0 > /dev/null 2>&1 ||
+	bad "nvme set-feature pacing off"
+nvme id-ctrl /dev/csd0 2>&1 | grep -q "^mn .*CSD-SIM" &&
+	ok "nvme id-ctrl after the reset racing removal" ||
+	bad "nvme id-ctrl after the reset racing removal"
+if rmmod csd && insmod "$KO" && wait_dev; then
+	ok "reload with the default io_timeout ($(cat /sys/module/csd/parameters/io_timeout))"
+else
+	bad "reload with the default io_timeout"
+fi
+dmesg | grep -E 'BUG|WARNING|Oops|general protection|refcount' &&
+	bad "dmesg clean after the resets" ||
+	ok "dmesg clean after the resets"
 
 dmesg | grep -E 'csd|ivshmem' | tail -20
 [ $fails -eq 0 ]

@@ -141,7 +141,12 @@ printf '%s\n' "${FUZZ_SEED:-}" > "$R/etc/fuzz_seed"
 
 truncate -s 1G "$MEMFILE"
 QUEUES=2
+# read_ns=2 s: a flash page read is modeled at 2 s.  Without pacing (the
+# default) that only changes the modeled time in CQE dw1; guest-kmod.sh's
+# controller-reset test switches pacing on to get a command that outlives
+# io_timeout=1, and off again.
 "$CSD_FW" --socket "$SOCK" --shm-size 64M --max-clients 1 --queues $QUEUES \
+	--device-opts read_ns=2000000000 \
 	--dma-file "$MEMFILE" --pidfile "$WORK/csd-fw.pid" 2> "$WORK/csd-fw.log"
 
 set +e

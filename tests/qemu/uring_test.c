@@ -9,6 +9,18 @@
  *   uring_test hold DEV DIR     open DEV, create DIR/ready, wait for
  *                               DIR/go, then expect ENODEV from an ioctl
  *                               and a uring_cmd (the device was removed)
+ *   uring_test reset DEV        controller reset after a command timeout
+ *                               (root; csd.ko io_timeout=1, csd-fw with
+ *                               read_ns=2000000000: a KV_READ is modeled
+ *                               at >= 2 s, and pacing makes it take that
+ *                               long): the timed-out command gets
+ *                               ETIMEDOUT, another one in flight 0x4007
+ *   uring_test ioctl-reset DEV [any]
+ *                               NVME_IOCTL_RESET: root succeeds, others
+ *                               get EACCES ("any": print the result only)
+ *   uring_test slow DEV         one KV_READ that is slow with pacing on
+ *                               (for the reset-vs-removal race; prints
+ *                               its result only)
  *
  * Prints "GUEST PASS: ..." / "GUEST FAIL: ..." lines; exit status 1 if any
  * check failed.  Self-contained:
@@ -16,6 +28,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <time.h>
 #include <liburing.h>
 #include <linux/nvme_ioctl.h>
 #include <stdint.h>
@@ -412,10 +425,296 @@ static int hold_main(const char *dev, const char *dir)
 	return fails ? 1 : 0;
 }
 
+/* ---- controller reset --------------------------------------------------- */
+
+#define ST_ABORTED	0x4007	/* ABORT_REQ | DNR: aborted by the host */
+
+static long stat_num(const char *key)
+{
+	char line[128];
+	size_t n = strlen(key);
+	long v = -1;
+	FILE *f = fopen("/sys/class/csd/csd0/stats", "r");
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, key, n) && line[n] == ' ')
+			v = strtol(line + n + 1, NULL, 10);
+	fclose(f);
+	return v;
+}
+
+static int sysfs_state_is(const char *want)
+{
+	char buf[32] = "";
+	FILE *f = fopen("/sys/class/csd/csd0/state", "r");
+
+	if (!f)
+		return 0;
+	if (!fgets(buf, sizeof(buf), f))
+		buf[0] = 0;
+	fclose(f);
+	buf[strcspn(buf, "\n")] = 0;
+	return !strcmp(buf, want);
+}
+
+/* Wait (up to 20 s) until the stats count @want resets. */
+static long wait_resets(long want)
+{
+	long n = stat_num("resets");
+	int i;
+
+	for (i = 0; i < 200 && n < want; i++) {
+		usleep(100000);
+		n = stat_num("resets");
+	}
+	return n;
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Set Features 0xC0 (pacing): commands complete at their modeled time. */
+static int set_pacing(int fd, unsigned int on)
+{
+	struct nvme_admin_cmd a = { 0 };
+
+	a.opcode = 0x09;
+	a.cdw10 = 0xc0;
+	a.cdw11 = on;
+	return ioctl(fd, NVME_IOCTL_ADMIN_CMD, &a) < 0 ? -errno : 0;
+}
+
+static void read_cmd64(struct nvme_passthru_cmd64 *p, uint32_t ctx,
+		       uint32_t ntok, void *buf)
+{
+	memset(p, 0, sizeof(*p));
+	p->opcode = 0x86;
+	p->nsid = 1;
+	p->addr = (uintptr_t)buf;
+	p->data_len = 2 * ntok * ROW;
+	p->cdw10 = p->data_len / 4;
+	p->cdw12 = ctx;
+	p->cdw15 = ntok;
+}
+
+/* A KV_READ that must work (pacing off) and return @ref. */
+static void read_ok(int fd, uint32_t ctx, const uint8_t *ref, size_t bytes,
+		    const char *what)
+{
+	struct nvme_passthru_cmd64 p;
+	uint8_t buf[2 * 4 * ROW];
+	int ret;
+
+	memset(buf, 0, sizeof(buf));
+	read_cmd64(&p, ctx, 4, buf);
+	ret = ioctl(fd, NVME_IOCTL_IO64_CMD, &p);	/* status field */
+	if (ret < 0)
+		ret = -errno;
+	check(ret == 0 && !memcmp(buf, ref, bytes), what, ret);
+}
+
+static int reset_main(const char *dev)
+{
+	enum { NTOK = 4 };
+	size_t bytes = 2 * NTOK * ROW;
+	struct nvme_passthru_cmd64 p;
+	struct nvme_uring_cmd c;
+	struct io_uring ring;
+	uint8_t ref[2 * NTOK * ROW], buf[2 * NTOK * ROW], buf2[2 * NTOK * ROW];
+	uint32_t ctx = 0;
+	long r0, r, t0;
+	int fd, ret, res1 = 1, res2 = 1, i;
+	uint64_t res = 0;
+	double t;
+
+	fd = open(dev, O_RDWR);
+	if (fd < 0 || io_uring_queue_init(8, &ring, IORING_SETUP_SQE128 |
+					  IORING_SETUP_CQE32)) {
+		check(0, "reset: open", -errno);
+		return 1;
+	}
+	ret = set_pacing(fd, 0);
+	check(ret == 0, "reset: Set Features pacing off", ret);
+	ret = create_ctx(&ring, fd, &ctx);
+	check(ret == 0 && ctx >= 1, "reset: CTX_CREATE", ret ? ret : (long)ctx);
+	if (ret || !ctx)
+		return 1;
+	fill((float *)ref, bytes / 4, 11);
+	kv_cmd(&c, 0x85, ctx, 0, NTOK, ref);
+	ret = run1(&ring, fd, NVME_URING_CMD_IO, &c, &res);
+	check(ret == 0, "reset: KV_APPEND", ret);
+
+	/* without pacing the read is quick but reports its modeled time */
+	memset(buf, 0, sizeof(buf));
+	kv_cmd(&c, 0x86, ctx, 0, NTOK, buf);
+	ret = run1(&ring, fd, NVME_URING_CMD_IO, &c, &res);
+	printf("reset: KV_READ modeled at %.3f s (CQE dw1)\n",
+	       (double)(res >> 32) / 1e9);
+	check(ret == 0 && !memcmp(buf, ref, bytes) && (res >> 32) >= 1000000000u,
+	      "reset: KV_READ modeled >= 1 s (csd-fw read_ns=2000000000)",
+	      ret ? ret : (long)(res >> 32));
+	if (ret || (res >> 32) < 1000000000u)
+		goto out;
+
+	/* 1. a synchronous command outlives io_timeout (1 s) */
+	r0 = stat_num("resets");
+	t0 = stat_num("timeouts");
+	ret = set_pacing(fd, 1);
+	check(ret == 0, "reset: Set Features pacing on", ret);
+	read_cmd64(&p, ctx, NTOK, buf);
+	t = now_s();
+	ret = ioctl(fd, NVME_IOCTL_IO64_CMD, &p);
+	if (ret < 0)
+		ret = -errno;
+	t = now_s() - t;
+	printf("reset: ioctl KV_READ returned after %.2f s\n", t);
+	check(ret == -ETIMEDOUT, "reset: ioctl KV_READ past io_timeout -> ETIMEDOUT",
+	      ret);
+	r = wait_resets(r0 + 1);
+	check(r == r0 + 1, "reset: sysfs stats count one controller reset", r - r0);
+	check(stat_num("timeouts") > t0, "reset: sysfs stats count the timeout",
+	      stat_num("timeouts") - t0);
+	check(sysfs_state_is("live"), "reset: state live after the reset", 0);
+	ret = set_pacing(fd, 0);
+	check(ret == 0, "reset: next admin command works (pacing off)", ret);
+	read_ok(fd, ctx, ref, bytes, "reset: next KV_READ works, data intact");
+
+	/*
+	 * 2. io_uring: a KV_READ that times out, and 200 ms later an admin
+	 * command queued behind it in the device (pacing keeps one device
+	 * clock): the reset aborts that one with 0x4007.
+	 */
+	ret = set_pacing(fd, 1);
+	check(ret == 0, "reset: Set Features pacing on (2)", ret);
+	memset(buf2, 0, sizeof(buf2));
+	kv_cmd(&c, 0x86, ctx, 0, NTOK, buf2);
+	ret = prep(&ring, fd, NVME_URING_CMD_IO, &c, 1);
+	if (!ret)
+		ret = io_uring_submit(&ring) == 1 ? 0 : -EIO;
+	usleep(200000);
+	memset(&c, 0, sizeof(c));
+	c.opcode = 0x0a;	/* Get Features, pacing */
+	c.cdw10 = 0xc0;
+	if (!ret)
+		ret = prep(&ring, fd, NVME_URING_CMD_ADMIN, &c, 2);
+	if (!ret)
+		ret = io_uring_submit(&ring) == 1 ? 0 : -EIO;
+	for (i = 0; !ret && i < 2; i++) {
+		struct io_uring_cqe *cqe;
+
+		if (io_uring_wait_cqe(&ring, &cqe))
+			break;
+		if (cqe->user_data == 1)
+			res1 = cqe->res;
+		else
+			res2 = cqe->res;
+		io_uring_cqe_seen(&ring, cqe);
+	}
+	check(res1 == -ETIMEDOUT, "reset: uring KV_READ past io_timeout -> ETIMEDOUT",
+	      res1);
+	check(res2 == ST_ABORTED,
+	      "reset: uring admin command in flight -> status 0x4007 (aborted)",
+	      res2);
+	r = wait_resets(r0 + 2);
+	check(r == r0 + 2, "reset: second reset counted", r - r0);
+	check(sysfs_state_is("live"), "reset: state live after the second reset",
+	      0);
+	ret = set_pacing(fd, 0);
+	check(ret == 0, "reset: pacing off after the second reset", ret);
+	kv_cmd(&c, 0x86, ctx, 0, NTOK, buf);
+	memset(buf, 0, sizeof(buf));
+	ret = run1(&ring, fd, NVME_URING_CMD_IO, &c, &res);
+	check(ret == 0 && !memcmp(buf, ref, bytes),
+	      "reset: uring KV_READ after the reset works", ret);
+
+	/* 3. NVME_IOCTL_RESET on an idle controller */
+	r0 = stat_num("resets");
+	ret = ioctl(fd, NVME_IOCTL_RESET) < 0 ? -errno : 0;
+	check(ret == 0 && stat_num("resets") == r0 + 1,
+	      "reset: NVME_IOCTL_RESET as root", ret);
+	read_ok(fd, ctx, ref, bytes, "reset: KV_READ after NVME_IOCTL_RESET");
+out:
+	set_pacing(fd, 0);
+	io_uring_queue_exit(&ring);
+	close(fd);
+	return fails ? 1 : 0;
+}
+
+/* NVME_IOCTL_RESET: CAP_SYS_ADMIN only. */
+static int ioctl_reset_main(const char *dev, int any)
+{
+	int fd = open(dev, O_RDWR), ret, want = geteuid() ? -EACCES : 0;
+	char what[64];
+
+	if (fd < 0) {
+		check(0, "ioctl-reset: open", -errno);
+		return 1;
+	}
+	ret = ioctl(fd, NVME_IOCTL_RESET) < 0 ? -errno : 0;
+	if (any) {
+		printf("NVME_IOCTL_RESET: %s\n", ret ? strerror(-ret) : "0");
+		close(fd);
+		return 0;
+	}
+	snprintf(what, sizeof(what), "NVME_IOCTL_RESET as uid %u -> %s",
+		 (unsigned int)geteuid(), want ? "EACCES" : "0");
+	check(ret == want, what, ret);
+	close(fd);
+	return fails ? 1 : 0;
+}
+
+/* Context, 4 tokens, one KV_READ (slow while pacing is on): result only. */
+static int slow_main(const char *dev)
+{
+	uint8_t buf[2 * 4 * ROW];
+	struct nvme_passthru_cmd64 p;
+	struct nvme_uring_cmd c;
+	struct io_uring ring;
+	uint32_t ctx = 0;
+	int fd, ret;
+
+	fd = open(dev, O_RDWR);
+	if (fd < 0 || io_uring_queue_init(4, &ring, IORING_SETUP_SQE128 |
+					  IORING_SETUP_CQE32)) {
+		printf("slow: open: %s\n", strerror(errno));
+		return 0;
+	}
+	ret = create_ctx(&ring, fd, &ctx);
+	if (!ret) {
+		fill((float *)buf, sizeof(buf) / 4, 5);
+		kv_cmd(&c, 0x85, ctx, 0, 4, buf);
+		ret = run1(&ring, fd, NVME_URING_CMD_IO, &c, NULL);
+	}
+	if (!ret) {
+		read_cmd64(&p, ctx, 4, buf);
+		ret = ioctl(fd, NVME_IOCTL_IO64_CMD, &p);
+		if (ret < 0)
+			ret = -errno;
+	}
+	printf("slow: KV_READ %d\n", ret);
+	io_uring_queue_exit(&ring);
+	close(fd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc >= 4 && !strcmp(argv[1], "hold"))
 		return hold_main(argv[2], argv[3]);
+	if (argc >= 3 && !strcmp(argv[1], "reset"))
+		return reset_main(argv[2]);
+	if (argc >= 3 && !strcmp(argv[1], "ioctl-reset"))
+		return ioctl_reset_main(argv[2], argc >= 4 &&
+					!strcmp(argv[3], "any"));
+	if (argc >= 3 && !strcmp(argv[1], "slow"))
+		return slow_main(argv[2]);
 	return test_main(argc > 1 ? argv[1] : "/dev/csd0");
 }
