@@ -147,6 +147,7 @@ static const struct key_desc keys[] = {
 	{ "read_ns", K_U32, OFF(timing.read_lat_ns), 0, UINT32_MAX },
 	{ "prog_ns", K_U32, OFF(timing.prog_lat_ns), 0, UINT32_MAX },
 	{ "format", K_BOOL, OFF(format), 0, 1 },
+	{ "extent", K_U32, OFF(extent_pages), 1, 1u << 16 },
 };
 
 static int apply_key(struct csdfw_config *cfg, const char *key,
@@ -223,6 +224,11 @@ int fw_config_check(const struct csdfw_config *cfg, char *err, size_t errlen)
 	}
 	if (!cfg->pages_per_block || cfg->pages_per_block > (1u << 16)) {
 		errf(err, errlen, "block must be 1..65536 pages");
+		return -EINVAL;
+	}
+	if (cfg->extent_pages && cfg->pages_per_block % cfg->extent_pages) {
+		errf(err, errlen, "extent must divide block (%u pages)",
+		     cfg->pages_per_block);
 		return -EINVAL;
 	}
 	block_bytes = (uint64_t)cfg->page_size * cfg->pages_per_block;

@@ -1146,23 +1146,13 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 			st = ST_VS(CTX_FULL);
 			goto out_unlock;
 		}
-		if (fused && (l % ctx->tpp == 0 ||
-			      (l + 1) % kv_chan_tokens(ctx->kv) == 0)) {
-			/* new pages (token pages, and the channel-indexed
-			 * pages of a chunk the token completes): at most one
-			 * new block each, and never more than kv_append's
-			 * own bound */
-			uint64_t pages = l % ctx->tpp ? 0 :
-					 2ull * ctx->p.kv_heads;
-			uint64_t bound;
-
-			if ((l + 1) % kv_chan_tokens(ctx->kv) == 0)
-				pages += (uint64_t)ctx->p.kv_heads *
-					 ctx->p.head_dim;
-			bound = pages / fw->cfg.pages_per_block +
-				fw->cfg.channels + 1;
-			need_blocks += pages < bound ? pages : bound;
-		}
+		/* new extents / pages (token pages, and the channel-indexed
+		 * pages of a chunk the token completes): kv's own bound, so
+		 * either every sequence appends or none does */
+		if (fused)
+			need_blocks += kv_append_blocks_bound(ctx->kv,
+							      b.seqs[i],
+							      layer, 1);
 	}
 	if (fused && need_blocks > kv_store_blocks_free(fw->kv)) {
 		st = ST_VS(NO_SPACE);

@@ -20,6 +20,8 @@
 
 #define CSDFW_VERSION		"0.1.0"
 #define CSDFW_MAX_CHANNELS	64
+/* Pages per KV extent when extent_pages is 0 (see csdfw_config_parse). */
+#define CSDFW_EXTENT_DEFAULT	16
 
 /* Flash and host-link timing profile (see model.c for the equations). */
 struct csdfw_timing {
@@ -50,6 +52,7 @@ struct csdfw_config {
 	uint32_t max_xfer;		/* bytes per command */
 	struct csdfw_timing timing;
 	int      format;		/* backing: 1 = (re)format, losing its contents */
+	uint32_t extent_pages;		/* KV extent, pages; 0 = default */
 };
 
 /* Defaults: the InstInfer drive (8 ch x 1.4 GB/s, PCIe 4.0 x4), memory-backed. */
@@ -59,8 +62,18 @@ void csdfw_config_default(struct csdfw_config *cfg);
  * capacity (bytes, K/M/G/T suffix), channels, page, block, threads,
  * simd (scalar|avx2|avx512|auto), pacing (0|1), backing (path),
  * profile (instinfer|nvmevirt|fast), contexts, seqs, tokens, tags, xfer,
- * chan_mbps, link_mbps, read_ns, prog_ns, format (0|1).  Returns 0 or
- * -EINVAL and a message in @err (if non-NULL) naming the bad key.
+ * chan_mbps, link_mbps, read_ns, prog_ns, format (0|1), extent (pages).
+ * Returns 0 or -EINVAL and a message in @err (if non-NULL) naming the bad
+ * key.
+ *
+ * extent=PAGES: a KV stream's token-indexed pages are allocated in extents
+ * of PAGES consecutive flash pages of one block, extent j of a stream on
+ * channel (j + skew) % channels (firmware-sim/kv.c, Placement), so the
+ * attention engine reads PAGES * page_size bytes of a stream sequentially;
+ * 1 = single pages striped over the channels.  Must divide block.  Default
+ * (extent_pages 0): CSDFW_EXTENT_DEFAULT (16 = 64 KiB at 4 KiB pages), or
+ * the largest power of two below it that divides block.  Not part of the
+ * backing file's format: a file may be reopened with another extent.
  *
  * Backing file (Documentation/on-media-format.md): a missing or empty file
  * is formatted; a file with a valid superblock is opened and the contexts

@@ -22,17 +22,53 @@
  * are refused with CSD_VSC_UNSUPPORTED (cannot happen with the device
  * limits: 256 x f32 = 1 KiB < 4 KiB minimum page).
  *
- * Placement.  Each sequence owns one open block per channel (shared by all
- * its layers and heads).  Stream st = kv_head * 2 + which of layer l has
- * skew (l * kv_heads * 2 + st) % channels, and its page i is placed on
- * channel (i + skew) % channels, so the pages of one stream go round-robin
- * over all channels and the same page index of the streams of a layer is
- * spread evenly over the channels.  If that channel has neither room in the
- * sequence's open block nor a free block, the next channel (ch + 1, ch + 2,
- * ... cyclically) that has one is used.  An append first counts the pages
- * it needs (for all streams) and fails with NO_SPACE unless that many pages
- * are available over all channels (then the fallback always succeeds), so
- * an append is all-or-nothing.
+ * Placement.  A stream's token-indexed pages are allocated in extents of
+ * E = extent consecutive pages (config key extent=, default 16 = 64 KiB at
+ * 4 KiB pages, E divides pages_per_block; E = 1 is single-page striping):
+ * extent j of a stream (pages j*E .. j*E+E-1) is E consecutive pages of one
+ * block, so an attention kernel walks E pages (64 KiB) of a stream
+ * sequentially in host memory and the hardware prefetchers, which stop at
+ * every 4 KiB boundary of a scattered page, keep streaming.  Stream
+ * st = kv_head * 2 + which of layer l has skew (l * kv_heads * 2 + st) %
+ * channels, and extent j is placed on channel (j + skew) % channels, so the
+ * extents of one stream go round-robin over all channels and the same
+ * extent index of the streams of a layer is spread evenly over the
+ * channels: an attention call still reads every channel in parallel (at
+ * extent granularity).  The whole extent is reserved when its first page is
+ * needed (decode appends one token at a time): its other pages stay
+ * reserved for the stream and page i with i % E != 0 is simply page i - 1
+ * plus one, so no per-stream state beyond the page table is needed.
+ * Reserved pages that hold no rows yet are neither free nor counted in
+ * bytes_used (which counts pages holding rows).
+ *
+ * Each sequence owns one open block per channel (shared by all its layers
+ * and heads); an extent takes E pages at the block's next free page, a
+ * channel-indexed K page (below) one page.  If the wanted channel has
+ * neither room for the request in the sequence's open block nor a free
+ * block, the next channel (ch + 1, ch + 2, ... cyclically) that has one is
+ * used.  An open block with fewer than E pages left (possible only after
+ * channel-indexed pages, which come one at a time) is abandoned when an
+ * extent needs its channel: those pages stay unused until the sequence is
+ * reset (never with E = 1, and not with the usual shapes, where a chunk's
+ * channel pages are a multiple of E per channel).  So an extent never spans
+ * blocks.
+ *
+ * Space check.  An append first plans every allocation it needs (extents
+ * of all streams, then channel-indexed pages) on a copy of the per-channel
+ * state (free block counts, the sequence's open-block cursors) with exactly
+ * the placement rules above, and fails with NO_SPACE unless all of them
+ * succeed; then it allocates for real under the same store lock, so an
+ * append is all-or-nothing and the check is exact, reserved extent pages
+ * and abandoned block tails included.  A new page inside an already
+ * reserved extent needs no space at all.
+ *
+ * Recovered layers (backing file) restart extent numbering at their page
+ * count (xbase): their next page starts a new extent in a new block, the
+ * unused reserved tail of their last extent stays unused until reset (the
+ * same as the unused tail of an open block).  Page i then starts an extent
+ * iff (i - xbase) % E == 0, and that extent goes to channel
+ * (i / E + skew) % channels.  This also makes a file written with another E
+ * recover correctly: E is not part of the on-media format.
  *
  * Page tables.  Every stream of one (seq, layer) has the same number of
  * pages, so a (seq, layer) has one table: entry [page][stream] = global page
@@ -47,9 +83,10 @@
  * Channel-indexed K (SparF).  Every complete chunk of ct = page_size /
  * elsize tokens of a K stream is also stored dimension-major: head_dim
  * pages, page j = dim j of the chunk's ct tokens.  When an append completes
- * chunk k, it takes kv_heads * head_dim more pages (dim j of kv head h on
- * channel (k * head_dim + j + skew(layer, K stream of h)) % channels, same
- * fallback as token pages), counted in the NO_SPACE pre-check, transposes
+ * chunk k, it takes kv_heads * head_dim more pages, one at a time (dim j of
+ * kv head h on channel (k * head_dim + j + skew(layer, K stream of h)) %
+ * channels, same fallback as token pages; no extents), planned in the
+ * NO_SPACE check, transposes
  * the chunk's rows from the token-indexed pages (the emulated drive stages
  * the chunk in DRAM: no page reads are charged) and charges the programs to
  * model_work.wr_pages; the pages are written before the length that
@@ -112,6 +149,7 @@ struct kv_store {
 	uint32_t channels;
 	uint32_t page_size;
 	uint32_t ppb;			/* pages per block */
+	uint32_t extent;		/* E: pages per extent, divides ppb */
 	uint32_t bpc;			/* blocks per channel */
 	size_t block_bytes;
 
@@ -136,6 +174,8 @@ struct kv_store {
 
 struct kv_layer {
 	_Atomic uint32_t len;
+	uint32_t xbase;			/* extents start at xbase + k * E;
+					 * under kv_seq.lock */
 	/* V running sum, a seqlock: odd while kv_append/reset update it */
 	_Atomic uint32_t vseq;
 	_Atomic uint32_t vn;		/* tokens the sum covers */
@@ -199,13 +239,22 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 {
 	struct kv_store *s;
 	uint64_t block_bytes, nblocks, bpc, total_pages;
-	uint32_t ch, b;
+	uint32_t ch, b, extent;
 	int err;
 
 	*sp = NULL;
 	if (!cfg || cfg->channels == 0 || cfg->channels > CSDFW_MAX_CHANNELS ||
 	    !is_pow2(cfg->page_size) || cfg->page_size < 4096 ||
 	    cfg->pages_per_block == 0)
+		return -EINVAL;
+	extent = cfg->extent_pages;
+	if (!extent) {
+		/* default: CSDFW_EXTENT_DEFAULT, or less to divide the block */
+		extent = CSDFW_EXTENT_DEFAULT;
+		while (cfg->pages_per_block % extent)
+			extent /= 2;
+	}
+	if (extent > cfg->pages_per_block || cfg->pages_per_block % extent)
 		return -EINVAL;
 	block_bytes = (uint64_t)cfg->page_size * cfg->pages_per_block;
 	nblocks = cfg->capacity / block_bytes;
@@ -224,6 +273,7 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 	s->channels = cfg->channels;
 	s->page_size = cfg->page_size;
 	s->ppb = cfg->pages_per_block;
+	s->extent = extent;
 	s->bpc = (uint32_t)bpc;
 	s->block_bytes = (size_t)block_bytes;
 	s->data_bytes = (size_t)(total_pages * cfg->page_size);
@@ -671,6 +721,7 @@ static void seq_drop(struct kv_ctx *c, struct kv_seq *sq)
 		stored += (uint64_t)len * c->row_bytes * 2;
 		used += layer_pages(c, len) * s->page_size;
 		atomic_store_explicit(&ly->len, 0, memory_order_release);
+		ly->xbase = 0;
 		vsum_clear(c, ly);
 	}
 	store_free_blocks(s, sq->owned, sq->nowned);
@@ -797,31 +848,175 @@ static int owned_reserve(struct kv_seq *sq, uint64_t more)
 	return 0;
 }
 
-/* Take one page for the seq on channel @ch0 or the next channel with room.
- * Called with the store lock held; the caller made sure a page exists. */
-static uint32_t take_page(struct kv_store *s, struct kv_seq *sq, uint32_t ch0)
+/*
+ * Allocation state of one sequence on every channel: the store's free
+ * block counts and the sequence's open-block cursors (ppb = no room, i.e.
+ * no open block or a full one).  Appends plan on a copy first (the space
+ * check), then allocate for real from a fresh copy with the same rules.
+ */
+struct alloc_sim {
+	uint32_t nfree[CSDFW_MAX_CHANNELS];
+	uint32_t next[CSDFW_MAX_CHANNELS];
+};
+
+/* Called with the store lock held.  @pending: count pending-free blocks
+ * as free (would a commit make room?). */
+static void sim_init(const struct kv_store *s, const struct kv_seq *sq,
+		     struct alloc_sim *a, bool pending)
+{
+	uint64_t i;
+	uint32_t ch;
+
+	for (ch = 0; ch < s->channels; ch++) {
+		a->nfree[ch] = s->nfree[ch];
+		a->next[ch] = sq->open_blk[ch] == NO_BLOCK ? s->ppb :
+			      sq->open_next[ch];
+	}
+	for (i = 0; pending && i < s->npending; i++)
+		a->nfree[blk_channel(s, s->pend_blk[i])]++;
+}
+
+/*
+ * @n consecutive pages on channel @ch0, or the next channel that has room
+ * for them in the open block or a free block.  Returns the channel (the
+ * pages end at a->next[ch]) or UINT32_MAX; *opened tells whether a new
+ * block was opened.
+ */
+static uint32_t sim_take(const struct kv_store *s, struct alloc_sim *a,
+			 uint32_t ch0, uint32_t n, bool *opened)
 {
 	uint32_t k;
 
 	for (k = 0; k < s->channels; k++) {
 		uint32_t ch = (ch0 + k) % s->channels;
 
-		if (sq->open_blk[ch] == NO_BLOCK ||
-		    sq->open_next[ch] == s->ppb) {
-			uint32_t blk;
-
-			if (!s->nfree[ch])
-				continue;
-			blk = s->free_blk[(size_t)ch * s->bpc +
-					  --s->nfree[ch]];
-			s->nfree_total--;
-			sq->owned[sq->nowned++] = blk;
-			sq->open_blk[ch] = blk;
-			sq->open_next[ch] = 0;
+		if (s->ppb - a->next[ch] >= n) {
+			a->next[ch] += n;
+			*opened = false;
+			return ch;
 		}
-		return sq->open_blk[ch] * s->ppb + sq->open_next[ch]++;
+		if (a->nfree[ch]) {
+			a->nfree[ch]--;
+			a->next[ch] = n;
+			*opened = true;
+			return ch;
+		}
 	}
-	return UINT32_MAX;	/* not reached */
+	return UINT32_MAX;
+}
+
+/* The real allocation of sim_take: the first of the @n pages.  Called with
+ * the store lock held, @a made by sim_init(pending = false). */
+static uint32_t take_pages(struct kv_store *s, struct kv_seq *sq,
+			   struct alloc_sim *a, uint32_t ch0, uint32_t n)
+{
+	bool opened;
+	uint32_t ch = sim_take(s, a, ch0, n, &opened);
+
+	if (ch == UINT32_MAX)
+		return UINT32_MAX;	/* not reached: planned */
+	if (opened) {
+		uint32_t blk = s->free_blk[(size_t)ch * s->bpc +
+					   --s->nfree[ch]];
+
+		s->nfree_total--;
+		sq->owned[sq->nowned++] = blk;
+		sq->open_blk[ch] = blk;
+	}
+	sq->open_next[ch] = a->next[ch];
+	return sq->open_blk[ch] * s->ppb + a->next[ch] - n;
+}
+
+/* Does token page @pg of a layer start an extent? */
+static inline bool extent_start(const struct kv_store *s,
+				const struct kv_layer *ly, uint32_t pg)
+{
+	return (pg - ly->xbase) % s->extent == 0;
+}
+
+/* New extents per stream for token pages [p0, p1) (p0 >= xbase). */
+static uint32_t extents_new(const struct kv_store *s,
+			    const struct kv_layer *ly, uint32_t p0, uint32_t p1)
+{
+	uint32_t e = s->extent, b = ly ? ly->xbase : 0;
+
+	if (p1 <= p0)
+		return 0;
+	return (uint32_t)(((uint64_t)p1 - b + e - 1) / e -
+			  ((uint64_t)p0 - b + e - 1) / e);
+}
+
+/*
+ * Bound on the blocks an append opens for @x extents and @y single pages:
+ * each request opens at most one, and every block opened and left behind
+ * by the same append (all but the last one per channel) holds at least
+ * ppb - E + 1 of its pages.
+ */
+static uint64_t blocks_bound(const struct kv_store *s, uint64_t x, uint64_t y)
+{
+	uint64_t b = s->channels + 1 +
+		     (x * s->extent + y) / (s->ppb - s->extent + 1);
+
+	return x + y < b ? x + y : b;
+}
+
+/*
+ * Place token pages [p0, p1) of every stream of (seq, layer) and the
+ * channel-indexed pages of chunks [k0, k1), in this order, on @a.  Plan
+ * only (@commit false: true iff everything fits), or for real (page table
+ * entries written; the plan said it fits).  Store lock held.
+ */
+static bool place_pages(struct kv_ctx *c, struct kv_seq *sq,
+			struct kv_layer *ly, uint32_t layer, uint32_t p0,
+			uint32_t p1, uint32_t k0, uint32_t k1,
+			struct alloc_sim *a, bool commit)
+{
+	struct kv_store *s = c->s;
+	uint32_t pg, st, k, h, j, ch0;
+	bool opened;
+
+	for (pg = p0; pg < p1; pg++) {
+		bool start = extent_start(s, ly, pg);
+
+		for (st = 0; st < c->nstreams; st++) {
+			/* channels: checked != 0 in kv_store_open, never
+			 * changed (the analyzer loses that across
+			 * pthread_mutex_lock(&s->lock)) */
+			// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
+			ch0 = (pg / s->extent + stream_skew(c, layer, st)) %
+			      s->channels;
+			if (!commit) {
+				if (start && sim_take(s, a, ch0, s->extent,
+						      &opened) == UINT32_MAX)
+					return false;
+				continue;
+			}
+			*pt_entry(c, ly, pg, st) = start ?
+				take_pages(s, sq, a, ch0, s->extent) :
+				*pt_entry(c, ly, pg - 1, st) + 1;
+		}
+	}
+	for (k = k0; k < k1; k++) {
+		uint32_t *ent = commit ? atomic_load_explicit(&ly->cdir[k],
+						memory_order_relaxed) : NULL;
+
+		for (h = 0; h < c->p.kv_heads; h++)
+			for (j = 0; j < c->p.head_dim; j++) {
+				// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
+				ch0 = (k * c->p.head_dim + j +
+				       stream_skew(c, layer, h * 2)) %
+				      s->channels;
+				if (!commit) {
+					if (sim_take(s, a, ch0, 1, &opened) ==
+					    UINT32_MAX)
+						return false;
+					continue;
+				}
+				ent[h * c->p.head_dim + j] =
+					take_pages(s, sq, a, ch0, 1);
+			}
+	}
+	return true;
 }
 
 static void copy_rows_in(const struct kv_ctx *c, const struct kv_layer *ly,
@@ -938,8 +1133,8 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 	struct kv_store *s = c->s;
 	struct kv_seq *sq;
 	struct kv_layer *ly;
-	uint32_t len, p0, p1, old_pages, pg, st, k, c0, c1, h, j;
-	uint64_t npages, avail;
+	uint32_t len, p0, p1, old_pages, k, c0, c1;
+	uint64_t npages, x, y;
 	double *delta = NULL;
 	size_t bytes;
 	uint16_t rc = 0;
@@ -1017,58 +1212,49 @@ retry:
 	}
 	if (!npages)
 		goto write;
-	if (owned_reserve(sq, npages / s->ppb + s->channels + 1)) {
+	x = (uint64_t)extents_new(s, ly, old_pages, p1) * c->nstreams;
+	y = (uint64_t)(c1 - c0) * c->cpages;
+	if (owned_reserve(sq, blocks_bound(s, x, y))) {
 		rc = ST_INTERNAL;
 		goto out;
 	}
 
 	pthread_mutex_lock(&s->lock);
-	avail = s->nfree_total * s->ppb;
-	for (k = 0; k < s->channels; k++)
-		if (sq->open_blk[k] != NO_BLOCK)
-			avail += s->ppb - sq->open_next[k];
-	if (npages > avail) {
-		bool ckpt = !retried &&
-			    npages <= avail + s->npending * (uint64_t)s->ppb;
+	if (x + y) {
+		struct alloc_sim a;
 
-		pthread_mutex_unlock(&s->lock);
-		if (ckpt) {
-			/* space held back for crash safety: commit the
-			 * metadata (releases it), then try once more */
-			pthread_mutex_unlock(&sq->lock);
-			retried = true;
-			if (!store_commit(s))
-				goto retry;
-			pthread_mutex_lock(&sq->lock);
+		sim_init(s, sq, &a, false);
+		if (!place_pages(c, sq, ly, layer, old_pages, p1, c0, c1, &a,
+				 false)) {
+			bool ckpt = false;
+
+			if (!retried && s->npending) {
+				sim_init(s, sq, &a, true);
+				ckpt = place_pages(c, sq, ly, layer, old_pages,
+						   p1, c0, c1, &a, false);
+			}
+			pthread_mutex_unlock(&s->lock);
+			if (ckpt) {
+				/* space held back for crash safety: commit
+				 * the metadata (releases it), then try once
+				 * more */
+				pthread_mutex_unlock(&sq->lock);
+				retried = true;
+				if (!store_commit(s))
+					goto retry;
+				pthread_mutex_lock(&sq->lock);
+			}
+			rc = ST_VSC(NO_SPACE);
+			goto out;
 		}
-		rc = ST_VSC(NO_SPACE);
-		goto out;
 	}
 	{
 		uint64_t before = s->nfree_total;
+		struct alloc_sim a;
 
-		for (pg = old_pages; pg < p1; pg++)
-			for (st = 0; st < c->nstreams; st++)
-				/* channels: checked != 0 in kv_store_open,
-				 * never changed (the analyzer loses that
-				 * across pthread_mutex_lock(&s->lock)) */
-				*pt_entry(c, ly, pg, st) = take_page(s, sq,
-					// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
-					(pg + stream_skew(c, layer, st)) %
-					s->channels);
-		for (k = c0; k < c1; k++) {
-			uint32_t *ent = atomic_load_explicit(&ly->cdir[k],
-							memory_order_relaxed);
-
-			for (h = 0; h < c->p.kv_heads; h++)
-				for (j = 0; j < c->p.head_dim; j++)
-					ent[h * c->p.head_dim + j] =
-						take_page(s, sq,
-						// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
-						(k * c->p.head_dim + j +
-						 stream_skew(c, layer, h * 2)) %
-						s->channels);
-		}
+		sim_init(s, sq, &a, false);
+		(void)place_pages(c, sq, ly, layer, old_pages, p1, c0, c1, &a,
+				  true);
 		atomic_fetch_sub_explicit(&s->blocks_free,
 					  before - s->nfree_total,
 					  memory_order_relaxed);
@@ -1098,6 +1284,33 @@ out:
 	pthread_mutex_unlock(&sq->lock);
 	free(delta);
 	return rc;
+}
+
+uint64_t kv_append_blocks_bound(struct kv_ctx *c, uint32_t seq,
+				uint32_t layer, uint32_t ntok)
+{
+	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
+	struct kv_seq *sq = seq_peek(c, seq);
+	uint32_t len = 0, xbase = 0;
+	uint64_t end, p0, p1, e = c->s->extent, x, y;
+
+	if (sq && ly) {
+		pthread_mutex_lock(&sq->lock);
+		len = atomic_load_explicit(&ly->len, memory_order_relaxed);
+		xbase = ly->xbase;
+		pthread_mutex_unlock(&sq->lock);
+	}
+	end = (uint64_t)len + ntok;
+	p0 = ((uint64_t)len + c->tpp - 1) / c->tpp;
+	p1 = (end + c->tpp - 1) / c->tpp;
+	x = p1 > p0 ? (p1 - xbase + e - 1) / e - (p0 - xbase + e - 1) / e : 0;
+	y = (end / c->ct - len / c->ct) * c->cpages;
+	return blocks_bound(c->s, x * c->nstreams, y);
+}
+
+uint32_t kv_store_extent(const struct kv_store *s)
+{
+	return s->extent;
 }
 
 uint32_t kv_len(const struct kv_ctx *c, uint32_t seq, uint32_t layer)
@@ -1718,6 +1931,9 @@ static int rcv_layer(struct kv_store *s, struct rcv *r, struct kv_ctx *c,
 			ce[j] = *ent++;
 		}
 	}
+	/* the reserved rest of the last extent is not known: the next page
+	 * starts a new extent */
+	ly->xbase = np;
 	/* the V running sum lives in DRAM only: rebuilt from the V pages */
 	delta = calloc(c->cpages, sizeof(*delta));
 	if (!delta)

@@ -8,11 +8,15 @@
  * of one (context, sequence, layer, kv head); a page holds
  * tokens_per_page = page_size / (head_dim * dtype size) consecutive rows of
  * one stream (16 tokens for head_dim 128 at fp16 with 4 KiB pages).
- * Page i of a stream is placed on channel (i + stream_skew) % channels, so one
- * attention call reads all channels in parallel.  Pages are allocated
- * append-only from open blocks owned by the sequence (one open block per
- * channel per sequence); resetting a sequence or destroying a context frees
- * whole blocks (no page-level garbage collection).
+ * A stream's pages are allocated in extents of E consecutive pages of one
+ * block (config extent=, default 16; kv_store_extent()): extent j (pages
+ * j*E .. j*E+E-1) is placed on channel (j + stream_skew) % channels, so one
+ * attention call reads all channels in parallel and a kernel walks E pages
+ * of a stream sequentially in memory; E = 1 stripes single pages.  Pages
+ * are allocated append-only from open blocks owned by the sequence (one
+ * open block per channel per sequence); an extent is reserved whole when
+ * its first page is needed.  Resetting a sequence or destroying a context
+ * frees whole blocks (no page-level garbage collection).
  *
  * Concurrency: appends to different sequences may run concurrently; appends
  * to one (seq, layer) are serialized by the caller.  Readers (attention)
@@ -86,6 +90,18 @@ uint32_t kv_tokens_per_page(const struct kv_ctx *c);
 uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		   uint32_t start, uint32_t ntok, const struct csdfw_data *src,
 		   size_t k_off, size_t v_off, struct model_work *w);
+
+/*
+ * Upper bound on the free blocks kv_append(c, seq, layer, kv_len(), ntok)
+ * takes (0 if it needs no new extent or page): for a space pre-check over
+ * several appends (a fused ATTN_SUBMIT), compared with
+ * kv_store_blocks_free().  Appends to (seq, layer) must be held off by the
+ * caller for the bound to stay valid.
+ */
+uint64_t kv_append_blocks_bound(struct kv_ctx *c, uint32_t seq,
+				uint32_t layer, uint32_t ntok);
+/* Pages per extent of token-indexed pages (kv.c, Placement). */
+uint32_t kv_store_extent(const struct kv_store *s);
 
 /* Read tokens [start, start+ntok) into @dst: K rows at 0, V rows at
  * ntok * row_bytes.  CSD_VSC_TOKEN_RANGE if beyond kv_len(). */

@@ -39,10 +39,11 @@ enum csd_kv_dtype {
  * Open a drive.  @spec selects the transport:
  *   "embedded:" or "embedded:key=val,..."  in-process emulated drive
  *       keys: capacity=SIZE (e.g. 16G), channels=N, page=BYTES,
- *       block=PAGES, threads=N, simd=scalar|avx2|avx512|auto,
- *       pacing=0|1, backing=PATH (file-backed flash), profile=NAME
- *   "shm:PATH[,timeout=MS]"  the csd-fw daemon listening on socket PATH
- *       (data is copied through the shared-memory window)
+ *       block=PAGES, extent=PAGES, threads=N,
+ *       simd=scalar|avx2|avx512|auto, pacing=0|1, backing=PATH (durable,
+ *       file-backed flash), format=0|1, profile=NAME; see csd_dev_open(3)
+ *   "shm:PATH[,timeout=MS][,poll[=US]]"  the csd-fw daemon listening on
+ *       socket PATH (data is copied through the shared-memory window)
  *   "/dev/NODE[,ioctl][,depth=N]"  NVMe passthrough char device (csd.ko's
  *       /dev/csdN, or /dev/ngXnY): io_uring uring_cmd, ioctl fallback
  * NULL or "" means the CSD_DEVICE environment variable, else "embedded:".

@@ -4,9 +4,13 @@
  * per kernel, against a STREAM-like SIMD read of the same number of bytes
  * by the same number of threads, measured interleaved in the same run.
  *
- * The KV set is laid out like the drive's: 4 KiB pages of tokens_per_page
- * rows of one (sequence, kv head, K|V) stream, pages in shuffled order in
- * one big buffer (so the kernels cannot ride on one sequential stream).
+ * The KV set is laid out like the drive's (firmware-sim/kv.c, Placement):
+ * 4 KiB pages of tokens_per_page rows of one (sequence, kv head, K|V)
+ * stream, allocated in extents of --extent consecutive pages (default 16 =
+ * 64 KiB, the drive's default `extent=`), the extents of all streams in
+ * shuffled order in one big buffer (so the kernels cannot ride on one
+ * sequential stream).  --extent 1 scatters single pages, which makes the
+ * hardware prefetchers restart at every 4 KiB page.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -33,6 +37,7 @@ struct opts {
 	uint32_t tokens, batch, q_heads, kv_heads, head_dim;
 	int dtype;
 	unsigned int threads, iters;
+	uint32_t extent;		/* pages per extent */
 	int kernels[CSD_SIMD_COUNT];
 	int nkernels;
 	bool json;
@@ -40,7 +45,7 @@ struct opts {
 
 struct kvbuf {
 	char *buf;
-	size_t size;		/* bytes of pages */
+	size_t size;		/* bytes of pages (whole extents) */
 	uint32_t *slot;		/* [seq][kvh][2][pps] -> page slot */
 	uint32_t pps, kv_heads, tpp;
 };
@@ -415,6 +420,9 @@ static void usage(FILE *f)
 "  --threads T      worker threads (online CPUs)\n"
 "  --iters N        measured iterations per kernel (5)\n"
 "  --kernels LIST   comma separated: scalar,avx2,avx512 (all supported)\n"
+"  --extent PAGES   KV layout: extents of PAGES consecutive 4 KiB pages of a\n"
+"                   stream, extents shuffled (16, as the drive; 1 = single\n"
+"                   scattered pages)\n"
 "  --json           one JSON object on stdout\n"
 "KV bytes/s of each kernel are measured interleaved with a SIMD read of the\n"
 "same bytes (same threads); ratio = kernel / stream (best of N).  The f32 FMA\n"
@@ -476,6 +484,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "threads", required_argument, NULL, 'j' },
 		{ "iters", required_argument, NULL, 'i' },
 		{ "kernels", required_argument, NULL, 'K' },
+		{ "extent", required_argument, NULL, 'E' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -488,6 +497,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		.tokens = 16384, .batch = 8, .q_heads = 32, .kv_heads = 8,
 		.head_dim = 128, .dtype = CSD_DTYPE_F16,
 		.threads = ncpu > 0 ? (unsigned int)ncpu : 1, .iters = 5,
+		.extent = 16,
 	};
 	for (int k = 0; k < CSD_SIMD_COUNT; k++)
 		if (attn_simd_supported(k))
@@ -540,6 +550,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case 'K':
 			if (parse_kernels(optarg, o))
 				return -1;
+			break;
+		case 'E':
+			if (parse_u32(optarg, 1, 1u << 16, &o->extent))
+				goto bad;
 			break;
 		case 'J':
 			o->json = true;
@@ -634,7 +648,8 @@ int bench_attn_main(int argc, char **argv)
 	struct attn_job job;
 	uint32_t *seqs = NULL, *lo = NULL, *hi = NULL;
 	float *q = NULL, *out = NULL, *lse = NULL, *ref = NULL, *ref_lse = NULL;
-	size_t row, npages, nout, nlse;
+	size_t row, npages, nout, nlse, next, ext_per_stream;
+	uint32_t *ext = NULL;
 	uint64_t sink = 0, s = 42;
 	double kv_bytes, scalar_best = 0, fma_rate = 0, roof;
 	int stream_isa, rc = 1, best = -1;
@@ -652,7 +667,14 @@ int bench_attn_main(int argc, char **argv)
 	kv.pps = (o.tokens + kv.tpp - 1) / kv.tpp;
 	kv.kv_heads = o.kv_heads;
 	npages = (size_t)o.batch * o.kv_heads * 2 * kv.pps;
-	kv.size = npages * PAGE_SIZE_KV;
+	/* whole extents per stream: the unused tail of the last one stays */
+	ext_per_stream = (kv.pps + o.extent - 1) / o.extent;
+	next = (size_t)o.batch * o.kv_heads * 2 * ext_per_stream;
+	kv.size = next * o.extent * PAGE_SIZE_KV;
+	if (next * o.extent > UINT32_MAX) {
+		fprintf(stderr, "csd-bench attn: KV too large\n");
+		return 2;
+	}
 	kv_bytes = (double)o.batch * o.kv_heads * o.tokens * row * 2;
 	nout = (size_t)o.batch * o.q_heads * o.head_dim;
 	nlse = (size_t)o.batch * o.q_heads;
@@ -670,6 +692,7 @@ int bench_attn_main(int argc, char **argv)
 	}
 	madvise(kv.buf, kv.size, MADV_HUGEPAGE);
 	kv.slot = malloc(npages * sizeof(*kv.slot));
+	ext = malloc(next * sizeof(*ext));
 	seqs = malloc(o.batch * sizeof(*seqs));
 	lo = malloc(o.batch * sizeof(*lo));
 	hi = malloc(o.batch * sizeof(*hi));
@@ -679,20 +702,26 @@ int bench_attn_main(int argc, char **argv)
 	lse = malloc(nlse * sizeof(float));
 	ref_lse = malloc(nlse * sizeof(float));
 	res = calloc(CSD_SIMD_COUNT, sizeof(*res));
-	if (!kv.slot || !seqs || !lo || !hi || !q || !out || !ref || !lse ||
+	if (!kv.slot || !ext || !seqs || !lo || !hi || !q || !out || !ref || !lse ||
 	    !ref_lse || !res) {
 		fprintf(stderr, "csd-bench attn: out of memory\n");
 		goto out;
 	}
-	/* shuffled page placement */
-	for (size_t i = 0; i < npages; i++)
-		kv.slot[i] = (uint32_t)i;
-	for (size_t i = npages; i > 1; i--) {
+	/* shuffled extent placement: extent e of stream st at slot ext[...] */
+	for (size_t i = 0; i < next; i++)
+		ext[i] = (uint32_t)i;
+	for (size_t i = next; i > 1; i--) {
 		size_t j = rng_next(&s) % i;
-		uint32_t x = kv.slot[i - 1];
+		uint32_t x = ext[i - 1];
 
-		kv.slot[i - 1] = kv.slot[j];
-		kv.slot[j] = x;
+		ext[i - 1] = ext[j];
+		ext[j] = x;
+	}
+	for (size_t i = 0; i < npages; i++) {
+		size_t st = i / kv.pps, pg = i % kv.pps;
+
+		kv.slot[i] = ext[st * ext_per_stream + pg / o.extent] *
+			     o.extent + (uint32_t)(pg % o.extent);
 	}
 	fill(&kv, o.dtype);
 	for (uint32_t i = 0; i < o.batch; i++) {
@@ -732,9 +761,9 @@ int bench_attn_main(int argc, char **argv)
 
 	if (!o.json)
 		printf("csd-bench attn: dtype %s, %u tokens x %u seqs, heads %u/%u, head_dim %u, "
-		       "tpp %u, threads %u, KV %.1f MiB, %u iters, stream %s\n",
+		       "tpp %u, extent %u pages, threads %u, KV %.1f MiB, %u iters, stream %s\n",
 		       dtype_name(o.dtype), o.tokens, o.batch, o.q_heads,
-		       o.kv_heads, o.head_dim, kv.tpp, o.threads,
+		       o.kv_heads, o.head_dim, kv.tpp, o.extent, o.threads,
 		       kv_bytes / 1048576.0, o.iters, attn_simd_name(stream_isa));
 
 	for (int i = 0; i < 3; i++) {
@@ -807,11 +836,11 @@ fail_engine:
 	if (o.json) {
 		printf("{\"bench\":\"attn\",\"dtype\":\"%s\",\"tokens\":%u,\"batch\":%u,"
 		       "\"q_heads\":%u,\"kv_heads\":%u,\"head_dim\":%u,\"tpp\":%u,"
-		       "\"threads\":%u,\"iters\":%u,\"kv_bytes\":%.0f,"
-		       "\"stream_isa\":\"%s\",\"kernels\":[",
+		       "\"threads\":%u,\"iters\":%u,\"extent\":%u,"
+		       "\"kv_bytes\":%.0f,\"stream_isa\":\"%s\",\"kernels\":[",
 		       dtype_name(o.dtype), o.tokens, o.batch, o.q_heads,
 		       o.kv_heads, o.head_dim, kv.tpp, o.threads, o.iters,
-		       kv_bytes, attn_simd_name(stream_isa));
+		       o.extent, kv_bytes, attn_simd_name(stream_isa));
 		for (int ki = 0; ki < o.nkernels; ki++) {
 			const struct kres *r = &res[ki];
 
@@ -875,6 +904,7 @@ out:
 	if (kv.buf)
 		munmap(kv.buf, kv.size);
 	free(kv.slot);
+	free(ext);
 	free(seqs);
 	free(lo);
 	free(hi);

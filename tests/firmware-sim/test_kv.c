@@ -20,8 +20,10 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static struct kv_store *open_store(uint64_t pages_per_channel, uint32_t ch,
-				   uint32_t ppb, const char *backing)
+/* A store with extents of @extent pages (0 = the default). */
+static struct kv_store *open_store_x(uint64_t pages_per_channel, uint32_t ch,
+				     uint32_t ppb, uint32_t extent,
+				     const char *backing)
 {
 	struct csdfw_config cfg;
 	struct kv_store *s = NULL;
@@ -32,11 +34,19 @@ static struct kv_store *open_store(uint64_t pages_per_channel, uint32_t ch,
 	cfg.channels = ch;
 	cfg.page_size = PG;
 	cfg.pages_per_block = ppb;
+	cfg.extent_pages = extent;
 	if (backing)
 		snprintf(cfg.backing, sizeof(cfg.backing), "%s", backing);
 	rc = kv_store_open(&cfg, &s);
 	CU_ASSERT(rc == 0);
 	return rc ? NULL : s;
+}
+
+/* Single-page extents: the page-level placement the older tests check. */
+static struct kv_store *open_store(uint64_t pages_per_channel, uint32_t ch,
+				   uint32_t ppb, const char *backing)
+{
+	return open_store_x(pages_per_channel, ch, ppb, 1, backing);
 }
 
 static struct csd_ctx_desc mkp(uint16_t layers, uint16_t kvh, uint16_t hd,
@@ -1402,6 +1412,309 @@ static void test_chan_concurrency(void)
 	kv_store_close(s);
 }
 
+/* ---- extents ---------------------------------------------------------------- */
+
+/*
+ * Layout of every stream of (seq, layer) with extents of @e pages on @nch
+ * channels and nothing ever falling back: pages of one extent are adjacent
+ * in memory, extent j of a stream is on channel (j + skew) % nch.
+ */
+static int check_extents(struct kv_ctx *c, uint32_t seq, uint32_t layer,
+			 uint32_t e, uint32_t nch)
+{
+	uint32_t kvh = kv_ctx_params(c)->kv_heads, tpp = kv_tokens_per_page(c);
+	uint32_t np = (kv_len(c, seq, layer) + tpp - 1) / tpp, h, w, i;
+
+	for (h = 0; h < kvh; h++)
+		for (w = 0; w < 2; w++) {
+			enum kv_which wh = w ? KV_V : KV_K;
+			uint32_t ch0 = kv_page_chan(c, seq, layer, h, wh, 0);
+
+			for (i = 0; i < np; i++) {
+				const uint8_t *pg = kv_page(c, seq, layer, h,
+							    wh, i);
+
+				if (!pg || kv_page_chan(c, seq, layer, h, wh,
+							i) != (ch0 + i / e) % nch)
+					return 0;
+				if (i % e && pg != (const uint8_t *)kv_page(c,
+						seq, layer, h, wh, i - 1) + PG)
+					return 0;
+			}
+		}
+	return 1;
+}
+
+static void extent_one(uint32_t e, uint32_t nch, uint8_t dtype, uint16_t hd)
+{
+	/* blocks of 16 pages, 64 blocks per channel */
+	struct kv_store *s = open_store_x(4096, nch, 16, e, NULL);
+	uint32_t tpp, n, pos, seed = 99u + e * 7 + nch, ch, i, len;
+	struct model_work w;
+	struct kv_ctx *c;
+	uint64_t pages;
+
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent(s) == e);
+	c = mkctx(s, mkp(2, 3, hd, dtype, 3, 100000), 1);
+	tpp = kv_tokens_per_page(c);
+	/* odd: several extents, blocks and channel rounds, a partial extent
+	 * and a partial page at the end */
+	n = (2 * e * nch + e / 2 + 1) * tpp + tpp / 3 + 1;
+
+	/* seq 0 layer 1 in odd pieces (some one token: decode), interleaved
+	 * with seq 2 layer 1 and seq 0 layer 0 sharing the open blocks */
+	for (pos = 0; pos < n;) {
+		uint32_t m = rnd(&seed) % 3 ? 1 + rnd(&seed) % 40 : 1;
+
+		if (m > n - pos)
+			m = n - pos;
+		CU_ASSERT_FATAL(app_sg(c, 0, 0, 1, pos, m, 1 + m % 3, NULL) ==
+				0);
+		CU_ASSERT_FATAL(app(c, 7, 2, 1, pos, m, NULL) == 0);
+		CU_ASSERT_FATAL(app(c, 9, 0, 0, pos, m, NULL) == 0);
+		pos += m;
+	}
+	/* seq 1: one bulk append */
+	CU_ASSERT(app(c, 0, 1, 1, 0, n, NULL) == 0);
+	CU_ASSERT(check_read(c, 0, 0, 1, 0, n, 2));
+	CU_ASSERT(check_read(c, 0, 1, 1, 0, n, 1));
+	CU_ASSERT(check_read(c, 7, 2, 1, 0, n, 3));
+	CU_ASSERT(check_read(c, 9, 0, 0, 0, n, 1));
+	CU_ASSERT(check_pages(c, 0, 0, 1));
+	CU_ASSERT(check_pages(c, 0, 1, 1));
+	CU_ASSERT(check_pages(c, 7, 2, 1));
+	CU_ASSERT(check_pages(c, 9, 0, 0));
+	CU_ASSERT(check_extents(c, 0, 1, e, nch));
+	CU_ASSERT(check_extents(c, 1, 1, e, nch));
+	CU_ASSERT(check_extents(c, 2, 1, e, nch));
+	CU_ASSERT(check_extents(c, 0, 0, e, nch));
+	for (i = 0; i < 20; i++) {
+		uint32_t a = rnd(&seed) % n, b = 1 + rnd(&seed) % (n - a);
+
+		CU_ASSERT(check_read(c, 0, 0, 1, a, b, 1 + i % 4));
+	}
+	/* bytes_used counts pages holding rows, not reserved ones */
+	pages = (n + tpp - 1) / tpp * 6 + (uint64_t)n / kv_chan_tokens(c) * 3 *
+		hd;
+	CU_ASSERT(kv_store_bytes_used(s) == 4 * pages * PG);
+	/* reading e * nch pages of every stream: e pages per stream on
+	 * every channel (charged per page, on the page's channel) */
+	memset(&w, 0, sizeof(w));
+	kv_account_read(c, 1, 1, 0, e * nch * tpp, &w);
+	for (ch = 0; ch < nch; ch++)
+		CU_ASSERT(w.rd_pages[ch] == 6 * e);
+	/* programs likewise (plus the channel-indexed pages of the chunks
+	 * completed) */
+	memset(&w, 0, sizeof(w));
+	CU_ASSERT(app(c, 5, 1, 0, 0, e * nch * tpp, &w) == 0);
+	for (ch = 0, i = 0; ch < nch; ch++) {
+		CU_ASSERT(w.wr_pages[ch] >= 6 * e);
+		i += w.wr_pages[ch];
+	}
+	CU_ASSERT(i == 6 * e * nch + e * nch * tpp / kv_chan_tokens(c) * 3 *
+		  hd);
+	CU_ASSERT(check_extents(c, 1, 0, e, nch));
+
+	/* reset: the blocks come back, the sequence starts over at extent 0
+	 * of a fresh layout */
+	len = kv_len(c, 1, 1);
+	CU_ASSERT(kv_seq_reset(c, 1) == 0);
+	CU_ASSERT(kv_seq_reset(c, 0) == 0);
+	CU_ASSERT(app(c, 3, 1, 1, 0, len / 2 + 1, NULL) == 0);
+	CU_ASSERT(check_read(c, 3, 1, 1, 0, len / 2 + 1, 1));
+	CU_ASSERT(check_extents(c, 1, 1, e, nch));
+	CU_ASSERT(check_read(c, 7, 2, 1, 0, n, 1));
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_blocks_free(s) == kv_store_blocks_total(s));
+	CU_ASSERT(kv_store_bytes_used(s) == 0);
+	CU_ASSERT(kv_store_bytes_stored(s) == 0);
+	kv_store_close(s);
+}
+
+static void test_extent_roundtrip(void)
+{
+	static const uint32_t es[] = { 1, 4, 16 };
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		extent_one(es[i], 4, CSD_DTYPE_F16, 128);
+		extent_one(es[i], 3, CSD_DTYPE_F32, 80);
+		extent_one(es[i], 8, CSD_DTYPE_BF16, 64);
+	}
+}
+
+/* Decode, one token at a time: a stream takes space only at an extent's
+ * first page (E = block: exactly one block per stream then). */
+static void test_extent_decode(void)
+{
+	struct kv_store *s = open_store_x(256, 4, 8, 8, NULL);
+	uint32_t tpp, t, n, bad = 0;
+	uint64_t bound;
+	struct kv_ctx *c;
+
+	CU_ASSERT_FATAL(s != NULL);
+	c = mkctx(s, mkp(1, 2, 128, CSD_DTYPE_F16, 1, 100000), 1);
+	tpp = kv_tokens_per_page(c);
+	n = 3 * 8 * tpp + 5;
+	for (t = 0; t < n; t++) {
+		uint64_t before = kv_store_blocks_free(s);
+		uint64_t want = t % (8 * tpp) ? 0 : 4;
+
+		CU_ASSERT_FATAL(app(c, 1, 0, 0, t, 1, NULL) == 0);
+		bad += before - kv_store_blocks_free(s) != want;
+		bound = kv_append_blocks_bound(c, 0, 0, 1);
+		bad += (t + 1) % (8 * tpp) ? bound != 0 : bound < 4;
+	}
+	CU_ASSERT(bad == 0);
+	CU_ASSERT(check_read(c, 1, 0, 0, 0, n, 1));
+	CU_ASSERT(check_extents(c, 0, 0, 8, 4));
+	/* 4 extents per stream */
+	CU_ASSERT(kv_store_blocks_total(s) - kv_store_blocks_free(s) == 16);
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_blocks_free(s) == kv_store_blocks_total(s));
+	kv_store_close(s);
+}
+
+/*
+ * The NO_SPACE check counts in extents: room in an open block smaller than
+ * an extent is no room for one, reserved pages are room only for their
+ * stream.  3 channels x 9 blocks x 8 pages, extents of 4; f32, head_dim 64,
+ * one kv head: 16 tokens per page, 1024-token chunks of 64 channel pages
+ * (22/21/21 over the channels, which leaves the open blocks unaligned).
+ */
+static void test_extent_no_space(void)
+{
+	struct kv_store *s = open_store_x(72, 3, 8, 4, NULL);
+	struct kv_ctx *c;
+	uint64_t total;
+
+	CU_ASSERT_FATAL(s != NULL);
+	total = kv_store_blocks_total(s);
+	CU_ASSERT(total == 27);
+	c = mkctx(s, mkp(2, 1, 64, CSD_DTYPE_F32, 2, 10000), 1);
+	/*
+	 * 1024 tokens: 16 extents per stream (K: 6/5/5 on ch 0/1/2, V:
+	 * 5/6/5) = 44/44/40 pages, then 22/21/21 channel pages: 66/65/61
+	 * pages = 9/9/8 blocks, room 6/7/3 pages in the open blocks.
+	 */
+	CU_ASSERT_FATAL(app_f(c, 1, 0, 0, 0, 1024, NULL) == 0);
+	CU_ASSERT(kv_chan_chunks(c, 0, 0) == 1);
+	CU_ASSERT(kv_store_blocks_free(s) == 1);
+	CU_ASSERT(kv_store_bytes_used(s) == 192ull * PG);
+	/* extent 16: K on ch 1 (room 7), V on ch 2 (room 3 < 4: the last
+	 * free block); extent 17: K on ch 2 (new block), V on ch 0 */
+	CU_ASSERT(app_f(c, 1, 0, 0, 1024, 1, NULL) == 0);
+	CU_ASSERT(kv_store_blocks_free(s) == 0);
+	CU_ASSERT(app_f(c, 1, 0, 0, 1025, 127, NULL) == 0);
+	CU_ASSERT(kv_store_bytes_used(s) == 208ull * PG);
+	/* extent 18 of both streams: 2 + 3 + 0 pages of room, no extent */
+	expect_fail(c, s, ST(NO_SPACE), 0, 0, 1152, 1);
+	/* nor for another layer or sequence */
+	expect_fail(c, s, ST(NO_SPACE), 0, 1, 0, 1);
+	expect_fail(c, s, ST(NO_SPACE), 1, 0, 0, 1);
+	CU_ASSERT(kv_append_blocks_bound(c, 0, 0, 1) >= 1);
+	CU_ASSERT(kv_append_blocks_bound(c, 0, 0, 0) == 0);
+	CU_ASSERT(check_extents(c, 0, 0, 4, 3));
+	CU_ASSERT(check_chan(c, 0, 0));
+	CU_ASSERT(check_vsum(c, 1, 0, 0, 1152));
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_blocks_free(s) == total);
+
+	/*
+	 * Reserved pages: with every block taken, a stream still fills its
+	 * own extents, and a new extent fits where an open block has room.
+	 * 2 channels x 2 blocks x 8 pages, extents of 4, f16 hd 128 (16
+	 * tokens per page), one kv head: K extent j on ch j % 2, V on
+	 * (j + 1) % 2.
+	 */
+	kv_store_close(s);
+	s = open_store_x(16, 2, 8, 4, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	c = mkctx(s, mkp(2, 1, 128, CSD_DTYPE_F16, 2, 10000), 1);
+	CU_ASSERT(app(c, 1, 0, 0, 0, 1, NULL) == 0);	/* blocks a0, a1 */
+	CU_ASSERT(app(c, 2, 1, 0, 0, 1, NULL) == 0);	/* blocks b0, b1 */
+	CU_ASSERT(kv_store_blocks_free(s) == 0);
+	CU_ASSERT(kv_store_bytes_used(s) == 4ull * PG);
+	/* the rest of extent 0, then extent 1 in the open blocks' room */
+	CU_ASSERT(app(c, 1, 0, 0, 1, 63, NULL) == 0);
+	CU_ASSERT(app(c, 1, 0, 0, 64, 64, NULL) == 0);
+	expect_fail(c, s, ST(NO_SPACE), 0, 0, 128, 1);
+	/* seq 1 likewise, decode style */
+	{
+		uint32_t t, bad = 0;
+
+		for (t = 1; t < 128; t++)
+			bad += app(c, 2, 1, 0, t, 1, NULL) != 0;
+		CU_ASSERT(bad == 0);
+	}
+	expect_fail(c, s, ST(NO_SPACE), 1, 0, 128, 1);
+	expect_fail(c, s, ST(NO_SPACE), 0, 1, 0, 1);
+	CU_ASSERT(kv_store_bytes_used(s) == 32ull * PG);
+	CU_ASSERT(check_read(c, 1, 0, 0, 0, 128, 1));
+	CU_ASSERT(check_read(c, 2, 1, 0, 0, 128, 1));
+	CU_ASSERT(check_extents(c, 0, 0, 4, 2));
+	CU_ASSERT(check_extents(c, 1, 0, 4, 2));
+	/* reset: its blocks come back and are reused */
+	CU_ASSERT(kv_seq_reset(c, 1) == 0);
+	CU_ASSERT(kv_store_blocks_free(s) == 2);
+	CU_ASSERT(app(c, 3, 0, 1, 0, 128, NULL) == 0);
+	CU_ASSERT(check_read(c, 3, 0, 1, 0, 128, 1));
+	CU_ASSERT(check_read(c, 1, 0, 0, 0, 128, 1));
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_blocks_free(s) == kv_store_blocks_total(s));
+	CU_ASSERT(kv_store_bytes_used(s) == 0);
+	kv_store_close(s);
+}
+
+/* Configuration: the key, its check, the default's fit to the block. */
+static void test_extent_config(void)
+{
+	struct csdfw_config cfg;
+	struct kv_store *s = NULL;
+	char err[128];
+
+	csdfw_config_default(&cfg);
+	CU_ASSERT(csdfw_config_parse(&cfg, "extent=8", err, sizeof(err)) ==
+		  0);
+	CU_ASSERT(cfg.extent_pages == 8);
+	CU_ASSERT(csdfw_config_parse(&cfg, "block=4", err, sizeof(err)) ==
+		  -EINVAL);
+	CU_ASSERT(strstr(err, "extent") != NULL);
+	CU_ASSERT(csdfw_config_parse(&cfg, "block=24,extent=16", err,
+				     sizeof(err)) == -EINVAL);
+	CU_ASSERT(csdfw_config_parse(&cfg, "extent=0", err, sizeof(err)) ==
+		  -EINVAL);
+	CU_ASSERT(cfg.extent_pages == 8);
+	CU_ASSERT(csdfw_config_parse(&cfg, "block=24,extent=1", err,
+				     sizeof(err)) == 0);
+
+	/* the default adapts to small blocks; an explicit one must divide */
+	s = open_store_x(64, 2, 4, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent(s) == 4);
+	kv_store_close(s);
+	s = open_store_x(72, 2, 24, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent(s) == 8);
+	kv_store_close(s);
+	s = open_store_x(64, 2, 64, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent(s) == CSDFW_EXTENT_DEFAULT);
+	kv_store_close(s);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.capacity = 64ull * PG;
+	cfg.channels = 2;
+	cfg.page_size = PG;
+	cfg.pages_per_block = 8;
+	cfg.extent_pages = 3;
+	s = NULL;
+	CU_ASSERT(kv_store_open(&cfg, &s) == -EINVAL);
+	cfg.extent_pages = 16;
+	CU_ASSERT(kv_store_open(&cfg, &s) == -EINVAL);
+	CU_ASSERT(s == NULL);
+}
+
 static CU_TestInfo kv_tests[] = {
 	{ "geometry", test_geometry },
 	{ "roundtrip", test_roundtrip },
@@ -1417,6 +1730,10 @@ static CU_TestInfo kv_tests[] = {
 	{ "chan", test_chan },
 	{ "chan_no_space", test_chan_no_space },
 	{ "chan_concurrency", test_chan_concurrency },
+	{ "extent_roundtrip", test_extent_roundtrip },
+	{ "extent_decode", test_extent_decode },
+	{ "extent_no_space", test_extent_no_space },
+	{ "extent_config", test_extent_config },
 	CU_TEST_INFO_NULL,
 };
 

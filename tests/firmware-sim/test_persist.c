@@ -367,6 +367,127 @@ static void test_auto_checkpoint(void)
 	kv_store_close(s);
 }
 
+/* ---- extents ---------------------------------------------------------------- */
+
+/* Pages [p0, p1) of every stream of (seq, layer) adjacent in memory. */
+static int adjacent(struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		    uint32_t p0, uint32_t p1)
+{
+	uint32_t kvh = kv_ctx_params(c)->kv_heads, h, w, i;
+
+	for (h = 0; h < kvh; h++)
+		for (w = 0; w < 2; w++)
+			for (i = p0 + 1; i < p1; i++)
+				if ((const uint8_t *)kv_page(c, seq, layer, h,
+						w ? KV_V : KV_K, i) !=
+				    (const uint8_t *)kv_page(c, seq, layer, h,
+						w ? KV_V : KV_K, i - 1) + PG)
+					return 0;
+	return 1;
+}
+
+/*
+ * Extents of 16 pages (the default; a block here): a partly filled extent
+ * survives flush + reopen; after the reopen the next page starts a new
+ * extent (the reserved rest of the old one stays unused until reset), the
+ * data reads back, and a file written with extents reopens with another
+ * extent size.
+ */
+static void test_extent_reopen(void)
+{
+	/* f16, 1 layer x 2 kv heads x 128: 16 tokens per page */
+	struct csd_ctx_desc p = mkp(1, 2, 128, CSD_DTYPE_F16, 2, 60000);
+	struct csdfw_config cfg;
+	struct kv_store *s;
+	struct kv_ctx *c;
+	uint64_t total, used;
+	uint32_t t, bad = 0;
+
+	fresh();
+	mkcfg(&cfg, 4, 0);
+	CU_ASSERT(cfg.extent_pages == 0);
+	s = sopen(4, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent(s) == 16);
+	total = kv_store_blocks_total(s);
+	CU_ASSERT_FATAL(kv_ctx_create(s, &p, 7, &c) == 0);
+	/* 6 pages + 3 tokens of extent 0: 4 streams, 4 blocks */
+	CU_ASSERT(kapp(c, 1, 0, 0, 0, 83) == 0);
+	CU_ASSERT(kapp(c, 2, 1, 0, 0, 20) == 0);
+	CU_ASSERT(adjacent(c, 0, 0, 0, 6));
+	CU_ASSERT(total - kv_store_blocks_free(s) == 8);
+	CU_ASSERT(kv_store_flush(s) == 0);
+	/* unflushed: decode into the reserved pages, lost by the crash */
+	for (t = 83; t < 120; t++)
+		bad += kapp(c, 1, 0, 0, t, 1) != 0;
+	CU_ASSERT(bad == 0);
+	kv_store_close(s);	/* no commit: a crash after the flush */
+
+	s = sopen(4, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	c = find_ctx(s, 7);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(kcheck(c, 1, 0, 0, 83));
+	CU_ASSERT(kcheck(c, 2, 1, 0, 20));
+	CU_ASSERT(adjacent(c, 0, 0, 0, 6));
+	CU_ASSERT(total - kv_store_blocks_free(s) == 8);
+	used = kv_store_bytes_used(s);
+	CU_ASSERT(used == (6ull + 2) * 4 * PG);
+	/* decode on: page 5 fills up without space, page 6 starts a new
+	 * extent (4 new blocks), whose pages are adjacent again */
+	for (t = 83; t < 96; t++)
+		bad += kapp(c, 1, 0, 0, t, 1) != 0;
+	CU_ASSERT(total - kv_store_blocks_free(s) == 8);
+	for (t = 96; t < 16 * 22; t++)
+		bad += kapp(c, 1, 0, 0, t, 1) != 0;
+	CU_ASSERT(total - kv_store_blocks_free(s) == 12);
+	/* page 22: the next extent */
+	bad += kapp(c, 1, 0, 0, 16 * 22, 16 + 1) != 0;
+	CU_ASSERT(bad == 0);
+	CU_ASSERT(total - kv_store_blocks_free(s) == 16);
+	CU_ASSERT(adjacent(c, 0, 0, 6, 22));
+	CU_ASSERT(kv_page(c, 0, 0, 0, KV_K, 6) !=
+		  (const uint8_t *)kv_page(c, 0, 0, 0, KV_K, 5) + PG);
+	CU_ASSERT(kcheck(c, 1, 0, 0, 16 * 23 + 1));
+	/* the new extents are striped: K of head 0 moves one channel on */
+	CU_ASSERT(kv_page_chan(c, 0, 0, 0, KV_K, 22) ==
+		  (kv_page_chan(c, 0, 0, 0, KV_K, 6) + 1) % 4);
+	CU_ASSERT(kv_store_flush(s) == 0);
+	kv_store_close(s);
+
+	/* reopened with single-page extents: the layout is in the page
+	 * tables, not in the configuration */
+	mkcfg(&cfg, 4, 0);
+	cfg.extent_pages = 1;
+	s = NULL;
+	CU_ASSERT_FATAL(kv_store_open(&cfg, &s) == 0);
+	c = find_ctx(s, 7);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(kcheck(c, 1, 0, 0, 16 * 23 + 1));
+	CU_ASSERT(kcheck(c, 2, 1, 0, 20));
+	CU_ASSERT(kapp(c, 1, 0, 0, 16 * 23 + 1, 100) == 0);
+	CU_ASSERT(kcheck(c, 1, 0, 0, 16 * 23 + 101));
+	CU_ASSERT(kv_seq_reset(c, 1) == 0);
+	CU_ASSERT(kv_store_flush(s) == 0);
+	kv_store_close(s);
+
+	/* and back with 16: reset and destroy give everything back */
+	s = sopen(4, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	c = find_ctx(s, 7);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(kcheck(c, 1, 0, 0, 16 * 23 + 101));
+	CU_ASSERT(kcheck(c, 2, 1, 0, 0));
+	CU_ASSERT(kv_seq_reset(c, 0) == 0);
+	CU_ASSERT(kapp(c, 3, 0, 0, 0, 40) == 0);
+	CU_ASSERT(adjacent(c, 0, 0, 0, 3));
+	CU_ASSERT(kcheck(c, 3, 0, 0, 40));
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_flush(s) == 0);
+	CU_ASSERT(kv_store_blocks_free(s) == total);
+	kv_store_close(s);
+}
+
 /* ---- damaged files ---------------------------------------------------------- */
 
 static void patch(off_t off, uint8_t x)
@@ -613,6 +734,7 @@ static CU_TestInfo persist_tests[] = {
 	{ "slot_fallback", test_slot_fallback },
 	{ "bad_files", test_bad_files },
 	{ "fw_restart", test_fw_restart },
+	{ "extent_reopen", test_extent_reopen },
 	CU_TEST_INFO_NULL,
 };
 
