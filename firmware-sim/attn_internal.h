@@ -102,7 +102,7 @@ void attn_sparse_group(const struct attn_sparse_ops *ops,
  * -0 < +0; NaN above +inf or below -inf by sign). */
 static inline uint32_t attn_fkey_u(uint32_t u)
 {
-	return u ^ ((uint32_t)((int32_t)u >> 31) | 0x80000000u);
+	return u ^ ((u & 0x80000000u) ? 0xffffffffu : 0x80000000u);
 }
 
 static inline float attn_u32_as_f32(uint32_t u)

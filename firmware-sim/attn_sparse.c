@@ -200,20 +200,25 @@ float attn_sparse_topdims(const float *q, uint32_t d, uint32_t r,
 			uint32_t c = n++;
 
 			heap[c] = e;
-			while (c && dim_worse(&heap[c], &heap[(c - 1) / 2])) {
-				struct dimv tmp = heap[c];
+			while (c > 0) {
+				uint32_t p = (c - 1) / 2;
+				struct dimv tmp;
 
-				heap[c] = heap[(c - 1) / 2];
-				heap[(c - 1) / 2] = tmp;
-				c = (c - 1) / 2;
+				if (!dim_worse(&heap[c], &heap[p]))
+					break;
+				tmp = heap[c];
+				heap[c] = heap[p];
+				heap[p] = tmp;
+				c = p;
 			}
 		} else if (r && dim_worse(&heap[0], &e)) {
 			heap[0] = e;
 			heap_down(heap, n, 0);
 		}
 	}
+	/* heap[0..n) were all written above (n counts the pushes) */
 	for (uint32_t i = 0; i < n; i++)
-		keep[heap[i].i] = true;
+		keep[heap[i].i] = true; /* cppcheck-suppress uninitvar */
 	n = 0;
 	for (uint32_t i = 0; i < d; i++) {
 		if (keep[i]) {

@@ -153,8 +153,9 @@ static void logmsg(const struct devif *d, int level, const char *fmt, ...)
 
 	if (level > d->o.log_level)
 		return;
-	va_start(ap, fmt);
 	fputs("csd-fw: ", stderr);
+	va_start(ap, fmt);
+	/* NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): clang-tidy 14 misses va_start here */
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 }

@@ -534,7 +534,8 @@ uint16_t kv_ctx_create(struct kv_store *s, const struct csd_ctx_desc *p,
 	pthread_mutex_lock(&s->reg_lock);
 	if (s->nreg == s->reg_cap) {
 		uint32_t cap = s->reg_cap ? 2 * s->reg_cap : 16;
-		struct kv_ctx **r = realloc(s->reg, cap * sizeof(*r));
+		struct kv_ctx **r = realloc(s->reg,
+					    cap * sizeof(struct kv_ctx *));
 
 		if (!r) {
 			pthread_mutex_unlock(&s->reg_lock);
@@ -2012,7 +2013,7 @@ static int slot_valid(const struct kv_store *s, uint32_t slot,
 	memcpy(h, src, sizeof(*h));
 	crc = h->hdr_crc;
 	h->hdr_crc = 0;
-	if (memcmp(h->magic, md_magic, sizeof(h->magic)) ||
+	if (memcmp(h->magic, md_magic, sizeof(h->magic)) != 0 ||
 	    crc32c(h, sizeof(*h)) != crc)
 		return 0;
 	h->hdr_crc = crc;
@@ -2035,9 +2036,9 @@ static int store_recover(struct kv_store *s, const struct csdfw_config *cfg)
 	ok[1] = slot_valid(s, 1, &h[1]);
 	order[0] = ok[1] && (!ok[0] || h[1].seq > h[0].seq) ? 1 : 0;
 	order[1] = order[0] ^ 1;
-	r.owner = calloc(blocks, sizeof(*r.owner));
+	r.owner = calloc(blocks, sizeof(uint64_t));
 	r.seen = calloc(blocks * s->ppb / 8 + 1, 1);
-	s->rec = calloc(MD_MAX_CTX, sizeof(*s->rec));
+	s->rec = calloc(MD_MAX_CTX, sizeof(struct kv_ctx *));
 	if (!r.owner || !r.seen || !s->rec) {
 		err = -ENOMEM;
 		goto out;
@@ -2172,7 +2173,7 @@ static int store_attach_file(struct kv_store *s, const struct csdfw_config *cfg)
 		uint32_t crc;
 
 		if (pread(s->fd, &sb, sizeof(sb), 0) != (ssize_t)sizeof(sb) ||
-		    memcmp(sb.magic, sb_magic, sizeof(sb.magic))) {
+		    memcmp(sb.magic, sb_magic, sizeof(sb.magic)) != 0) {
 			perr(cfg, "no CSD superblock (use format=1 to "
 			     "format it)");
 			err = -EUCLEAN;

@@ -95,7 +95,7 @@ static void summarize(struct lat *l, uint64_t *ns, unsigned int n)
 	qsort(ns, n, sizeof(*ns), cmp_u64);
 	for (i = 0; i < n; i++)
 		sum += (double)ns[i];
-	l->med = (double)ns[n / 2];
+	l->med = (double)ns[n >> 1];
 	l->p99 = (double)ns[(size_t)((n - 1) * 0.99)];
 	l->mean = sum / n;
 	l->ok = true;

@@ -202,7 +202,7 @@ static int bench_attention(const struct sopts *o, uint32_t gqa,
 		.dtype = CSD_KV_F16, .max_seqs = nseq, .max_tokens = o->tokens,
 	};
 	size_t qn = (size_t)nseq * h * gqa * d;
-	float *q = malloc(qn * 4), *od = malloc(qn * 4), *os = malloc(qn * 4);
+	float *q = malloc(qn * 4), *od = calloc(qn, 4), *os = calloc(qn, 4);
 	uint32_t seqs[64];
 	struct csd_dev *dev = NULL;
 	struct csd_ctx *ctx = NULL;
@@ -372,8 +372,10 @@ static int bench_model(const struct sopts *o, const char *preset,
 	if (!dense || !sp)
 		goto out;
 	rc = load_synth(preset, o->prompt + o->gen + 64, &m);
-	if (rc)
+	if (rc || !m) {
+		rc = rc ? rc : -EINVAL;
 		goto out;
+	}
 	snprintf(mr->preset, sizeof(mr->preset), "%s", preset);
 	mr->heads = m->hp.n_head;
 	mr->kv_heads = m->hp.n_head_kv;
