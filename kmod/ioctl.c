@@ -142,6 +142,32 @@ static void csd_fill_sqe(struct csd_sqe *sqe, u8 opcode, u32 nsid, u32 cdw2,
 	sqe->cdw15 = cdw10_15[5];
 }
 
+/*
+ * Take a passthrough command apart into the fields csd_validate() checks
+ * (@h) and the command to send (@uc).  A macro because the ioctl
+ * (struct nvme_passthru_cmd64) and io_uring (struct nvme_uring_cmd) forms
+ * have the same field names but different layouts.
+ */
+#define CSD_FROM_PASSTHRU(cmd, hdr, ucmd)				\
+	do {								\
+		const __auto_type __c = (cmd);				\
+		struct csd_uhdr *__h = (hdr);				\
+		struct csd_ucmd *__u = (ucmd);				\
+		u32 __cdw[6] = { __c->cdw10, __c->cdw11, __c->cdw12,	\
+				 __c->cdw13, __c->cdw14, __c->cdw15 };	\
+									\
+		__h->flags = __c->flags;				\
+		__h->rsvd1 = __c->rsvd1;				\
+		__h->rsvd2 = __c->rsvd2;				\
+		__h->metadata = __c->metadata;				\
+		__h->metadata_len = __c->metadata_len;			\
+		csd_fill_sqe(&__u->sqe, __c->opcode, __c->nsid,		\
+			     __c->cdw2, __c->cdw3, __cdw);		\
+		__u->addr = __c->addr;					\
+		__u->data_len = __c->data_len;				\
+		__u->timeout_ms = __c->timeout_ms;			\
+	} while (0)
+
 /**
  * csd_user_cmd() - NVME_IOCTL_{ADMIN,IO}{,64}_CMD
  * @ctrl: the controller
@@ -162,7 +188,6 @@ static int csd_user_cmd(struct csd_ctrl *ctrl, struct csd_file *cf,
 	size_t len = is64 ? sizeof(c) : sizeof(struct nvme_passthru_cmd);
 	struct csd_uhdr h = { };
 	struct csd_ucmd uc = { };
-	u32 cdw[6];
 	u64 result = 0;
 	int ret;
 
@@ -175,21 +200,7 @@ static int csd_user_cmd(struct csd_ctrl *ctrl, struct csd_file *cf,
 		c.timeout_ms = c32->timeout_ms;
 		c.rsvd2 = 0;
 	}
-	h.flags = c.flags;
-	h.rsvd1 = c.rsvd1;
-	h.rsvd2 = c.rsvd2;
-	h.metadata = c.metadata;
-	h.metadata_len = c.metadata_len;
-	cdw[0] = c.cdw10;
-	cdw[1] = c.cdw11;
-	cdw[2] = c.cdw12;
-	cdw[3] = c.cdw13;
-	cdw[4] = c.cdw14;
-	cdw[5] = c.cdw15;
-	csd_fill_sqe(&uc.sqe, c.opcode, c.nsid, c.cdw2, c.cdw3, cdw);
-	uc.addr = c.addr;
-	uc.data_len = c.data_len;
-	uc.timeout_ms = c.timeout_ms;
+	CSD_FROM_PASSTHRU(&c, &h, &uc);
 	uc.admin = admin;
 	ret = csd_validate(ctrl, &h, &uc);
 	if (ret)
@@ -315,7 +326,6 @@ static int csd_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 	struct csd_uhdr h = { };
 	struct csd_ucmd uc = { };
 	struct csd_req *req;
-	u32 cdw[6];
 	int ret;
 
 	BUILD_BUG_ON(sizeof(struct csd_uring_pdu) > sizeof(ioucmd->pdu));
@@ -334,21 +344,7 @@ static int csd_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 	}
 	/* the SQE is shared with user space: read it once */
 	memcpy(&c, ioucmd->cmd, sizeof(c));
-	h.flags = c.flags;
-	h.rsvd1 = c.rsvd1;
-	h.rsvd2 = c.rsvd2;
-	h.metadata = c.metadata;
-	h.metadata_len = c.metadata_len;
-	cdw[0] = c.cdw10;
-	cdw[1] = c.cdw11;
-	cdw[2] = c.cdw12;
-	cdw[3] = c.cdw13;
-	cdw[4] = c.cdw14;
-	cdw[5] = c.cdw15;
-	csd_fill_sqe(&uc.sqe, c.opcode, c.nsid, c.cdw2, c.cdw3, cdw);
-	uc.addr = c.addr;
-	uc.data_len = c.data_len;
-	uc.timeout_ms = c.timeout_ms;
+	CSD_FROM_PASSTHRU(&c, &h, &uc);
 
 	/* IO_URING_F_NONBLOCK: do not sleep behind a removal */
 	if (nowait) {
