@@ -27,6 +27,7 @@
 #include "rt_decode.h"
 #include "rt_model.h"
 #include "rt_synth.h"
+#include "tiny_model.h"
 
 /* ---- helpers --------------------------------------------------------- */
 
@@ -800,30 +801,7 @@ static struct rt_model *tiny;
 
 static int rt_init(void)
 {
-	const char *tmp = getenv("TMPDIR");
-	struct rt_synth_opts so;
-	char path[512], err[256] = "";
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/test-group-XXXXXX",
-		 tmp && *tmp ? tmp : "/tmp");
-	fd = mkstemp(path);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	memset(&so, 0, sizeof(so));
-	so.preset = "tiny";
-	so.wtype = -1;
-	so.seed = 11;
-	so.threads = 2;
-	if (rt_synth_write(path, &so, err, sizeof(err)) < 0 ||
-	    rt_model_open(path, &tiny, err, sizeof(err)) < 0) {
-		fprintf(stderr, "tiny model: %s\n", err);
-		unlink(path);
-		return -1;
-	}
-	unlink(path);
-	return 0;
+	return test_tiny_model_open("test-group", 11, &tiny);
 }
 
 static int rt_fini(void)

@@ -22,6 +22,7 @@
 #include "rt_decode.h"
 #include "rt_model.h"
 #include "rt_synth.h"
+#include "tiny_model.h"
 
 #define REF_TOL	2e-3	/* |out - ref| <= REF_TOL * (1 + |ref|) */
 #define XB_TOL	5e-4	/* between backends */
@@ -738,28 +739,7 @@ static struct rt_model *tiny_model;
 
 static int dec_init(void)
 {
-	struct rt_synth_opts so;
-	char path[512], err[256];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/test-backends-XXXXXX", tmpdir());
-	fd = mkstemp(path);
-	if (fd < 0)
-		return -1;
-	close(fd);
-	memset(&so, 0, sizeof(so));
-	so.preset = "tiny";
-	so.wtype = -1;
-	so.seed = 5;
-	so.threads = 2;
-	if (rt_synth_write(path, &so, err, sizeof(err)) < 0 ||
-	    rt_model_open(path, &tiny_model, err, sizeof(err)) < 0) {
-		fprintf(stderr, "tiny model: %s\n", err);
-		unlink(path);
-		return -1;
-	}
-	unlink(path);
-	return 0;
+	return test_tiny_model_open("test-backends", 5, &tiny_model);
 }
 
 static int dec_fini(void)
