@@ -174,24 +174,6 @@ static inline uint16_t err_status(uint8_t sct, uint8_t sc)
 
 /* ---- context ownership ------------------------------------------------- */
 
-static bool names_ctx(uint16_t qid, uint8_t opc)
-{
-	if (qid == 0)
-		return false;
-	switch (opc) {
-	case CSD_IO_CTX_DESTROY:
-	case CSD_IO_KV_APPEND:
-	case CSD_IO_KV_READ:
-	case CSD_IO_SEQ_RESET:
-	case CSD_IO_ATTN_SUBMIT:
-	case CSD_IO_CTX_QUERY:
-	case CSD_IO_ATTN_READ:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /*
  * Before submission: a command naming a context this client does not own
  * is sent with context id 0 (never valid), so the firmware answers exactly
@@ -208,7 +190,7 @@ static void own_check(struct devif *d, struct dcmd *c)
 	uint32_t me = c->q->cl->slot + 1, id = c->sqe.cdw12;
 	bool claimed = false;
 
-	if (!names_ctx(c->q->qid, c->opcode))
+	if (c->q->qid == 0 || !csd_io_names_ctx(c->opcode))
 		return;
 	pthread_mutex_lock(&d->own_lock);
 	if (id >= 1 && id <= d->max_ctx && d->ctx_owner[id] == OWN_ORPHAN) {

@@ -464,22 +464,6 @@ out:
 	return ret;
 }
 
-static bool csd_opc_names_ctx(u8 opc)
-{
-	switch (opc) {
-	case CSD_IO_CTX_DESTROY:
-	case CSD_IO_KV_APPEND:
-	case CSD_IO_KV_READ:
-	case CSD_IO_SEQ_RESET:
-	case CSD_IO_ATTN_SUBMIT:
-	case CSD_IO_CTX_QUERY:
-	case CSD_IO_ATTN_READ:
-		return true;
-	default:
-		return false;
-	}
-}
-
 /**
  * csd_req_prepare_user() - ownership, queue and data of a user command
  * @req: a fresh request of the submitting file
@@ -501,7 +485,7 @@ int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,
 
 	if (READ_ONCE(ctrl->dead))
 		return -EIO;
-	if (!uc->admin && csd_opc_names_ctx(opc)) {
+	if (!uc->admin && csd_io_names_ctx(opc)) {
 		void *owner = xa_load(&ctrl->contexts, uc->sqe.cdw12);
 
 		if (owner && owner != req->file)

@@ -66,20 +66,7 @@ static bool csd_cmd_allowed(bool admin, u8 opc)
 			return true;
 		return capable(CAP_SYS_ADMIN);
 	}
-	switch (opc) {
-	case CSD_IO_FLUSH:
-	case CSD_IO_CTX_CREATE:
-	case CSD_IO_CTX_DESTROY:
-	case CSD_IO_KV_APPEND:
-	case CSD_IO_KV_READ:
-	case CSD_IO_SEQ_RESET:
-	case CSD_IO_ATTN_SUBMIT:
-	case CSD_IO_CTX_QUERY:
-	case CSD_IO_ATTN_READ:
-		return true;
-	default:
-		return capable(CAP_SYS_ADMIN);
-	}
+	return csd_io_known(opc) || capable(CAP_SYS_ADMIN);
 }
 
 /* Fields of the ABI structures that must be zero: flags, rsvd, metadata. */

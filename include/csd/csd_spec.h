@@ -149,6 +149,34 @@ enum csd_io_opcode {
 #define CSD_NSID		1
 
 /*
+ * Does I/O opcode @opc name a KV context in CDW12?  Every vendor I/O command
+ * but CTX_CREATE does; transports that enforce context ownership (csd-fw,
+ * csd.ko) check it before a command reaches the drive.
+ */
+static inline int csd_io_names_ctx(uint8_t opc)
+{
+	switch (opc) {
+	case CSD_IO_CTX_DESTROY:
+	case CSD_IO_KV_APPEND:
+	case CSD_IO_KV_READ:
+	case CSD_IO_SEQ_RESET:
+	case CSD_IO_ATTN_SUBMIT:
+	case CSD_IO_CTX_QUERY:
+	case CSD_IO_ATTN_READ:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Is @opc an I/O opcode of this command set? */
+static inline int csd_io_known(uint8_t opc)
+{
+	return opc == CSD_IO_FLUSH || opc == CSD_IO_CTX_CREATE ||
+	       csd_io_names_ctx(opc);
+}
+
+/*
  * Common dword usage of the vendor I/O commands (details per command in
  * Documentation/command-set.md):
  *   CDW10  NDT: number of dwords of data transferred (0 when no data)
