@@ -121,9 +121,13 @@ int csd_exec_status(struct csd_dev *dev, int admin, struct csd_sqe *sqe,
 /* Get Log Page @lid into @buf (len multiple of 4). */
 int csd_get_log(struct csd_dev *dev, uint8_t lid, void *buf, uint32_t len);
 
-/* Internal helpers of ctx.c used by attn.c / dev.c. */
+/* Internal helpers of ctx.c used by attn.c / dev.c / group.c. */
 void csd_ctx_put(struct csd_ctx *ctx);
-int csd_ctx_destroy_locked_list(struct csd_ctx *ctx);
+/* Add @ctx to / remove it from its device's list (takes dev->lock). */
+void csd_ctx_link(struct csd_dev *dev, struct csd_ctx *ctx);
+void csd_ctx_unlink(struct csd_dev *dev, struct csd_ctx *ctx);
+/* dev.c: destroy every context still open through @dev. */
+void csd_dev_destroy_contexts(struct csd_dev *dev);
 
 /*
  * group.c: device groups.  The public functions of dev.c, ctx.c and attn.c

@@ -28,6 +28,26 @@ void csd_ctx_put(struct csd_ctx *ctx)
 		ctx_free(ctx);
 }
 
+void csd_ctx_link(struct csd_dev *dev, struct csd_ctx *ctx)
+{
+	pthread_mutex_lock(&dev->lock);
+	ctx->next = dev->ctx_list;
+	if (ctx->next)
+		ctx->next->pprev = &ctx->next;
+	ctx->pprev = &dev->ctx_list;
+	dev->ctx_list = ctx;
+	pthread_mutex_unlock(&dev->lock);
+}
+
+void csd_ctx_unlink(struct csd_dev *dev, struct csd_ctx *ctx)
+{
+	pthread_mutex_lock(&dev->lock);
+	*ctx->pprev = ctx->next;
+	if (ctx->next)
+		ctx->next->pprev = ctx->pprev;
+	pthread_mutex_unlock(&dev->lock);
+}
+
 CSD_EXPORT int csd_ctx_create(struct csd_dev *dev,
 			      const struct csd_ctx_params *p,
 			      struct csd_ctx **ctxp)
@@ -95,13 +115,7 @@ CSD_EXPORT int csd_ctx_create(struct csd_dev *dev,
 	}
 	ctx->id = cpl.dw0;
 
-	pthread_mutex_lock(&dev->lock);
-	ctx->next = dev->ctx_list;
-	if (ctx->next)
-		ctx->next->pprev = &ctx->next;
-	ctx->pprev = &dev->ctx_list;
-	dev->ctx_list = ctx;
-	pthread_mutex_unlock(&dev->lock);
+	csd_ctx_link(dev, ctx);
 	*ctxp = ctx;
 	return 0;
 }
@@ -128,11 +142,7 @@ CSD_EXPORT int csd_ctx_destroy(struct csd_ctx *ctx)
 	csd_sqe_io(&sqe, CSD_IO_CTX_DESTROY, ctx->id, 0);
 	rc = csd_exec_status(dev, 0, &sqe, NULL, 0, NULL);
 
-	pthread_mutex_lock(&dev->lock);
-	*ctx->pprev = ctx->next;
-	if (ctx->next)
-		ctx->next->pprev = ctx->pprev;
-	pthread_mutex_unlock(&dev->lock);
+	csd_ctx_unlink(dev, ctx);
 	csd_ctx_put(ctx);
 	return rc;
 }

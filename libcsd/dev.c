@@ -264,17 +264,11 @@ err_free:
 	return rc;
 }
 
-CSD_EXPORT void csd_dev_close(struct csd_dev *dev)
+/* Contexts still open through a handle are destroyed when it closes. */
+void csd_dev_destroy_contexts(struct csd_dev *dev)
 {
 	struct csd_ctx *ctx;
 
-	if (!dev)
-		return;
-	if (dev->grp) {
-		csd_group_close(dev);
-		return;
-	}
-	/* Contexts still open through this handle are destroyed. */
 	for (;;) {
 		pthread_mutex_lock(&dev->lock);
 		ctx = dev->ctx_list;
@@ -283,6 +277,17 @@ CSD_EXPORT void csd_dev_close(struct csd_dev *dev)
 			break;
 		csd_ctx_destroy(ctx);
 	}
+}
+
+CSD_EXPORT void csd_dev_close(struct csd_dev *dev)
+{
+	if (!dev)
+		return;
+	if (dev->grp) {
+		csd_group_close(dev);
+		return;
+	}
+	csd_dev_destroy_contexts(dev);
 	dev->ops->close(dev);
 	free(dev->id);
 	pthread_mutex_destroy(&dev->lock);

@@ -341,16 +341,7 @@ CSD_EXPORT unsigned int csd_dev_get_members(const struct csd_dev *dev)
 
 void csd_group_close(struct csd_dev *dev)
 {
-	struct csd_ctx *ctx;
-
-	for (;;) {
-		pthread_mutex_lock(&dev->lock);
-		ctx = dev->ctx_list;
-		pthread_mutex_unlock(&dev->lock);
-		if (!ctx)
-			break;
-		csd_ctx_destroy(ctx);
-	}
+	csd_dev_destroy_contexts(dev);
 	group_free(dev);
 }
 
@@ -581,13 +572,7 @@ int csd_group_ctx_create(struct csd_dev *dev, const struct csd_ctx_params *p,
 	}
 	ctx->id = gc->sh[0].ctx->id;
 
-	pthread_mutex_lock(&dev->lock);
-	ctx->next = dev->ctx_list;
-	if (ctx->next)
-		ctx->next->pprev = &ctx->next;
-	ctx->pprev = &dev->ctx_list;
-	dev->ctx_list = ctx;
-	pthread_mutex_unlock(&dev->lock);
+	csd_ctx_link(dev, ctx);
 	*ctxp = ctx;
 	return 0;
 err:
@@ -613,11 +598,7 @@ int csd_group_ctx_destroy(struct csd_ctx *ctx)
 			first = rc;
 		gc->sh[i].ctx = NULL;
 	}
-	pthread_mutex_lock(&dev->lock);
-	*ctx->pprev = ctx->next;
-	if (ctx->next)
-		ctx->next->pprev = ctx->pprev;
-	pthread_mutex_unlock(&dev->lock);
+	csd_ctx_unlink(dev, ctx);
 	gctx_put(ctx);
 	return first;
 }
