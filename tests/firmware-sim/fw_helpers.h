@@ -55,15 +55,13 @@ static inline struct csd_sqe fwt_io(uint8_t opc, uint32_t ctx, size_t len)
 	return s;
 }
 
-static inline uint16_t fwt_create(struct csdfw *fw, uint16_t layers,
-				  uint16_t kvh, uint16_t qh, uint16_t hd,
-				  uint8_t dtype, uint32_t seqs, uint32_t toks,
-				  uint32_t *id)
+/* A CTX_CREATE descriptor (flags and reserved bytes zero). */
+static inline struct csd_ctx_desc fwt_desc(uint16_t layers, uint16_t kvh,
+					   uint16_t qh, uint16_t hd,
+					   uint8_t dtype, uint32_t seqs,
+					   uint32_t toks)
 {
 	struct csd_ctx_desc p;
-	struct csd_sqe s = fwt_io(CSD_IO_CTX_CREATE, 0, sizeof(p));
-	struct csd_cqe cqe;
-	uint16_t st;
 
 	memset(&p, 0, sizeof(p));
 	p.layers = layers;
@@ -73,6 +71,20 @@ static inline uint16_t fwt_create(struct csdfw *fw, uint16_t layers,
 	p.dtype = dtype;
 	p.max_seqs = seqs;
 	p.max_tokens = toks;
+	return p;
+}
+
+static inline uint16_t fwt_create(struct csdfw *fw, uint16_t layers,
+				  uint16_t kvh, uint16_t qh, uint16_t hd,
+				  uint8_t dtype, uint32_t seqs, uint32_t toks,
+				  uint32_t *id)
+{
+	struct csd_ctx_desc p = fwt_desc(layers, kvh, qh, hd, dtype, seqs,
+					 toks);
+	struct csd_sqe s = fwt_io(CSD_IO_CTX_CREATE, 0, sizeof(p));
+	struct csd_cqe cqe;
+	uint16_t st;
+
 	st = fwt_run(fw, CSDFW_Q_IO, &s, &p, sizeof(p), &cqe);
 	if (id)
 		*id = st ? 0 : cqe.dw0;

@@ -12,11 +12,11 @@
 #include <unistd.h>
 
 #include "attn_internal.h"
+#include "fw_helpers.h"
 #include "kv.h"
 #include "cu_main.h"
 
 #define PG	4096u
-#define ST(x)	CSD_STATUS(CSD_SCT_VENDOR, CSD_VSC_##x)
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -52,17 +52,7 @@ static struct kv_store *open_store(uint64_t pages_per_channel, uint32_t ch,
 static struct csd_ctx_desc mkp(uint16_t layers, uint16_t kvh, uint16_t hd,
 				 uint8_t dtype, uint32_t seqs, uint32_t toks)
 {
-	struct csd_ctx_desc p;
-
-	memset(&p, 0, sizeof(p));
-	p.layers = layers;
-	p.kv_heads = kvh;
-	p.q_heads = kvh;
-	p.head_dim = hd;
-	p.dtype = dtype;
-	p.max_seqs = seqs;
-	p.max_tokens = toks;
-	return p;
+	return fwt_desc(layers, kvh, kvh, hd, dtype, seqs, toks);
 }
 
 static struct kv_ctx *mkctx(struct kv_store *s, struct csd_ctx_desc p,
@@ -331,7 +321,7 @@ static void test_geometry(void)
 	c = NULL;
 	/* a head row larger than a page cannot be laid out */
 	p = mkp(1, 1, 2048, CSD_DTYPE_F32, 1, 10);
-	CU_ASSERT(kv_ctx_create(s, &p, 6, &c) == ST(UNSUPPORTED));
+	CU_ASSERT(kv_ctx_create(s, &p, 6, &c) == VS(UNSUPPORTED));
 	CU_ASSERT(c == NULL);
 	kv_store_close(s);
 
@@ -508,7 +498,7 @@ static void test_fallback(void)
 	CU_ASSERT(check_read(c, 1, 0, 1, 0, 32, 1));
 	CU_ASSERT(check_pages(c, 1, 0, 1));
 	/* full now, and no partly filled page left */
-	CU_ASSERT(app(c, 0, 0, 0, 16, 1, NULL) == ST(NO_SPACE));
+	CU_ASSERT(app(c, 0, 0, 0, 16, 1, NULL) == VS(NO_SPACE));
 	CU_ASSERT(kv_store_bytes_used(s) == 6ull * PG);
 	kv_ctx_destroy(c);
 	CU_ASSERT(kv_store_blocks_free(s) == 3);
@@ -607,17 +597,17 @@ static void test_token_order(void)
 
 	CU_ASSERT_FATAL(s != NULL);
 	c = mkctx(s, mkp(2, 2, 64, CSD_DTYPE_BF16, 2, 1000), 1);
-	expect_fail(c, s, ST(TOKEN_ORDER), 0, 0, 1, 1);
+	expect_fail(c, s, VS(TOKEN_ORDER), 0, 0, 1, 1);
 	CU_ASSERT(app(c, 0, 0, 0, 0, 40, NULL) == 0);
 	CU_ASSERT(app(c, 0, 1, 1, 0, 7, NULL) == 0);
-	expect_fail(c, s, ST(TOKEN_ORDER), 0, 0, 41, 1);
-	expect_fail(c, s, ST(TOKEN_ORDER), 0, 0, 39, 1);
-	expect_fail(c, s, ST(TOKEN_ORDER), 0, 0, 0, 1);
-	expect_fail(c, s, ST(TOKEN_ORDER), 0, 1, 40, 1);
-	expect_fail(c, s, ST(TOKEN_ORDER), 1, 1, 8, 1);
+	expect_fail(c, s, VS(TOKEN_ORDER), 0, 0, 41, 1);
+	expect_fail(c, s, VS(TOKEN_ORDER), 0, 0, 39, 1);
+	expect_fail(c, s, VS(TOKEN_ORDER), 0, 0, 0, 1);
+	expect_fail(c, s, VS(TOKEN_ORDER), 0, 1, 40, 1);
+	expect_fail(c, s, VS(TOKEN_ORDER), 1, 1, 8, 1);
 	/* ranges */
-	expect_fail(c, s, ST(SEQ_RANGE), 2, 0, 0, 1);
-	expect_fail(c, s, ST(LAYER_RANGE), 0, 2, 40, 1);
+	expect_fail(c, s, VS(SEQ_RANGE), 2, 0, 0, 1);
+	expect_fail(c, s, VS(LAYER_RANGE), 0, 2, 40, 1);
 	/* short data */
 	{
 		uint8_t buf[64] = { 0 };
@@ -625,20 +615,20 @@ static void test_token_order(void)
 		struct csdfw_data d = { &sg, 1, sizeof(buf) };
 
 		CU_ASSERT(kv_append(c, 0, 0, 40, 1, &d, 0, 0, NULL) ==
-			  ST(LENGTH));
-		CU_ASSERT(kv_read(c, 0, 0, 0, 1, &d, NULL) == ST(LENGTH));
+			  VS(LENGTH));
+		CU_ASSERT(kv_read(c, 0, 0, 0, 1, &d, NULL) == VS(LENGTH));
 		CU_ASSERT(kv_read(c, 0, 0, 40, 1, &d, NULL) ==
-			  ST(TOKEN_RANGE));
+			  VS(TOKEN_RANGE));
 		CU_ASSERT(kv_read(c, 0, 0, 0, 41, &d, NULL) ==
-			  ST(TOKEN_RANGE));
+			  VS(TOKEN_RANGE));
 		CU_ASSERT(kv_read(c, 1, 0, 0, 1, &d, NULL) ==
-			  ST(TOKEN_RANGE));
-		CU_ASSERT(kv_read(c, 2, 0, 0, 1, &d, NULL) == ST(SEQ_RANGE));
+			  VS(TOKEN_RANGE));
+		CU_ASSERT(kv_read(c, 2, 0, 0, 1, &d, NULL) == VS(SEQ_RANGE));
 		CU_ASSERT(kv_read(c, 0, 2, 0, 1, &d, NULL) ==
-			  ST(LAYER_RANGE));
+			  VS(LAYER_RANGE));
 		CU_ASSERT(kv_read(c, 0, 0, UINT32_MAX, 2, &d, NULL) ==
-			  ST(TOKEN_RANGE));
-		CU_ASSERT(kv_seq_reset(c, 2) == ST(SEQ_RANGE));
+			  VS(TOKEN_RANGE));
+		CU_ASSERT(kv_seq_reset(c, 2) == VS(SEQ_RANGE));
 	}
 	CU_ASSERT(kv_len(c, 0, 0) == 40);
 	CU_ASSERT(kv_len(c, 5, 0) == 0);
@@ -656,13 +646,13 @@ static void test_ctx_full(void)
 
 	CU_ASSERT_FATAL(s != NULL);
 	c = mkctx(s, mkp(2, 1, 128, CSD_DTYPE_F32, 2, 100), 1);
-	expect_fail(c, s, ST(CTX_FULL), 0, 0, 0, 101);
+	expect_fail(c, s, VS(CTX_FULL), 0, 0, 0, 101);
 	CU_ASSERT(app(c, 0, 0, 0, 0, 90, NULL) == 0);
-	expect_fail(c, s, ST(CTX_FULL), 0, 0, 90, 11);
+	expect_fail(c, s, VS(CTX_FULL), 0, 0, 90, 11);
 	CU_ASSERT(app(c, 0, 0, 0, 90, 10, NULL) == 0);
-	expect_fail(c, s, ST(CTX_FULL), 0, 0, 100, 1);
+	expect_fail(c, s, VS(CTX_FULL), 0, 0, 100, 1);
 	/* TOKEN_ORDER is checked before CTX_FULL */
-	expect_fail(c, s, ST(TOKEN_ORDER), 0, 0, 101, 1);
+	expect_fail(c, s, VS(TOKEN_ORDER), 0, 0, 101, 1);
 	CU_ASSERT(kv_len(c, 0, 0) == 100);
 	CU_ASSERT(check_read(c, 0, 0, 0, 0, 100, 1));
 	CU_ASSERT(check_pages(c, 0, 0, 0));
@@ -686,17 +676,17 @@ static void test_no_space(void)
 	CU_ASSERT(kv_store_blocks_free(s) == 0);
 	CU_ASSERT(kv_store_bytes_used(s) == 14ull * PG);
 	/* 60 more need 3 more pages per stream (6 > 2 free): nothing written */
-	expect_fail(c, s, ST(NO_SPACE), 0, 0, 100, 60);
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, 100, 60);
 	/* even another layer that would partly fit */
-	expect_fail(c, s, ST(NO_SPACE), 0, 1, 0, 32);
+	expect_fail(c, s, VS(NO_SPACE), 0, 1, 0, 32);
 	/* another sequence has no block at all */
-	expect_fail(c, s, ST(NO_SPACE), 1, 0, 0, 1);
+	expect_fail(c, s, VS(NO_SPACE), 1, 0, 0, 1);
 	/* the partial page still takes tokens without new pages */
 	CU_ASSERT(app(c, 0, 0, 0, 100, 12, NULL) == 0);
 	/* the last two pages */
 	CU_ASSERT(app(c, 0, 0, 0, 112, 16, NULL) == 0);
 	CU_ASSERT(kv_store_bytes_used(s) == 16ull * PG);
-	expect_fail(c, s, ST(NO_SPACE), 0, 0, 128, 1);
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, 128, 1);
 	CU_ASSERT(check_read(c, 0, 0, 0, 0, 128, 1));
 	CU_ASSERT(check_pages(c, 0, 0, 0));
 
@@ -710,7 +700,7 @@ static void test_no_space(void)
 	CU_ASSERT(kv_store_blocks_free(s) == 0);
 	CU_ASSERT(check_read(c, 4, 1, 1, 0, 128, 2));
 	CU_ASSERT(check_pages(c, 4, 1, 1));
-	expect_fail(c, s, ST(NO_SPACE), 0, 0, 0, 1);
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, 0, 1);
 	kv_ctx_destroy(c);
 	CU_ASSERT(kv_store_blocks_free(s) == total);
 	kv_store_close(s);
@@ -1295,14 +1285,14 @@ static void test_chan_no_space(void)
 	CU_ASSERT(kv_store_blocks_free(s) == 6);
 	/* the 1024th token fits in its page but completes a chunk: needs
 	 * 64 channel pages -> nothing written */
-	expect_fail(c, s, ST(NO_SPACE), 0, 0, 1023, 1);
-	expect_fail(c, s, ST(NO_SPACE), 0, 0, 1023, 5);
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, 1023, 1);
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, 1023, 5);
 	CU_ASSERT(kv_chan_chunks(c, 0, 0) == 0);
 	CU_ASSERT(check_vsum(c, 1, 0, 0, 1023));
 	/* a layer that completes no chunk still fits */
 	CU_ASSERT(app_f(c, 3, 0, 1, 0, 16, NULL) == 0);
 	CU_ASSERT(kv_seq_reset(c, 1) == 0);
-	expect_fail(c, s, ST(NO_SPACE), 0, 0, 1023, 1);
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, 1023, 1);
 	CU_ASSERT(app_f(c, 3, 0, 1, 16, 1, NULL) == 0);
 	/* exactly 64 pages free once seq 1 and layer 1 are gone */
 	CU_ASSERT(kv_seq_reset(c, 0) == 0);
@@ -1609,10 +1599,10 @@ static void test_extent_no_space(void)
 	CU_ASSERT(app_f(c, 1, 0, 0, 1025, 127, NULL) == 0);
 	CU_ASSERT(kv_store_bytes_used(s) == 208ull * PG);
 	/* extent 18 of both streams: 2 + 3 + 0 pages of room, no extent */
-	expect_fail(c, s, ST(NO_SPACE), 0, 0, 1152, 1);
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, 1152, 1);
 	/* nor for another layer or sequence */
-	expect_fail(c, s, ST(NO_SPACE), 0, 1, 0, 1);
-	expect_fail(c, s, ST(NO_SPACE), 1, 0, 0, 1);
+	expect_fail(c, s, VS(NO_SPACE), 0, 1, 0, 1);
+	expect_fail(c, s, VS(NO_SPACE), 1, 0, 0, 1);
 	CU_ASSERT(kv_append_blocks_bound(c, 0, 0, 1) >= 1);
 	CU_ASSERT(kv_append_blocks_bound(c, 0, 0, 0) == 0);
 	CU_ASSERT(check_extents(c, 0, 0, 4, 3));
@@ -1639,7 +1629,7 @@ static void test_extent_no_space(void)
 	/* the rest of extent 0, then extent 1 in the open blocks' room */
 	CU_ASSERT(app(c, 1, 0, 0, 1, 63, NULL) == 0);
 	CU_ASSERT(app(c, 1, 0, 0, 64, 64, NULL) == 0);
-	expect_fail(c, s, ST(NO_SPACE), 0, 0, 128, 1);
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, 128, 1);
 	/* seq 1 likewise, decode style */
 	{
 		uint32_t t, bad = 0;
@@ -1648,8 +1638,8 @@ static void test_extent_no_space(void)
 			bad += app(c, 2, 1, 0, t, 1, NULL) != 0;
 		CU_ASSERT(bad == 0);
 	}
-	expect_fail(c, s, ST(NO_SPACE), 1, 0, 128, 1);
-	expect_fail(c, s, ST(NO_SPACE), 0, 1, 0, 1);
+	expect_fail(c, s, VS(NO_SPACE), 1, 0, 128, 1);
+	expect_fail(c, s, VS(NO_SPACE), 0, 1, 0, 1);
 	CU_ASSERT(kv_store_bytes_used(s) == 32ull * PG);
 	CU_ASSERT(check_read(c, 1, 0, 0, 0, 128, 1));
 	CU_ASSERT(check_read(c, 2, 1, 0, 0, 128, 1));

@@ -74,17 +74,7 @@ static struct kv_store *sopen(uint32_t channels, int format, int *err)
 static struct csd_ctx_desc mkp(uint16_t layers, uint16_t kvh, uint16_t hd,
 			       uint8_t dtype, uint32_t seqs, uint32_t toks)
 {
-	struct csd_ctx_desc p;
-
-	memset(&p, 0, sizeof(p));
-	p.layers = layers;
-	p.kv_heads = kvh;
-	p.q_heads = kvh;
-	p.head_dim = hd;
-	p.dtype = dtype;
-	p.max_seqs = seqs;
-	p.max_tokens = toks;
-	return p;
+	return fwt_desc(layers, kvh, kvh, hd, dtype, seqs, toks);
 }
 
 static size_t rowb(const struct csd_ctx_desc *p)
