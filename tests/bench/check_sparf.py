@@ -17,14 +17,20 @@ RATIOS = {"1/4": 0.25, "1/8": 0.125, "1/16": 0.0625}
 
 
 def main():
-    bench = sys.argv[1]
-    out = sys.argv[2] if len(sys.argv) > 2 else tempfile.mktemp(suffix=".json")
+    if len(sys.argv) > 2:
+        return run_and_check(sys.argv[1], sys.argv[2])
+    with tempfile.TemporaryDirectory() as tmp:
+        return run_and_check(sys.argv[1], tmp + "/sparf.json")
+
+
+def run_and_check(bench, out):
     cmd = [bench, "sparf", "--json", out, "--tokens", "4096", "--iters", "1",
            "--attn-batch", "2", "--gen", "256", "--prompt", "2048",
            "--batch", "2", "--models", "tiny-mha,small"]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
-    d = json.load(open(out))
+    with open(out) as f:
+        d = json.load(f)
     fails = []
     passed = [0]
 
