@@ -19,15 +19,18 @@ enum csd_simd {
 	CSD_SIMD_SCALAR = 0,
 	CSD_SIMD_AVX2 = 1,
 	CSD_SIMD_AVX512 = 2,
+	/* AVX-512 + BF16: bf16 products for fp16/bf16 KV (f32 KV: avx512);
+	 * opt-in only, auto picks the best f32-arithmetic kernel */
+	CSD_SIMD_AVX512BF16 = 3,
 	CSD_SIMD_COUNT
 };
 
-/* Best kernel this CPU runs; honours CSD_SIMD=scalar|avx2|avx512 env. */
+/* Best kernel this CPU runs; honours CSD_SIMD=scalar|avx2|avx512|avx512bf16. */
 int attn_simd_detect(void);
 /* Whether this CPU can run @simd. */
 int attn_simd_supported(int simd);
 const char *attn_simd_name(int simd);
-/* "scalar"|"avx2"|"avx512"|"auto" -> enum, -1 + errno EINVAL on error. */
+/* "scalar"|"avx2"|"avx512"|"avx512bf16"|"auto" -> enum, -1 + errno EINVAL on error. */
 int attn_simd_parse(const char *s, int *simd);
 
 /*

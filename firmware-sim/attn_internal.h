@@ -23,6 +23,7 @@
 /* ISA kernels (each compiled with its own -m flags). */
 void attn_kernel_avx2(const struct attn_args *a);
 void attn_kernel_avx512(const struct attn_args *a);
+void attn_kernel_avx512bf16(const struct attn_args *a);
 
 /* Whether the CPU (and OS) support the ISA of @simd; no env lookup. */
 int attn_cpu_supports(int simd);

@@ -20,6 +20,7 @@ static const char *const simd_names[CSD_SIMD_COUNT] = {
 	[CSD_SIMD_SCALAR] = "scalar",
 	[CSD_SIMD_AVX2] = "avx2",
 	[CSD_SIMD_AVX512] = "avx512",
+	[CSD_SIMD_AVX512BF16] = "avx512bf16",
 };
 
 static uint64_t xgetbv0(void)
@@ -37,7 +38,8 @@ int attn_cpu_supports(int simd)
 
 	if (simd == CSD_SIMD_SCALAR)
 		return 1;
-	if (simd != CSD_SIMD_AVX2 && simd != CSD_SIMD_AVX512)
+	if (simd != CSD_SIMD_AVX2 && simd != CSD_SIMD_AVX512 &&
+	    simd != CSD_SIMD_AVX512BF16)
 		return 0;
 	max = __get_cpuid_max(0, NULL);
 	if (max < 7 || !__get_cpuid(1, &a, &b, &c, &d))
@@ -56,8 +58,17 @@ int attn_cpu_supports(int simd)
 		return 1;
 	if ((xcr0 & 0xe0) != 0xe0)		/* opmask + ZMM state */
 		return 0;
-	return (b7 & bit_AVX512F) && (b7 & bit_AVX512BW) &&
-	       (b7 & bit_AVX512VL) && (b7 & bit_AVX512DQ);
+	if (!(b7 & bit_AVX512F) || !(b7 & bit_AVX512BW) ||
+	    !(b7 & bit_AVX512VL) || !(b7 & bit_AVX512DQ))
+		return 0;
+	if (simd == CSD_SIMD_AVX512)
+		return 1;
+	/* CPUID.(7,1):EAX bit 5 = AVX512_BF16 */
+	__cpuid_count(7, 0, a, b, c, d);
+	if (a < 1)
+		return 0;
+	__cpuid_count(7, 1, a, b, c, d);
+	return (a >> 5) & 1;
 }
 
 int attn_simd_supported(int simd)
@@ -93,6 +104,10 @@ int attn_simd_parse(const char *s, int *simd)
 	return -1;
 }
 
+/*
+ * Best exact kernel: auto never picks avx512bf16, whose bf16 products
+ * trade accuracy (NMSE ~1e-5) for speed -- that is the user's choice.
+ */
 static int simd_best(void)
 {
 	if (attn_cpu_supports(CSD_SIMD_AVX512))
@@ -111,7 +126,7 @@ int attn_simd_detect(void)
 		return best;
 	if (attn_simd_parse(env, &want) < 0) {
 		fprintf(stderr,
-			"csd: CSD_SIMD=%s is not one of scalar|avx2|avx512|auto; using %s\n",
+			"csd: CSD_SIMD=%s is not one of scalar|avx2|avx512|avx512bf16|auto; using %s\n",
 			env, simd_names[best]);
 		return best;
 	}
@@ -131,6 +146,8 @@ attn_kernel_fn attn_kernel_get(int simd)
 	if (!attn_cpu_supports(simd))
 		return NULL;
 	switch (simd) {
+	case CSD_SIMD_AVX512BF16:
+		return attn_kernel_avx512bf16;
 	case CSD_SIMD_AVX512:
 		return attn_kernel_avx512;
 	case CSD_SIMD_AVX2:

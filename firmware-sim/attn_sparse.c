@@ -138,6 +138,7 @@ const struct attn_sparse_ops *attn_sparse_ops_get(int simd)
 	if (!attn_cpu_supports(simd))
 		return NULL;
 	switch (simd) {
+	case CSD_SIMD_AVX512BF16:
 	case CSD_SIMD_AVX512:
 		return &attn_sparse_avx512;
 	case CSD_SIMD_AVX2:

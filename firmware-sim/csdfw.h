@@ -60,7 +60,7 @@ void csdfw_config_default(struct csdfw_config *cfg);
 /*
  * Apply "key=val,key=val" options (the part after "embedded:").  Keys:
  * capacity (bytes, K/M/G/T suffix), channels, page, block, threads,
- * simd (scalar|avx2|avx512|auto), pacing (0|1), backing (path),
+ * simd (scalar|avx2|avx512|avx512bf16|auto), pacing (0|1), backing (path),
  * profile (instinfer|nvmevirt|fast), contexts, seqs, tokens, tags, xfer,
  * chan_mbps, link_mbps, read_ns, prog_ns, format (0|1), extent (pages).
  * Returns 0 or -EINVAL and a message in @err (if non-NULL) naming the bad
