@@ -310,14 +310,15 @@ static const uint32_t nqs[] = { 1, 4, 8 };
  * For every shape: kernel @simd vs double reference (and vs scalar for SIMD):
  * NMSE of the outputs at most @nmse, lse off by at most @dlse.
  */
-static void check_kernel_tol(int simd, double nmse, double dlse)
+static void check_kernel_dims(int simd, double nmse, double dlse,
+			      const uint32_t *dv, size_t ndv)
 {
 	attn_kernel_fn fn = attn_kernel_get(simd);
 
 	CU_ASSERT_FATAL(fn != NULL);
 	for (size_t di = 0; di < 3; di++) {
-		for (size_t hi = 0; hi < 4; hi++) {
-			const uint32_t d = dims[hi];
+		for (size_t hi = 0; hi < ndv; hi++) {
+			const uint32_t d = dv[hi];
 			struct kvset *s = kvs_new(dtypes[di], d, 1,
 				(uint32_t)(4096 / (d * csd_dtype_size(dtypes[di]))),
 				1, 4100, 1.0f);
@@ -374,6 +375,11 @@ static void check_kernel_tol(int simd, double nmse, double dlse)
 			kvs_free(s);
 		}
 	}
+}
+
+static void check_kernel_tol(int simd, double nmse, double dlse)
+{
+	check_kernel_dims(simd, nmse, dlse, dims, 4);
 }
 
 /* f32 arithmetic on the same quantized data: only f32 rounding differs */
@@ -450,6 +456,10 @@ static void test_avx512bf16(void)
 		return;
 	}
 	check_kernel_tol(CSD_SIMD_AVX512BF16, 5e-4, 1e-2);
+	/* every chunk shape: 16-element tails, no full 32-element chunk */
+	static const uint32_t odd[] = { 16, 48, 112, 144, 240 };
+
+	check_kernel_dims(CSD_SIMD_AVX512BF16, 5e-4, 1e-2, odd, 5);
 }
 
 /* Raw kernel outputs (unnormalized acc, m, l) of @fn over [lo, hi). */
