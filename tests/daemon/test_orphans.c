@@ -24,11 +24,12 @@
 #include "ivshm_server.h"
 
 #include "cu_main.h"
+#include "daemon_util.h"
 
 struct server {
 	struct devif *d;
 	int lfd, stop;
-	char dir[64], sock[96], spec[128];
+	struct daemon dd;	/* socket directory (served in-process) */
 	pthread_t th;
 	int rc;
 };
@@ -73,12 +74,9 @@ static int server_start(struct server *s)
 	cfg.capacity = 256u << 20;
 	if (devif_create(&o, &cfg, &s->d))
 		return -1;
-	snprintf(s->dir, sizeof(s->dir), "/tmp/csd-orphan.XXXXXX");
-	if (!mkdtemp(s->dir))
+	if (daemon_dir_make(&s->dd, "orphan"))
 		return -1;
-	snprintf(s->sock, sizeof(s->sock), "%s/sock", s->dir);
-	snprintf(s->spec, sizeof(s->spec), "shm:%s", s->sock);
-	s->lfd = ivshm_listen(s->sock);
+	s->lfd = ivshm_listen(s->dd.sock);
 	s->stop = eventfd(0, EFD_CLOEXEC);
 	return s->lfd < 0 || s->stop < 0 ? -1 : 0;
 }
@@ -96,42 +94,21 @@ static void server_stop(struct server *s)
 	devif_destroy(s->d);
 	close(s->lfd);
 	close(s->stop);
-	unlink(s->sock);
-	rmdir(s->dir);
+	daemon_dir_remove(&s->dd);
 }
 
+/* CTX_QUERY / CTX_DESTROY of @id: 0, the whole status field or -errno. */
 static int query(struct csd_dev *dev, uint32_t id)
 {
 	uint8_t info[64 + 8];
-	struct csd_passthru pt = {
-		.opcode = CSD_IO_CTX_QUERY, .nsid = CSD_NSID,
-		.cdw10 = sizeof(info) / 4, .cdw12 = id, .addr = info,
-		.data_len = sizeof(info),
-	};
-	int rc = csd_dev_passthru(dev, 0, &pt);
 
-	return rc ? rc : pt.status;
+	return dev_io(dev, CSD_IO_CTX_QUERY, id, 0, 0, 0, info, sizeof(info),
+		      NULL);
 }
 
 static int destroy(struct csd_dev *dev, uint32_t id)
 {
-	struct csd_passthru pt = {
-		.opcode = CSD_IO_CTX_DESTROY, .nsid = CSD_NSID, .cdw12 = id,
-	};
-	int rc = csd_dev_passthru(dev, 0, &pt);
-
-	return rc ? rc : pt.status;
-}
-
-static int listed(struct csd_dev *dev, uint32_t id)
-{
-	struct csd_ctx_entry e[64];
-	int n = csd_dev_list_ctx(dev, e, 64), i;
-
-	for (i = 0; i < n; i++)
-		if (e[i].id == id)
-			return 1;
-	return 0;
+	return dev_io(dev, CSD_IO_CTX_DESTROY, id, 0, 0, 0, NULL, 0, NULL);
 }
 
 static void test_claim(void)
@@ -152,8 +129,8 @@ static void test_claim(void)
 	CU_ASSERT_EQUAL(devif_scan_orphans(s.d), 2);
 	CU_ASSERT_EQUAL(devif_scan_orphans(s.d), 0);	/* already marked */
 	CU_ASSERT_EQUAL_FATAL(server_run(&s), 0);
-	CU_ASSERT_EQUAL_FATAL(csd_dev_open(s.spec, &a), 0);
-	CU_ASSERT_EQUAL_FATAL(csd_dev_open(s.spec, &b), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(s.dd.spec, &a), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(s.dd.spec, &b), 0);
 	/* b names x first: b owns it, a gets the ownership error */
 	CU_ASSERT_EQUAL(query(b, x), 0);
 	CU_ASSERT_EQUAL(query(a, x), inval);
@@ -162,14 +139,14 @@ static void test_claim(void)
 	/* a claims y with a destroy: gone, b never reaches it */
 	CU_ASSERT_EQUAL(destroy(a, y), 0);
 	CU_ASSERT_EQUAL(query(b, y), inval);
-	CU_ASSERT(!listed(a, y));
+	CU_ASSERT(!ctx_listed(a, y));
 	/* a claimed orphan is like any owned context: it dies with its
 	 * owner's connection */
-	CU_ASSERT(listed(a, x));
+	CU_ASSERT(ctx_listed(a, x));
 	csd_dev_close(b);
-	for (i = 0; i < 500 && listed(a, x); i++)
-		usleep(10000);
-	CU_ASSERT(!listed(a, x));
+	for (i = 0; i < 500 && ctx_listed(a, x); i++)
+		sleep_ms(10);
+	CU_ASSERT(!ctx_listed(a, x));
 	csd_dev_close(a);
 	server_stop(&s);
 }

@@ -19,105 +19,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "csd.h"
 #include "csd/csd_spec.h"
 
 #include "cu_main.h"
+#include "daemon_util.h"
 
-#define WAIT_MS		10000
 #define HD		64
 #define KVH		2
 #define ROW		(KVH * HD * 2)	/* f16 */
 #define FLUSHED		1500
 
-struct daemon {
-	pid_t pid;
-	char sock[160];
-	char spec[170];
-	char opts[256];
-};
-
-static char g_dir[64];
+/* The daemons' directory: their socket and the backing file. */
+static struct daemon g_paths;
 static char g_file[128];
+static char g_opts[256];
 
-static void sleep_ms(unsigned int ms)
+/* Start csd-fw on the backing file, in g_paths (again after a crash). */
+static int restart_daemon(struct daemon *d)
 {
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+	const char *extra[] = { "--device-opts", g_opts, NULL };
 
-	nanosleep(&ts, NULL);
-}
-
-static int daemon_start(struct daemon *d)
-{
-	const char *fw = getenv("CSD_FW");
-	const char *argv[12];
-	int n = 0, i;
-
-	if (!fw)
-		return -1;
-	snprintf(d->sock, sizeof(d->sock), "%s/sock", g_dir);
-	snprintf(d->spec, sizeof(d->spec), "shm:%s", d->sock);
-	snprintf(d->opts, sizeof(d->opts),
-		 "backing=%s,capacity=64M,channels=4,block=16,threads=1",
-		 g_file);
-	unlink(d->sock);
-	argv[n++] = fw;
-	argv[n++] = "--socket";
-	argv[n++] = d->sock;
-	argv[n++] = "--foreground";
-	argv[n++] = "--shm-size";
-	argv[n++] = "32M";
-	argv[n++] = "--device-opts";
-	argv[n++] = d->opts;
-	argv[n] = NULL;
-	d->pid = fork();
-	if (d->pid < 0)
-		return -1;
-	if (d->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execv(fw, (char *const *)argv);
-		_exit(127);
-	}
-	for (i = 0; i < WAIT_MS / 20; i++) {
-		struct stat st;
-		int status;
-
-		if (stat(d->sock, &st) == 0 && S_ISSOCK(st.st_mode))
-			return 0;
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			d->pid = 0;
-			return -1;
-		}
-		sleep_ms(20);
-	}
-	return -1;
-}
-
-/* Signal and reap (bounded); returns the wait status or -1. */
-static int daemon_stop(struct daemon *d, int sig)
-{
-	int status = -1, i;
-
-	if (d->pid <= 0)
-		return -1;
-	kill(d->pid, sig);
-	for (i = 0; i < WAIT_MS / 20; i++) {
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			d->pid = 0;
-			return status;
-		}
-		sleep_ms(20);
-	}
-	kill(d->pid, SIGKILL);
-	waitpid(d->pid, &status, 0);
-	d->pid = 0;
-	return -1;
+	*d = g_paths;
+	return daemon_spawn(d, extra, 0);
 }
 
 /* Deterministic K (w = 0) / V (w = 1) rows of tokens [start, start+n). */
@@ -178,31 +105,6 @@ static void *stream_main(void *arg)
 	}
 }
 
-static int raw(struct csd_dev *dev, uint8_t opc, uint32_t id, uint32_t cdw13,
-	       uint32_t cdw14, uint32_t cdw15, void *buf, uint32_t len,
-	       uint64_t *result)
-{
-	struct csd_passthru p;
-	int rc;
-
-	memset(&p, 0, sizeof(p));
-	p.opcode = opc;
-	p.nsid = CSD_NSID;
-	p.cdw10 = len / 4;
-	p.cdw12 = id;
-	p.cdw13 = cdw13;
-	p.cdw14 = cdw14;
-	p.cdw15 = cdw15;
-	p.addr = buf;
-	p.data_len = len;
-	rc = csd_dev_passthru(dev, 0, &p);
-	if (rc)
-		return rc;
-	if (result)
-		*result = p.result;
-	return p.status ? csd_status_to_errno(p.status) : 0;
-}
-
 static void test_kill_restart(void)
 {
 	struct csd_ctx_params cp = { 2, KVH, KVH, HD, CSD_KV_F16, 4, 65536 };
@@ -221,7 +123,7 @@ static void test_kill_restart(void)
 		return;
 	}
 	memset(&d, 0, sizeof(d));
-	CU_ASSERT_FATAL(daemon_start(&d) == 0);
+	CU_ASSERT_FATAL(restart_daemon(&d) == 0);
 	CU_ASSERT_FATAL(csd_dev_open(d.spec, &dev) == 0);
 	CU_ASSERT_FATAL(csd_ctx_create(dev, &cp, &ctx) == 0);
 	id = csd_ctx_get_id(ctx);
@@ -253,7 +155,7 @@ static void test_kill_restart(void)
 	csd_dev_close(dev);	/* frees the dead context handle too */
 
 	/* restart on the same backing file */
-	CU_ASSERT_FATAL(daemon_start(&d) == 0);
+	CU_ASSERT_FATAL(restart_daemon(&d) == 0);
 	CU_ASSERT_FATAL(csd_dev_open(d.spec, &dev) == 0);
 	{
 		struct csd_ctx_entry e[8];
@@ -271,8 +173,8 @@ static void test_kill_restart(void)
 	}
 	/* naming the orphan claims it */
 	memset(q, 0, sizeof(q));
-	CU_ASSERT_FATAL(raw(dev, CSD_IO_CTX_QUERY, id, 0, 0, 0, q, sizeof(q),
-			    NULL) == 0);
+	CU_ASSERT_FATAL(dev_io(dev, CSD_IO_CTX_QUERY, id, 0, 0, 0, q,
+			       sizeof(q), NULL) == 0);
 	{
 		const struct csd_seq_info *si = (const void *)(q + 64);
 
@@ -293,8 +195,8 @@ static void test_kill_restart(void)
 		uint8_t *buf = malloc((size_t)n * ROW * 2);
 
 		CU_ASSERT_FATAL(buf != NULL);
-		CU_ASSERT(raw(dev, CSD_IO_KV_READ, id, 0, t, n, buf,
-			      n * ROW * 2, NULL) == 0);
+		CU_ASSERT(dev_io(dev, CSD_IO_KV_READ, id, 0, t, n, buf,
+				 n * ROW * 2, NULL) == 0);
 		memcpy(got + (size_t)t * ROW, buf, (size_t)n * ROW);
 		memcpy(got + (size_t)len * ROW + (size_t)t * ROW,
 		       buf + (size_t)n * ROW, (size_t)n * ROW);
@@ -308,8 +210,8 @@ static void test_kill_restart(void)
 	{
 		uint8_t one[ROW * 2];
 
-		CU_ASSERT(raw(dev, CSD_IO_KV_READ, id, 0, len, 1, one,
-			      sizeof(one), NULL) != 0);
+		CU_ASSERT(dev_io(dev, CSD_IO_KV_READ, id, 0, len, 1, one,
+				 sizeof(one), NULL) != 0);
 	}
 	/* the claimed context takes appends and can be destroyed */
 	{
@@ -317,11 +219,12 @@ static void test_kill_restart(void)
 
 		gen(kv, 0, len, 1, 0);
 		gen(kv + ROW, 0, len, 1, 1);
-		CU_ASSERT(raw(dev, CSD_IO_KV_APPEND, id, 0, len, 1, kv,
-			      sizeof(kv), NULL) == 0);
+		CU_ASSERT(dev_io(dev, CSD_IO_KV_APPEND, id, 0, len, 1, kv,
+				 sizeof(kv), NULL) == 0);
 	}
 	CU_ASSERT(csd_dev_flush(dev) == 0);
-	CU_ASSERT(raw(dev, CSD_IO_CTX_DESTROY, id, 0, 0, 0, NULL, 0, NULL) == 0);
+	CU_ASSERT(dev_io(dev, CSD_IO_CTX_DESTROY, id, 0, 0, 0, NULL, 0,
+			 NULL) == 0);
 	csd_dev_close(dev);
 	status = daemon_stop(&d, SIGTERM);
 	CU_ASSERT(status != -1 && WIFEXITED(status) &&
@@ -330,21 +233,20 @@ static void test_kill_restart(void)
 
 static int suite_init(void)
 {
-	snprintf(g_dir, sizeof(g_dir), "/tmp/csd-restart.XXXXXX");
-	if (!mkdtemp(g_dir))
+	if (daemon_dir_make(&g_paths, "restart"))
 		return 1;
-	snprintf(g_file, sizeof(g_file), "%s/flash.img", g_dir);
+	snprintf(g_file, sizeof(g_file), "%s/flash.img", g_paths.dir);
+	snprintf(g_opts, sizeof(g_opts),
+		 "backing=%s,capacity=64M,channels=4,block=16,threads=1",
+		 g_file);
 	return 0;
 }
 
 static int suite_fini(void)
 {
-	char p[200];
-
+	kill_leftovers();	/* a FATAL assertion's daemon */
 	unlink(g_file);
-	snprintf(p, sizeof(p), "%s/sock", g_dir);
-	unlink(p);
-	rmdir(g_dir);
+	daemon_dir_remove(&g_paths);
 	return 0;
 }
 
