@@ -46,6 +46,7 @@ enum csd_kv_dtype {
  *       socket PATH (data is copied through the shared-memory window)
  *   "/dev/NODE[,ioctl][,depth=N]"  NVMe passthrough char device (csd.ko's
  *       /dev/csdN, or /dev/ngXnY): io_uring uring_cmd, ioctl fallback
+ *   "A,B,..." or "group:OPTS,A,..."  a device group, see csd_group_open()
  * NULL or "" means the CSD_DEVICE environment variable, else "embedded:".
  */
 int csd_dev_open(const char *spec, struct csd_dev **devp);
@@ -105,6 +106,8 @@ int csd_dev_flush(struct csd_dev *dev);
  * with -ECANCELED (csd_attn_wait() of an attention call in flight returns
  * -ECANCELED), calls made during the reset wait for it, and the handle is
  * usable again when it returns 0.  KV contexts and their data are kept.
+ * An aborted attention call's tag is read again before -ECANCELED is
+ * returned, so the tag is free afterwards (command-set.md 3.8).
  * "shm:": device interface v1.2 reset (-EOPNOTSUPP from an older daemon;
  * no answer within the timeout: the device is treated as dead and
  * -ETIMEDOUT returned); "/dev/...": NVME_IOCTL_RESET (needs CAP_SYS_ADMIN:
@@ -277,7 +280,9 @@ struct csd_group_opts {
  * csd_dev_open("A,B,...") with every element starting with a transport
  * prefix ("embedded:", "embedded", "shm:", "/dev/") opens a head-split
  * group too; the string is split only at commas followed by a prefix.
- * See csd_group_open(3).
+ * "group:OPTS,A,..." chooses the split in the string (one or more members;
+ * OPTS: split=heads|tokens, chunk=N = chunk_tokens 1..2^24, only with
+ * split=tokens; bad options -EINVAL).  See csd_group_open(3).
  */
 int csd_group_open(const char *const *specs, unsigned int n,
 		   const struct csd_group_opts *opts, struct csd_dev **devp);

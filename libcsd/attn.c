@@ -3,6 +3,13 @@
  * attn.c - asynchronous attention: ATTN_SUBMIT under a per-context tag,
  * then an ATTN_READ issued at once whose completion fills the caller's
  * out/lse buffers and wakes csd_attn_wait().
+ *
+ * Tags: a per-context bitmap on the host mirrors the drive's tags.  A tag is
+ * freed here when the drive freed it (a successful read, TAG_INVALID, a
+ * refused submit).  A call aborted with ABORT_REQ (a controller reset,
+ * csd_dev_reset()) leaves the drive's tag free or holding the job, the host
+ * cannot tell which: tag_reclaim() reads the tag again, which settles it.
+ * Any other failure keeps the tag busy on the handle for good.
  */
 #include <errno.h>
 #include <math.h>
@@ -18,6 +25,7 @@ struct csd_attn {
 	pthread_cond_t cond;
 	int done;
 	uint32_t submit_ns;
+	size_t rlen;		/* ATTN_READ data: out (+ lse) */
 	struct csd_cpl rd;
 };
 
@@ -40,6 +48,75 @@ static int tag_alloc(struct csd_ctx *ctx)
 static void tag_free(struct csd_ctx *ctx, uint32_t t)
 {
 	ctx->tags[t / 64] &= ~(1ull << (t % 64));
+}
+
+static bool status_is(uint16_t st, uint8_t sct, uint8_t sc)
+{
+	return CSD_STATUS_CODE(st) == CSD_STATUS(sct, sc);
+}
+
+/* Attempts of tag_reclaim(): its read is aborted again only by another
+ * reset racing it. */
+#define RECLAIM_TRIES	3
+
+/*
+ * Give back @tag of @ctx after its ATTN_SUBMIT or ATTN_READ was aborted
+ * (ABORT_REQ).  The drive either freed the tag (the read ran and only its
+ * completion was dropped; the submit never ran) or still holds the job (the
+ * submit ran; the read never did).  So read the tag again, @len bytes into
+ * a scratch buffer (command-set.md 3.8): success collects the orphaned
+ * result, TAG_INVALID says it was already free -- either way it is free on
+ * the drive now, and here.  Anything else (the device gone, the context
+ * destroyed) keeps it busy on this handle, as before.  Synchronous: the
+ * read parks until the job ends, which the drive bounds.  Counted in
+ * reads_pending so csd_ctx_destroy() waits for it (the context id stays
+ * ours meanwhile).  The caller holds a context reference.
+ */
+static void tag_reclaim(struct csd_ctx *ctx, uint32_t tag, size_t len)
+{
+	struct csd_seg seg;
+	struct csd_sqe sqe;
+	struct csd_cpl cpl;
+	bool freed = false;
+	int i, rc = -ENOMEM;
+	void *buf;
+
+	pthread_mutex_lock(&ctx->lock);
+	if (ctx->dead) {
+		pthread_mutex_unlock(&ctx->lock);
+		return;
+	}
+	ctx->reads_pending++;
+	pthread_mutex_unlock(&ctx->lock);
+
+	buf = malloc(len ? len : 1);
+	for (i = 0; buf && i < RECLAIM_TRIES; i++) {
+		seg = (struct csd_seg){ buf, len };
+		csd_sqe_io(&sqe, CSD_IO_ATTN_READ, ctx->id, (uint32_t)len);
+		sqe.cdw13 = tag;
+		rc = csd_exec(ctx->dev, 0, &sqe, &seg, 1, &cpl);
+		if (rc)
+			break;
+		rc = cpl.status;
+		if (!status_is(cpl.status, CSD_SCT_GENERIC, CSD_SC_ABORT_REQ)) {
+			freed = !cpl.status ||
+				status_is(cpl.status, CSD_SCT_VENDOR,
+					  CSD_VSC_TAG_INVALID);
+			break;
+		}
+	}
+	free(buf);
+	/* rc: the last status field, or -errno when nothing was sent */
+	csd_debug("ctx %u tag %u: re-read after an abort: %d (0x%04x), %s\n",
+		  ctx->id, tag, rc, rc > 0 ? (unsigned int)rc : 0u,
+		  freed ? "tag free" : "tag kept busy");
+
+	pthread_mutex_lock(&ctx->lock);
+	if (freed)
+		tag_free(ctx, tag);
+	if (--ctx->reads_pending == 0)
+		pthread_cond_broadcast(&ctx->cond);
+	pthread_mutex_unlock(&ctx->lock);
 }
 
 static void attn_read_done(void *arg, const struct csd_cpl *cpl)
@@ -203,22 +280,33 @@ CSD_EXPORT int csd_attn_submit(struct csd_ctx *ctx,
 	sqe.cdw3 = cdw3;
 	sqe.cdw14 = req->nseq | wflags << 16;
 	sqe.cdw15 = scale_bits;
-	rc = csd_exec_status(ctx->dev, 0, &sqe, seg, nseg, &cpl);
-	if (rc) {
-		/*
-		 * Aborted by a controller reset (-ECANCELED): the drive may
-		 * have queued the job under this tag before the reset, so the
-		 * tag may be busy there; keep it out of use on this handle
-		 * (like a failed read).  Any other error: the drive refused it.
-		 */
-		if (rc != -ECANCELED) {
+	rc = csd_exec(ctx->dev, 0, &sqe, seg, nseg, &cpl);
+	if (!rc && cpl.status) {
+		csd_debug("ATTN_SUBMIT ctx %u tag %u: status 0x%04x (%s)\n",
+			  ctx->id, op->tag, cpl.status,
+			  csd_status_str(cpl.status));
+		rc = csd_status_to_errno(cpl.status);
+		if (status_is(cpl.status, CSD_SCT_GENERIC, CSD_SC_ABORT_REQ)) {
+			/* aborted (a controller reset): the job may have
+			 * been queued under the tag before it */
+			tag_reclaim(ctx, op->tag, outlen + lselen);
+		} else {
+			/* the drive refused it: the tag is free there */
 			pthread_mutex_lock(&ctx->lock);
 			tag_free(ctx, op->tag);
 			pthread_mutex_unlock(&ctx->lock);
 		}
 		goto err_put;
 	}
+	if (rc) {
+		/* not sent at all (the transport refused it) */
+		pthread_mutex_lock(&ctx->lock);
+		tag_free(ctx, op->tag);
+		pthread_mutex_unlock(&ctx->lock);
+		goto err_put;
+	}
 	op->submit_ns = cpl.dw1;
+	op->rlen = outlen + lselen;
 
 	rseg[nrseg++] = (struct csd_seg){ req->out, outlen };
 	if (lselen)
@@ -272,12 +360,15 @@ CSD_EXPORT int csd_attn_wait(struct csd_attn *op, struct csd_attn_result *res)
 		csd_debug("ATTN_READ ctx %u tag %u: status 0x%04x (%s)\n",
 			  ctx->id, op->tag, st, csd_status_str(st));
 	/* The drive frees a tag when a read of it succeeds (or never knew
-	 * it); otherwise it stays busy there and must not be reused here. */
-	if (!st || CSD_STATUS_CODE(st) ==
-		   CSD_STATUS(CSD_SCT_VENDOR, CSD_VSC_TAG_INVALID)) {
+	 * it); a read aborted by a reset may or may not have run: read the
+	 * tag again.  Otherwise it stays busy there and must not be reused
+	 * here. */
+	if (!st || status_is(st, CSD_SCT_VENDOR, CSD_VSC_TAG_INVALID)) {
 		pthread_mutex_lock(&ctx->lock);
 		tag_free(ctx, op->tag);
 		pthread_mutex_unlock(&ctx->lock);
+	} else if (status_is(st, CSD_SCT_GENERIC, CSD_SC_ABORT_REQ)) {
+		tag_reclaim(ctx, op->tag, op->rlen);
 	}
 	if (res) {
 		res->tokens = st ? 0 : op->rd.dw0;

@@ -168,13 +168,87 @@ static unsigned int spec_count(const char *s)
 	return n;
 }
 
+/* "group:OPTS,MEMBER,...": group options first (any number of members). */
+#define GROUP_PREFIX		"group:"
+#define GROUP_PREFIX_LEN	6
+
 int csd_group_is_spec(const char *spec)
 {
-	return spec_count(spec_or_env(spec)) > 1;
+	spec = spec_or_env(spec);
+	return !strncmp(spec, GROUP_PREFIX, GROUP_PREFIX_LEN) ||
+	       spec_count(spec) > 1;
+}
+
+/* A decimal number of @n bytes at @s in [1, max]; -1 if it is not one. */
+static long parse_count(const char *s, size_t n, unsigned long max)
+{
+	unsigned long v = 0;
+	size_t i;
+
+	if (!n)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+		if (v > max)
+			return -1;
+	}
+	return v ? (long)v : -1;
+}
+
+/*
+ * The options of "group:OPTS,MEMBER,...": @s, @n bytes (empty: the
+ * defaults), is a comma-separated list of
+ *   split=heads|tokens   CSD_SPLIT_HEADS (default) / CSD_SPLIT_TOKENS
+ *   chunk=N              token split stripe, 1 .. 2^24 tokens (default 256)
+ * A key given twice: the last one counts.  Anything else, an empty
+ * option, or chunk= without split=tokens: -EINVAL.
+ */
+static int parse_group_opts(const char *s, size_t n,
+			    struct csd_group_opts *o)
+{
+	bool chunk = false;
+
+	*o = (struct csd_group_opts){ .split = CSD_SPLIT_HEADS };
+	while (n) {
+		const char *comma = memchr(s, ',', n);
+		size_t len = comma ? (size_t)(comma - s) : n;
+		long v = -1;
+
+		if (len > 6 && !strncmp(s, "chunk=", 6))
+			v = parse_count(s + 6, len - 6, 1ul << 24);
+		if (len == 11 && !strncmp(s, "split=heads", 11)) {
+			o->split = CSD_SPLIT_HEADS;
+		} else if (len == 12 && !strncmp(s, "split=tokens", 12)) {
+			o->split = CSD_SPLIT_TOKENS;
+		} else if (v > 0) {
+			o->chunk_tokens = (uint32_t)v;
+			chunk = true;
+		} else {
+			csd_debug("group: bad option \"%.*s\" (split=heads|"
+				  "tokens, chunk=1..16777216)\n", (int)len, s);
+			return -EINVAL;
+		}
+		if (!comma)
+			break;
+		n -= len + 1;
+		s = comma + 1;
+		if (!n) {
+			csd_debug("group: empty option\n");
+			return -EINVAL;
+		}
+	}
+	if (chunk && o->split != CSD_SPLIT_TOKENS) {
+		csd_debug("group: chunk= needs split=tokens\n");
+		return -EINVAL;
+	}
+	return 0;
 }
 
 int csd_group_open_spec(const char *spec, struct csd_dev **devp)
 {
+	struct csd_group_opts o = { .split = CSD_SPLIT_HEADS };
 	const char **specs = NULL;
 	char *buf = NULL, *p;
 	unsigned int n, i = 0;
@@ -184,6 +258,28 @@ int csd_group_open_spec(const char *spec, struct csd_dev **devp)
 		return -EINVAL;
 	*devp = NULL;
 	spec = spec_or_env(spec);
+	if (!strncmp(spec, GROUP_PREFIX, GROUP_PREFIX_LEN)) {
+		/* options up to the first comma before a member ("group:A"
+		 * and "group:,A" have none) */
+		const char *opts = spec + GROUP_PREFIX_LEN, *m = opts;
+
+		while (*m && !tp_prefix(m)) {
+			m = strchr(m, ',');
+			if (!m)
+				break;
+			m++;
+		}
+		if (!m || !*m) {
+			csd_debug("\"%s\": a group without members\n", spec);
+			return -EINVAL;
+		}
+		rc = parse_group_opts(opts, m > opts ? (size_t)(m - 1 - opts)
+						     : 0, &o);
+		if (rc)
+			return rc;
+		spec = m;
+		rc = -ENOMEM;
+	}
 	n = spec_count(spec);
 	if (n < 1)
 		return -EINVAL;
@@ -198,7 +294,7 @@ int csd_group_open_spec(const char *spec, struct csd_dev **devp)
 			specs[i++] = p + 1;
 		}
 	}
-	rc = csd_group_open(specs, n, NULL, devp);
+	rc = csd_group_open(specs, n, &o, devp);
 out:
 	free(specs);
 	free(buf);

@@ -2210,6 +2210,133 @@ static void test_reset_api(void)
 	free(kv);
 }
 
+/* The daemon's register page in this process (libcsd's mapping of client
+ * @peer), or NULL. */
+static const struct csd_devif_regs *client_regs(uint32_t peer)
+{
+	size_t len = 0;
+
+	return (const void *)find_client_map(peer, NULL, &len);
+}
+
+/* Attention tags on the drive not yet released (CTX_QUERY), -1 on error. */
+static int64_t drive_inflight(struct csd_ctx *ctx)
+{
+	struct csd_ctx_usage u;
+
+	if (csd_ctx_query(ctx, &u, NULL, 0) < 0)
+		return -1;
+	return u.inflight;
+}
+
+/*
+ * A drive with ONE attention tag per context: an attention call aborted by
+ * a controller reset must give its tag back (command-set.md 3.8: the host
+ * reads the tag again -- success or TAG_INVALID both leave it free), so
+ * that the next call on the context works without destroying it.
+ *
+ * 1. the paced ATTN_READ was fetched (parked on its job's modeled end) when
+ *    the reset came: the drive completed it (result discarded, tag freed);
+ * 2. the ATTN_SUBMIT was fetched and ran, but its completion waited on the
+ *    modeled clock behind a slow KV read when the reset came: the drive
+ *    holds the job under the tag until a read collects it.
+ */
+static void test_reset_attn_tag(void)
+{
+	static const char *const opts[] = {
+		"--device-opts", "read_ns=1000000000,tags=1",
+		"--heartbeat-ms", "20", NULL,
+	};
+	struct daemon d;
+	struct csd_dev *dev = NULL;
+	struct csd_ctx *ctx = NULL;
+	struct csd_attn *op = NULL;
+	struct rst_call *call;
+	struct csd_attn_req req;
+	uint32_t base[CSD_DEVIF_MAX_QUEUES];
+	float *kv, ref[4 * 64];
+	pthread_t th[2];
+	size_t i;
+
+	kv = malloc(sizeof(float) * MIX_TOK * MIX_ROW);
+	call = calloc(2, sizeof(*call));
+	if (!kv || !call) {
+		free(kv);
+		free(call);
+		CU_FAIL("out of memory");
+		return;
+	}
+	for (i = 0; i < MIX_TOK * MIX_ROW; i++)
+		kv[i] = (float)((i * 2654435761u >> 20) % 1000) * 0.001f;
+	CU_ASSERT_EQUAL_FATAL(daemon_start_log(&d, opts, 1), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(d.spec, &dev), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev, &small_p, &ctx), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_kv_append(ctx, 0, 0, 0, MIX_TOK, kv, kv), 0);
+	for (i = 0; i < 2; i++) {
+		size_t j;
+
+		call[i].ctx = ctx;
+		call[i].seq = 0;
+		for (j = 0; j < 4 * 64; j++)
+			call[i].q[j] = (float)(j % 7) * 0.1f;
+	}
+	req = (struct csd_attn_req){
+		.layer = 0, .nseq = 1, .seqs = &call[0].seq, .q = call[0].q,
+		.out = ref,
+	};
+	CU_ASSERT_EQUAL_FATAL(csd_attn_run(ctx, &req, NULL), 0);
+	CU_ASSERT_FATAL(client_regs(1) != NULL);
+
+	/* 1: the read parked on the paced job is aborted */
+	CU_ASSERT_EQUAL_FATAL(csd_dev_set_pacing(dev, 1), 0);
+	sq_snapshot(1, base);
+	req.out = call[0].out;
+	CU_ASSERT_EQUAL_FATAL(csd_attn_submit(ctx, &req, &op), 0);
+	CU_ASSERT_EQUAL(wait_published(1, base, 2), 2);
+	CU_ASSERT_EQUAL(wait_fetched(client_regs(1)), 0);
+	CU_ASSERT_EQUAL(csd_dev_reset(dev), 0);
+	CU_ASSERT_EQUAL(csd_attn_wait(op, NULL), -ECANCELED);
+	CU_ASSERT(log_has(&d, "client 1: controller reset (1 commands "
+			  "discarded)"));
+	/* the tag is free again, on the drive and in the library */
+	CU_ASSERT_EQUAL(drive_inflight(ctx), 0);
+	memset(call[0].out, 0, sizeof(call[0].out));
+	CU_ASSERT_EQUAL(csd_attn_run(ctx, &req, NULL), 0);
+	CU_ASSERT(memcmp(call[0].out, ref, sizeof(ref)) == 0);
+
+	/* 2: the ATTN_SUBMIT ran, its completion is aborted */
+	sq_snapshot(1, base);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th[0], NULL, rst_sync, &call[0]),
+			      0);
+	CU_ASSERT_EQUAL(wait_published(1, base, 1), 1);
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&th[1], NULL, rst_submit,
+					     &call[1]), 0);
+	CU_ASSERT_EQUAL(wait_published(1, base, 2), 2);
+	CU_ASSERT_EQUAL(wait_fetched(client_regs(1)), 0);
+	CU_ASSERT_EQUAL(csd_dev_reset(dev), 0);
+	pthread_join(th[0], NULL);
+	pthread_join(th[1], NULL);
+	CU_ASSERT_EQUAL(call[0].rc, -ECANCELED);
+	CU_ASSERT_EQUAL(call[1].rc, -ECANCELED);
+	CU_ASSERT(call[1].op == NULL);
+	CU_ASSERT(log_has(&d, "client 1: controller reset (2 commands "
+			  "discarded)"));
+	CU_ASSERT_EQUAL(drive_inflight(ctx), 0);
+	/* the sequence is not held by the aborted call either */
+	CU_ASSERT_EQUAL(csd_dev_set_pacing(dev, 0), 0);
+	memset(call[1].out, 0, sizeof(call[1].out));
+	req.out = call[1].out;
+	CU_ASSERT_EQUAL(csd_attn_run(ctx, &req, NULL), 0);
+	CU_ASSERT(memcmp(call[1].out, ref, sizeof(ref)) == 0);
+	CU_ASSERT_EQUAL(csd_seq_reset(ctx, 0), 0);
+
+	CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+	csd_dev_close(dev);
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), 0);
+	free(call);
+	free(kv);
+}
+
 /*
  * Many threads keep making synchronous calls (polled mode too) while
  * another resets the handle again and again: every call returns 0 or
@@ -2349,6 +2476,7 @@ static CU_TestInfo reset_tests[] = {
 	{ "v11_client", test_reset_v11_client },
 	{ "other_client", test_reset_other_client },
 	{ "api", test_reset_api },
+	{ "attn_tag", test_reset_attn_tag },
 	{ "concurrent", test_reset_concurrent },
 	CU_TEST_INFO_NULL,
 };

@@ -1323,6 +1323,82 @@ static void test_destroy_inflight(void)
 		free(outs[t]);
 }
 
+/*
+ * What a host relies on after a controller reset dropped the completion of
+ * an ATTN_SUBMIT or ATTN_READ (command-set.md 3.8, "Aborted commands"): it
+ * cannot tell whether the command ran, and reads the tag again.  A read
+ * that ran freed the tag (the re-read is TAG_INVALID); a submit that ran
+ * left its job under the tag (the re-read collects it, a wrong length
+ * first keeps it).  Either way the tag and the sequence are free after.
+ * With pacing on, as the paced drive's completions are the ones a reset
+ * catches.
+ */
+static void test_reread_after_abort(void)
+{
+	struct csdfw *fw = open_dev("profile=fast,capacity=256M,threads=1,"
+				    "tags=1,pacing=1");
+	struct async_rd a = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+	struct csd_sqe s = fwt_io(CSD_IO_ATTN_READ, 0, 8 * 128 * 4);
+	struct csdfw_seg seg;
+	struct csdfw_data d;
+	uint8_t info[64];
+	struct csd_cqe cqe;
+	float q[8 * 128], *out, *ref;
+	uint64_t rs = 11;
+	uint32_t id, t;
+	int done = 0;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+	id = make_long(fw, 1000, &rs);
+	for (t = 0; t < 8 * 128; t++)
+		q[t] = fwt_val(&rs);
+	out = calloc(8 * 128, 4);
+	ref = calloc(8 * 128, 4);
+	CU_ASSERT_FATAL(out && ref);
+	CU_ASSERT_EQUAL(submit_q(fw, id, 0, 0, q), 0);
+	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, ref, 8 * 128 * 4, NULL), 0);
+
+	/* 1: the read ran, its completion is "discarded" (only counted) */
+	CU_ASSERT_EQUAL(submit_q(fw, id, 0, 0, q), 0);
+	s.cdw12 = id;
+	s.cdw13 = 0;
+	seg = (struct csdfw_seg){ out, 8 * 128 * 4 };
+	d = (struct csdfw_data){ .seg = &seg, .nseg = 1, .len = seg.len };
+	csdfw_submit(fw, CSDFW_Q_IO, &s, &d, async_cb, &a);
+	for (t = 0; t < 100000 && !done; t++) {
+		pthread_mutex_lock(&a.lock);
+		done = a.done;
+		pthread_mutex_unlock(&a.lock);
+		if (!done)
+			usleep(100);
+	}
+	CU_ASSERT_EQUAL_FATAL(done, 1);
+	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, out, 8 * 128 * 4, NULL),
+			fwt_err(VS(TAG_INVALID)));
+
+	/* 2: the submit ran, its read never came */
+	CU_ASSERT_EQUAL(submit_q(fw, id, 0, 0, q), 0);
+	CU_ASSERT_EQUAL(submit_q(fw, id, 0, 0, q), fwt_err(VS(TAG_BUSY)));
+	CU_ASSERT_EQUAL(fwt_simple(fw, CSD_IO_SEQ_RESET, id, 0),
+			fwt_err(VS(BUSY)));
+	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, out, 8 * 128 * 4 - 4, NULL),
+			fwt_err(VS(LENGTH)));
+	memset(out, 0, 8 * 128 * 4);
+	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, out, 8 * 128 * 4, &cqe), 0);
+	CU_ASSERT_EQUAL(cqe.dw0, 1000);
+	CU_ASSERT_EQUAL(memcmp(out, ref, 8 * 128 * 4), 0);
+	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, out, 8 * 128 * 4, NULL),
+			fwt_err(VS(TAG_INVALID)));
+	s = fwt_io(CSD_IO_CTX_QUERY, id, sizeof(info));
+	CU_ASSERT_EQUAL(fwt_run(fw, CSDFW_Q_IO, &s, info, sizeof(info), NULL),
+			0);
+	CU_ASSERT_EQUAL(((struct csd_ctx_info *)(void *)info)->inflight, 0);
+	CU_ASSERT_EQUAL(fwt_simple(fw, CSD_IO_SEQ_RESET, id, 0), 0);
+	free(out);
+	free(ref);
+	csdfw_destroy(fw);
+}
+
 /* ---- capacity ------------------------------------------------------------- */
 
 static void test_limits(void)
@@ -1765,6 +1841,7 @@ static CU_TestInfo func_tests[] = {
 	{ "attention vs reference", test_attention_ref },
 	{ "many tags, reset busy", test_many_tags },
 	{ "destroy with jobs in flight", test_destroy_inflight },
+	{ "re-read of a tag after an abort", test_reread_after_abort },
 	{ "limits: contexts, space", test_limits },
 	{ "modeled time and pacing", test_pacing },
 	{ "admin: identify, logs, features", test_admin },

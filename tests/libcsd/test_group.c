@@ -382,6 +382,128 @@ static void test_string_form(void)
 	CU_ASSERT_EQUAL(csd_dev_get_members(NULL), 0);
 }
 
+/*
+ * "group:OPTS,MEMBER,..." chooses the split in the string: it opens what
+ * csd_group_open() with the same options opens (same limits, bit-identical
+ * results of the same workload), and bad options are -EINVAL.
+ */
+static void test_string_split(void)
+{
+	static const struct {
+		const char *spec;
+		uint32_t split, chunk;
+		unsigned int n;
+	} same[] = {
+		{ "group:split=tokens,chunk=16,embedded:,embedded:,embedded:",
+		  CSD_SPLIT_TOKENS, 16, 3 },
+		{ "group:chunk=64,split=tokens,embedded:tokens=256,"
+		  "embedded:tokens=256", CSD_SPLIT_TOKENS, 64, 2 },
+		{ "group:split=tokens,embedded,embedded:", CSD_SPLIT_TOKENS,
+		  0, 2 },
+		{ "group:split=heads,split=tokens,chunk=7,embedded:,embedded:",
+		  CSD_SPLIT_TOKENS, 7, 2 },
+		{ "group:split=heads,embedded:,embedded:", CSD_SPLIT_HEADS, 0,
+		  2 },
+		{ "group:embedded:,embedded:", CSD_SPLIT_HEADS, 0, 2 },
+		{ "group:,embedded:", CSD_SPLIT_HEADS, 0, 1 },
+		{ "group:split=tokens,chunk=16777216,embedded:",
+		  CSD_SPLIT_TOKENS, 1u << 24, 1 },
+	};
+	static const char *const bad[] = {
+		"group:", "group:split=tokens", "group:split=tokens,",
+		"group:split=tokens,,embedded:", "group:split=bogus,embedded:",
+		"group:split=,embedded:", "group:split,embedded:",
+		"group:Split=tokens,embedded:", "group:bogus=1,embedded:",
+		"group:chunk=16,embedded:",
+		"group:split=heads,chunk=16,embedded:",
+		"group:split=tokens,chunk=0,embedded:",
+		"group:split=tokens,chunk=,embedded:",
+		"group:split=tokens,chunk=-5,embedded:",
+		"group:split=tokens,chunk=+5,embedded:",
+		"group:split=tokens,chunk=12x,embedded:",
+		"group:split=tokens,chunk=16777217,embedded:",
+		"group:split=tokens,chunk=99999999999999999999,embedded:",
+		"group:split=tokens,embedded:bogus=1",
+		"group:split=tokens,embedded:,bogus",
+		"embedded:,group:split=tokens,embedded:",
+	};
+	struct csd_dev *d1 = NULL, *dg = NULL, *da;
+	struct csd_dev_info ia, is;
+	size_t i, j;
+
+	for (i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+		const char *specs[3];
+
+		for (j = 0; j < same[i].n; j++)
+			specs[j] = i == 1 ? "embedded:tokens=256" : "embedded:";
+		da = open_group(specs, same[i].n, same[i].split, same[i].chunk);
+		CU_ASSERT_FATAL(da != NULL);
+		dg = NULL;
+		CU_ASSERT_EQUAL_FATAL(csd_dev_open(same[i].spec, &dg), 0);
+		CU_ASSERT_EQUAL(csd_dev_get_members(dg), same[i].n);
+		CU_ASSERT_EQUAL(csd_dev_get_info(da, &ia), 0);
+		CU_ASSERT_EQUAL(csd_dev_get_info(dg, &is), 0);
+		CU_ASSERT_STRING_EQUAL(is.transport, "group");
+		CU_ASSERT_EQUAL(is.max_tokens, ia.max_tokens);
+		CU_ASSERT_EQUAL(is.max_kv_heads, ia.max_kv_heads);
+		CU_ASSERT_EQUAL(is.max_q_heads, ia.max_q_heads);
+		/* the API group as the reference: bit-identical */
+		if (i == 0 || i == 3 || i == 4)
+			for (j = 0; j < NCASES; j++)
+				run_equiv(da, dg, &eq_cases[j], 1);
+		csd_dev_close(da);
+		csd_dev_close(dg);
+	}
+	/* token split for real: longer than one 256-token member allows */
+	{
+		struct csd_ctx_params p = {
+			.layers = 1, .kv_heads = 2, .q_heads = 4,
+			.head_dim = 64, .dtype = CSD_KV_F32, .max_seqs = 1,
+			.max_tokens = 500,
+		};
+		struct csd_ctx *c = NULL;
+
+		CU_ASSERT_EQUAL_FATAL(csd_dev_open(same[1].spec, &dg), 0);
+		CU_ASSERT_EQUAL(csd_ctx_create(dg, &p, &c), 0);
+		CU_ASSERT_EQUAL(csd_ctx_destroy(c), 0);
+		csd_dev_close(dg);
+		dg = NULL;
+		CU_ASSERT_EQUAL_FATAL(csd_dev_open(
+			"group:split=heads,embedded:tokens=256,"
+			"embedded:tokens=256", &dg), 0);
+		CU_ASSERT_EQUAL(csd_ctx_create(dg, &p, &c), -EOPNOTSUPP);
+		csd_dev_close(dg);
+	}
+	/* and one drive vs the string form, like the API form's tests */
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open("embedded:", &d1), 0);
+	dg = NULL;
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(same[0].spec, &dg), 0);
+	run_equiv(d1, dg, &eq_cases[0], 0);
+	csd_dev_close(dg);
+	/* CSD_DEVICE may hold one */
+	setenv("CSD_DEVICE", same[0].spec, 1);
+	dg = NULL;
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open(NULL, &dg), 0);
+	CU_ASSERT_EQUAL(csd_dev_get_members(dg), 3);
+	unsetenv("CSD_DEVICE");
+	csd_dev_close(dg);
+	csd_dev_close(d1);
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc;
+
+		dg = (struct csd_dev *)&dg;	/* set to NULL on failure */
+		rc = csd_dev_open(bad[i], &dg);
+		CU_ASSERT_EQUAL(rc, -EINVAL);
+		if (rc != -EINVAL)
+			fprintf(stderr, "\"%s\": %d\n", bad[i], rc);
+		if (rc)
+			CU_ASSERT_PTR_NULL(dg);
+		if (!rc)
+			csd_dev_close(dg);
+	}
+}
+
 /* A sequence longer than one drive allows, by tokens. */
 static void test_tokens_long(void)
 {
@@ -871,6 +993,7 @@ static void test_runtime_greedy(void)
 
 static CU_TestInfo open_tests[] = {
 	{ "string_form", test_string_form },
+	{ "string_split_option", test_string_split },
 	{ "open_errors", test_open_errors },
 	CU_TEST_INFO_NULL,
 };
