@@ -11,6 +11,7 @@
  * is acknowledged (the daemon then no longer touches them), or the daemon
  * is gone (Documentation/driver.md, "Errors").
  */
+#include <linux/capability.h>
 #include <linux/delay.h>
 #include <linux/interrupt.h>
 #include <linux/io.h>
@@ -18,6 +19,7 @@
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
+#include <linux/user_namespace.h>
 
 #include "csd.h"
 
@@ -30,6 +32,9 @@
 /* csd_irq() reads the CQE's CID and status as one aligned 32-bit word */
 static_assert(offsetof(struct csd_cqe, cid) == 12);
 static_assert(offsetof(struct csd_cqe, status) == 14);
+/* csd_ctx_log_prepare() sizes the contexts log in entries */
+static_assert(sizeof(struct csd_log_ctx_hdr) ==
+	      sizeof(struct csd_log_ctx_entry));
 
 static unsigned long csd_timeout(bool admin, unsigned int timeout_ms)
 {
@@ -65,6 +70,7 @@ void csd_req_free(struct csd_req *req)
 	struct csd_ctrl *ctrl = req->ctrl;
 
 	csd_data_release(req);
+	kvfree(req->log.buf);
 	kfree(req);
 	atomic_dec(&ctrl->nr_reqs);
 	wake_up_all(&ctrl->req_wait);
@@ -445,7 +451,7 @@ int csd_submit_sync(struct csd_ctrl *ctrl, unsigned int qid,
 		return -ENOMEM;
 	req->sqe = *sqe;
 	req->q = &ctrl->queues[qid];
-	ret = csd_data_map_kernel(req, buf, data_len, to_dev, timeout);
+	ret = csd_data_map_kernel(req, buf, data_len, to_dev, false, timeout);
 	if (ret)
 		goto out;
 	ret = csd_exec_sync(req, timeout, &owned);
@@ -464,6 +470,135 @@ out:
 	return ret;
 }
 
+/* Get Log Page: NUMD (0's based, dwords) and LPO (bytes) of @sqe */
+static u32 csd_log_numd(const struct csd_sqe *sqe)
+{
+	return sqe->cdw10 >> 16 | (sqe->cdw11 & 0xffff) << 16;
+}
+
+static u64 csd_log_lpo(const struct csd_sqe *sqe)
+{
+	return (u64)sqe->cdw13 << 32 | sqe->cdw12;
+}
+
+/*
+ * Is @uc a Get Log Page C1h (contexts) the caller may only see filtered,
+ * i.e. without CAP_SYS_ADMIN?  noaudit: lacking the capability is not a
+ * denial here (the caller gets the view of its own contexts), so it must
+ * not log LSM denials for an everyday command.
+ */
+static bool csd_ctx_log_filtered(const struct csd_ucmd *uc)
+{
+	return uc->admin && uc->sqe.opcode == CSD_ADM_GET_LOG_PAGE &&
+	       (uc->sqe.cdw10 & 0xff) == CSD_LOG_CONTEXTS &&
+	       !ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
+}
+
+/**
+ * csd_ctx_log_prepare() - Get Log Page C1h of a caller without CAP_SYS_ADMIN
+ * @req: a fresh request of the submitting file, req->sqe = the user's
+ * @uc: the command, checked by csd_validate()
+ * @nowait: do not wait for a bounce chunk (-EAGAIN)
+ *
+ * The caller may only see its own contexts (csd_ctx_log_finish()), so the
+ * device's log cannot go to the user buffer: the whole log (header and up
+ * to max_contexts entries, at most max_xfer bytes) is read from offset 0
+ * into a kernel buffer, through the bounce window.  The caller's NUMD and
+ * LPO then apply to the filtered log, so the checks the device would make
+ * on them are made here, before anything reaches the device: NUMD must
+ * match data_len and LPO be dword aligned (-EINVAL).  The other fields
+ * (NSID, LSP, RAE, CDW11 31:16, CDW14, CDW15) go to the device as given.
+ * The buffer is freed with the request.
+ *
+ * Return: 0, -EINVAL, -ENOMEM, or an error of csd_data_map_kernel().
+ */
+static int csd_ctx_log_prepare(struct csd_req *req, const struct csd_ucmd *uc,
+			       bool nowait)
+{
+	const size_t esz = sizeof(struct csd_log_ctx_entry);
+	struct csd_ctrl *ctrl = req->ctrl;
+	u32 numd = csd_log_numd(&uc->sqe);
+	u64 lpo = csd_log_lpo(&uc->sqe);
+	u32 len;
+	int ret;
+
+	if (((u64)numd + 1) * 4 != uc->data_len || !IS_ALIGNED(lpo, 4))
+		return -EINVAL;
+	/* the header counts as one entry; max_xfer >= 64 in practice */
+	len = min_t(u64, ((u64)ctrl->max_contexts + 1) * esz,
+		    rounddown(ctrl->max_xfer, esz));
+	if (!len)
+		return -EINVAL;
+	req->log.buf = kvmalloc(len, GFP_KERNEL);
+	if (!req->log.buf)
+		return -ENOMEM;
+	req->log.ubuf = u64_to_user_ptr(uc->addr);
+	req->log.ulen = uc->data_len;
+	req->log.lpo = lpo;
+
+	numd = len / 4 - 1;
+	req->sqe.cdw10 = (req->sqe.cdw10 & 0xffff) | numd << 16;
+	req->sqe.cdw11 = (req->sqe.cdw11 & 0xffff0000) | numd >> 16;
+	req->sqe.cdw12 = 0;
+	req->sqe.cdw13 = 0;
+	req->q = &ctrl->queues[0];
+	ret = csd_data_map_kernel(req, req->log.buf, len, false, nowait,
+				  csd_timeout(true, uc->timeout_ms));
+	if (!ret)
+		atomic64_inc(&ctrl->bounce_cmds);
+	return ret;
+}
+
+/**
+ * csd_ctx_log_finish() - deliver a filtered Get Log Page C1h
+ * @req: a request of csd_ctx_log_prepare() that completed successfully,
+ *	the device's log copied into req->log.buf
+ *
+ * Keeps the entries of the contexts the submitting file owns, in the
+ * device's (ascending id) order, sets the header's count to their number
+ * and zeroes its reserved bytes: the log the caller sees is a valid C1h log
+ * of 64 + 64 * count bytes.  Bytes [LPO, LPO + length) of that log are
+ * copied to the caller, bytes past its end are zero; an LPO at or past its
+ * end is INVALID_FIELD, as the device answers for its own log.  The count
+ * comes from the device: entries past the bytes read are ignored.
+ * Process context of the submitter.
+ *
+ * Return: 0, the NVMe status field INVALID_FIELD | DNR, or -EFAULT.
+ */
+static int csd_ctx_log_finish(struct csd_req *req)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+	struct csd_log_ctx_hdr *hdr = req->log.buf;
+	struct csd_log_ctx_entry *e = (struct csd_log_ctx_entry *)(hdr + 1);
+	u32 max = (req->data.len - sizeof(*hdr)) / sizeof(*e);
+	u32 n = min(hdr->count, max), i, kept = 0;
+	void __user *ubuf = req->log.ubuf;
+	u32 ulen = req->log.ulen;
+	size_t size, cnt;
+
+	for (i = 0; i < n; i++) {
+		if (xa_load(&ctrl->contexts, e[i].ctx_id) != req->file)
+			continue;
+		if (i != kept)
+			e[kept] = e[i];
+		kept++;
+	}
+	memset(hdr, 0, sizeof(*hdr));
+	hdr->count = kept;
+	size = sizeof(*hdr) + (size_t)kept * sizeof(*e);
+	if (req->log.lpo >= size) {
+		atomic64_inc(&ctrl->errors);
+		return CSD_STATUS(CSD_SCT_GENERIC, CSD_SC_INVALID_FIELD) |
+		       CSD_STATUS_DNR;
+	}
+	cnt = min_t(u64, size - req->log.lpo, ulen);
+	if (copy_to_user(ubuf, req->log.buf + req->log.lpo, cnt))
+		return -EFAULT;
+	if (cnt < ulen && clear_user(ubuf + cnt, ulen - cnt))
+		return -EFAULT;
+	return 0;
+}
+
 /**
  * csd_req_prepare_user() - ownership, queue and data of a user command
  * @req: a fresh request of the submitting file
@@ -471,10 +606,11 @@ out:
  * @nowait: do not wait for a bounce chunk (-EAGAIN)
  *
  * A command naming (CDW12) a context another open file owns is refused.
- * The caller frees @req on error.
+ * A Get Log Page C1h of a caller without CAP_SYS_ADMIN goes through a
+ * kernel buffer (csd_ctx_log_prepare()).  The caller frees @req on error.
  *
- * Return: 0, -EACCES, -EIO (dead), -EFAULT, -ENOMEM, -EAGAIN, -EINTR or
- * -ETIMEDOUT.
+ * Return: 0, -EACCES, -EINVAL, -EIO (dead), -EFAULT, -ENOMEM, -EAGAIN,
+ * -EINTR or -ETIMEDOUT.
  */
 int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,
 			 bool nowait)
@@ -492,6 +628,8 @@ int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,
 			return -EACCES;
 	}
 	req->sqe = uc->sqe;
+	if (csd_ctx_log_filtered(uc))
+		return csd_ctx_log_prepare(req, uc, nowait);
 	if (uc->admin) {
 		qid = 0;
 	} else {
@@ -549,7 +687,8 @@ static void csd_track_contexts(struct csd_req *req)
  * @result: set to CQE dw0 | dw1 << 32
  *
  * Process context of the submitter: delivers bounced read data
- * (copy_to_user), records the contexts a CTX_CREATE/CTX_DESTROY changed.
+ * (copy_to_user; a filtered contexts log through csd_ctx_log_finish()),
+ * records the contexts a CTX_CREATE/CTX_DESTROY changed.
  *
  * Return: the NVMe status field (>= 0) or a negative errno.
  */
@@ -561,6 +700,8 @@ int csd_req_user_finish(struct csd_req *req, u64 *result)
 	if (!ret) {
 		csd_track_contexts(req);
 		ret = csd_data_finish(req);
+		if (!ret && req->log.buf)
+			ret = csd_ctx_log_finish(req);
 	}
 	csd_req_free(req);
 	return ret;
@@ -942,6 +1083,7 @@ static int csd_identify(struct csd_ctrl *ctrl)
 	csd_copy_str(ctrl->firmware_rev, id->fr, sizeof(id->fr));
 	csd_copy_str(ctrl->fw_version, id->vs.fw_version,
 		     sizeof(id->vs.fw_version));
+	ctrl->max_contexts = id->vs.max_contexts;
 	dev_info(&ctrl->pdev->dev,
 		 "%s fw %s, interface %u.%u, %u I/O queues x %u, max_xfer %u, data via %s\n",
 		 ctrl->model, ctrl->fw_version, ctrl->version >> 16,

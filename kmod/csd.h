@@ -97,6 +97,16 @@ struct csd_req {
 	void (*end_io)(struct csd_req *req, int error);
 	void *end_io_data;
 	struct work_struct free_work;
+	/*
+	 * Get Log Page C1h of a caller without CAP_SYS_ADMIN: the device's
+	 * log is read into @buf, filtered and copied out by the driver.
+	 */
+	struct {
+		void *buf;		/* kernel copy of the device's log, or NULL */
+		void __user *ubuf;	/* the caller's buffer */
+		u32 ulen;		/* its length, (NUMD + 1) * 4 */
+		u64 lpo;		/* the caller's log page offset */
+	} log;
 };
 
 /* One queue pair in the client area of BAR2. */
@@ -201,6 +211,7 @@ struct csd_ctrl {
 	char serial[21];
 	char firmware_rev[9];
 	char fw_version[17];
+	u32 max_contexts;	/* Identify vendor area */
 
 	/* contexts owned by open files: ctx id -> struct csd_file * */
 	struct xarray contexts;
@@ -262,7 +273,7 @@ void csd_window_free(struct csd_ctrl *ctrl);
 int csd_data_map_user(struct csd_req *req, void __user *ubuf, u32 len,
 		      bool to_dev, bool nowait, unsigned long timeout);
 int csd_data_map_kernel(struct csd_req *req, void *kbuf, u32 len,
-			bool to_dev, unsigned long timeout);
+			bool to_dev, bool nowait, unsigned long timeout);
 int csd_data_finish(struct csd_req *req);
 void csd_data_release(struct csd_req *req);
 void csd_window_wake(struct csd_ctrl *ctrl);

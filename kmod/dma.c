@@ -85,37 +85,108 @@ static void *csd_win_addr(struct csd_window *win, int chunk)
 	return win->base + (size_t)chunk * win->chunk_size;
 }
 
-/* Describe @len bytes at the start of @chunk with PRPs (window addresses). */
+/**
+ * csd_build_prp2() - PRP2 of a command over @nr pages
+ * @nr: data pages; page 0 is PRP1's (set by the caller)
+ * @arg: for the callbacks
+ * @list: list page @k: *@va = its kernel address, *@addr = the address the
+ *	device reads it at; returns 0, or a value csd_build_prp2() returns
+ * @page: the device address of data page @i
+ * @prp2: set to 0 (one page), page 1 (two pages), or the first PRP list
+ *
+ * The one PRP-list walk of both data paths (device-interface.md section 5):
+ * the entries of pages 1..@nr - 1 fill list pages of %CSD_PRP_PER_PAGE
+ * entries; when more entries remain than fit, a list's last entry points to
+ * the next list instead.  The lists may be memory the daemon reads
+ * (WRITE_ONCE).  Always inlined, so the callbacks are direct calls.
+ *
+ * Return: 0 or what @list returned.
+ */
+static __always_inline int
+csd_build_prp2(unsigned int nr, void *arg,
+	       int (*list)(void *arg, unsigned int k, u64 **va, u64 *addr),
+	       u64 (*page)(void *arg, unsigned int i), u64 *prp2)
+{
+	unsigned int left, next = 1, k, n, j;
+	u64 *cur, *prev = NULL;
+	u64 addr;
+	int ret;
+
+	*prp2 = 0;
+	if (nr <= 1)
+		return 0;
+	if (nr == 2) {
+		*prp2 = page(arg, 1);
+		return 0;
+	}
+	for (left = nr - 1, k = 0; left; k++) {
+		ret = list(arg, k, &cur, &addr);
+		if (ret)
+			return ret;
+		if (prev)
+			WRITE_ONCE(prev[CSD_PRP_PER_PAGE - 1], addr);
+		else
+			*prp2 = addr;
+		n = left <= CSD_PRP_PER_PAGE ? left : CSD_PRP_PER_PAGE - 1;
+		for (j = 0; j < n; j++)
+			WRITE_ONCE(cur[j], page(arg, next++));
+		left -= n;
+		prev = cur;
+	}
+	return 0;
+}
+
+/* Number of PRP list pages csd_build_prp2() uses for @nr pages. */
+static unsigned int csd_prp_nr_lists(unsigned int nr)
+{
+	if (nr <= 2)
+		return 0;
+	/* entries per list: 511 + a chain pointer, the last list 512 */
+	return nr - 1 <= CSD_PRP_PER_PAGE ? 1 :
+	       DIV_ROUND_UP(nr - 2, CSD_PRP_PER_PAGE - 1);
+}
+
+/* A bounce chunk: data at @off in the window, its PRP lists at @list_off. */
+struct csd_win_prps {
+	struct csd_window *win;
+	u64 off;
+	u64 list_off;
+};
+
+static int csd_win_prp_list(void *arg, unsigned int k, u64 **va, u64 *addr)
+{
+	struct csd_win_prps *w = arg;
+	u64 off = w->list_off + (u64)k * CSD_DEVIF_PAGE;
+
+	*va = w->win->base + off;
+	*addr = CSD_DEVIF_ADDR_WINDOW | off;
+	return 0;
+}
+
+static u64 csd_win_prp_page(void *arg, unsigned int i)
+{
+	struct csd_win_prps *w = arg;
+
+	return CSD_DEVIF_ADDR_WINDOW | (w->off + (u64)i * CSD_DEVIF_PAGE);
+}
+
+/*
+ * Describe @len bytes at the start of @chunk with PRPs (window addresses);
+ * the PRP lists follow the chunk's data (csd_window_init()).
+ */
 static void csd_build_window_prps(struct csd_window *win, int chunk, u32 len,
 				  struct csd_sqe *sqe)
 {
-	u64 off = (u64)chunk * win->chunk_size;
-	u32 npages = DIV_ROUND_UP_ULL(len, CSD_DEVIF_PAGE);
-	u64 list_off;
-	u64 *list;
-	u32 i, idx;
+	struct csd_win_prps w = {
+		.win = win,
+		.off = (u64)chunk * win->chunk_size,
+		.list_off = (u64)chunk * win->chunk_size + win->data_size,
+	};
 
-	sqe->prp1 = CSD_DEVIF_ADDR_WINDOW | off;
-	sqe->prp2 = 0;
-	if (npages <= 1)
-		return;
-	if (npages == 2) {
-		sqe->prp2 = CSD_DEVIF_ADDR_WINDOW | (off + CSD_DEVIF_PAGE);
-		return;
-	}
-	list_off = off + win->data_size;
-	list = win->base + list_off;
-	sqe->prp2 = CSD_DEVIF_ADDR_WINDOW | list_off;
-	for (i = 1, idx = 0; i < npages; i++) {
-		if (idx == CSD_PRP_PER_PAGE - 1 && i < npages - 1) {
-			list_off += CSD_DEVIF_PAGE;
-			WRITE_ONCE(list[idx], CSD_DEVIF_ADDR_WINDOW | list_off);
-			list = win->base + list_off;
-			idx = 0;
-		}
-		WRITE_ONCE(list[idx++], CSD_DEVIF_ADDR_WINDOW |
-			   (off + (u64)i * CSD_DEVIF_PAGE));
-	}
+	sqe->prp1 = CSD_DEVIF_ADDR_WINDOW | w.off;
+	/* window list pages are always addressable: cannot fail */
+	csd_build_prp2(DIV_ROUND_UP_ULL(len, CSD_DEVIF_PAGE), &w,
+		       csd_win_prp_list, csd_win_prp_page, &sqe->prp2);
 }
 
 static int csd_map_bounce(struct csd_req *req, u32 len, bool nowait,
@@ -154,51 +225,51 @@ static void csd_unpin(struct csd_data *d, bool dirty)
 	d->nr_lists = 0;
 }
 
+/* Pinned pages: list pages allocated from kernel memory as needed. */
+struct csd_ram_prps {
+	struct csd_ctrl *ctrl;
+	struct csd_data *d;
+};
+
+/* Returns 1 when the list page is not addressable (caller bounces). */
+static int csd_ram_prp_list(void *arg, unsigned int k, u64 **va, u64 *addr)
+{
+	struct csd_ram_prps *r = arg;
+	unsigned long page = __get_free_page(GFP_KERNEL);
+
+	if (!page)
+		return -ENOMEM;
+	r->d->lists[r->d->nr_lists++] = page;
+	*va = (u64 *)page;
+	*addr = virt_to_phys((void *)page);
+	return csd_dma_ok(r->ctrl, *addr) ? 0 : 1;
+}
+
+static u64 csd_ram_prp_page(void *arg, unsigned int i)
+{
+	struct csd_ram_prps *r = arg;
+
+	return page_to_phys(r->d->pages[i]);
+}
+
 /*
- * PRP2 for pinned pages 1..nr-1 (page 0 is PRP1): the page itself, or a
- * chain of list pages (the last entry of a full list points to the next).
- * Returns 1 when a list page is not addressable (caller bounces).
+ * PRP2 for the pinned pages (page 0 is PRP1), list pages recorded in
+ * @d->lists (freed by csd_unpin()).  Returns 1 when a list page is not
+ * addressable (caller bounces).
  */
 static int csd_build_ram_prps(struct csd_ctrl *ctrl, struct csd_data *d,
 			      struct csd_sqe *sqe)
 {
-	unsigned int left = d->nr_pages - 1, next = 1, n, i;
-	u64 *list, *prev = NULL;
+	struct csd_ram_prps r = { .ctrl = ctrl, .d = d };
+	unsigned int n = csd_prp_nr_lists(d->nr_pages);
 
-	if (!left)
-		return 0;
-	if (left == 1) {
-		sqe->prp2 = page_to_phys(d->pages[1]);
-		return 0;
-	}
-	/* entries per list: 511 + a chain pointer, the last list 512 */
-	n = left <= CSD_PRP_PER_PAGE ? 1 :
-	    DIV_ROUND_UP(left - 1, CSD_PRP_PER_PAGE - 1);
-	d->lists = kcalloc(n, sizeof(*d->lists), GFP_KERNEL);
-	if (!d->lists)
-		return -ENOMEM;
-	while (left) {
-		unsigned long va = __get_free_page(GFP_KERNEL);
-		phys_addr_t pa;
-
-		if (!va)
+	if (n) {
+		d->lists = kcalloc(n, sizeof(*d->lists), GFP_KERNEL);
+		if (!d->lists)
 			return -ENOMEM;
-		d->lists[d->nr_lists++] = va;
-		pa = virt_to_phys((void *)va);
-		if (!csd_dma_ok(ctrl, pa))
-			return 1;
-		list = (u64 *)va;
-		if (prev)
-			prev[CSD_PRP_PER_PAGE - 1] = pa;
-		else
-			sqe->prp2 = pa;
-		n = left <= CSD_PRP_PER_PAGE ? left : CSD_PRP_PER_PAGE - 1;
-		for (i = 0; i < n; i++)
-			list[i] = page_to_phys(d->pages[next++]);
-		left -= n;
-		prev = list;
 	}
-	return 0;
+	return csd_build_prp2(d->nr_pages, &r, csd_ram_prp_list,
+			      csd_ram_prp_page, &sqe->prp2);
 }
 
 /*
@@ -236,7 +307,6 @@ static int csd_map_pinned(struct csd_req *req, void __user *ubuf, u32 len,
 			goto out_unpin;
 		}
 	req->sqe.prp1 = page_to_phys(d->pages[0]) + off;
-	req->sqe.prp2 = 0;
 	ret = csd_build_ram_prps(ctrl, d, &req->sqe);
 	if (ret)
 		goto out_unpin;
@@ -296,8 +366,22 @@ int csd_data_map_user(struct csd_req *req, void __user *ubuf, u32 len,
 	return 0;
 }
 
+/**
+ * csd_data_map_kernel() - describe a kernel buffer to the device
+ * @req: the request; PRP1/PRP2 of req->sqe are set
+ * @kbuf: the buffer
+ * @len: bytes, <= the window's data bytes per chunk
+ * @to_dev: the device reads the buffer (else writes it)
+ * @nowait: do not wait for a bounce chunk
+ * @timeout: jiffies to wait for a bounce chunk
+ *
+ * Always a bounce chunk: write data is copied in now, read data copied out
+ * by csd_data_finish().  The chunk is given back by csd_data_release().
+ *
+ * Return: 0 or a negative errno.
+ */
 int csd_data_map_kernel(struct csd_req *req, void *kbuf, u32 len,
-			bool to_dev, unsigned long timeout)
+			bool to_dev, bool nowait, unsigned long timeout)
 {
 	struct csd_ctrl *ctrl = req->ctrl;
 	struct csd_data *d = &req->data;
@@ -309,7 +393,7 @@ int csd_data_map_kernel(struct csd_req *req, void *kbuf, u32 len,
 		return 0;
 	if (len > ctrl->win.data_size)
 		return -EINVAL;
-	ret = csd_map_bounce(req, len, false, timeout);
+	ret = csd_map_bounce(req, len, nowait, timeout);
 	if (ret)
 		return ret;
 	if (to_dev)

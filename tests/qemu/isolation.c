@@ -7,10 +7,21 @@
  * context; naming the other's gives -EACCES (ioctl and uring_cmd, for every
  * context opcode); a process sharing A's open file (fork) is A; when B's
  * file is closed its context is gone (CTX_INVALID); when A closes, A's is.
+ *
+ * The contexts log (Get Log Page C1h) lists only the caller's own contexts
+ * unless the caller has CAP_SYS_ADMIN (Documentation/driver.md, "Access"):
+ * unprivileged, A sees its contexts and not B's, with NUMD/LPO applying to
+ * that filtered log (partial reads, offsets, zeros past the end, LPO past
+ * the end INVALID_FIELD, bad NUMD or LPO alignment EINVAL), through the
+ * ioctl and io_uring alike.  Run as root, A and B see every context, a
+ * uid 1000 child with its own open file sees its contexts and not root's,
+ * and a uid 1000 child sharing A's open file sees A's contexts only.
  * Usage: isolation [/dev/csd0]
  */
 #include <fcntl.h>
+#include <grp.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,6 +29,16 @@
 
 #define S_CTX_INVALID	(CSD_STATUS(CSD_SCT_VENDOR, CSD_VSC_CTX_INVALID) | \
 			 CSD_STATUS_DNR)
+#define S_INVALID_FIELD	(CSD_STATUS(CSD_SCT_GENERIC, CSD_SC_INVALID_FIELD) | \
+			 CSD_STATUS_DNR)
+
+/* unprivileged identity of the children that drop root */
+#define USER_UID	1000
+#define USER_GID	1000
+
+/* a full contexts log: header + 64 entries (csd-fw's default max_contexts) */
+#define LOG_ENTS	64
+#define LOG_FULL	(64 * (LOG_ENTS + 1))
 
 static const char *node = "/dev/csd0";
 
@@ -84,27 +105,238 @@ static void foreign_refused(int fd, struct io_uring *ring, uint32_t id,
 	      "context -> EACCES (uring_cmd)", who);
 }
 
-/* Contexts log (0xC1) as seen through @fd: is @id listed? -1 on error. */
-static int log_lists(int fd, uint32_t id)
+/*
+ * Get Log Page C1h through @fd (the ioctl, or io_uring when @ring is set):
+ * @len bytes at log page offset @lpo; NUMD = @numd_len / 4 - 1 (normally
+ * @len).  Returns the NVMe status (>= 0) or -errno.
+ */
+static int get_ctx_log_numd(int fd, struct io_uring *ring, uint64_t lpo,
+			    void *buf, uint32_t len, uint32_t numd_len)
 {
-	uint8_t buf[64 * 65];
-	const struct csd_log_ctx_hdr *h = (const void *)buf;
-	const struct csd_log_ctx_entry *e = (const void *)(buf + 64);
+	uint32_t numd = numd_len / 4 - 1;
 	struct nvme_passthru_cmd64 c;
-	uint32_t i, numd = sizeof(buf) / 4 - 1;
+	struct nvme_uring_cmd uc;
+	uint64_t res;
 
+	if (ring) {
+		memset(&uc, 0, sizeof(uc));
+		uc.opcode = CSD_ADM_GET_LOG_PAGE;
+		uc.nsid = 0xffffffffu;
+		uc.addr = (uint64_t)(uintptr_t)buf;
+		uc.data_len = len;
+		uc.cdw10 = CSD_LOG_CONTEXTS | (numd & 0xffff) << 16;
+		uc.cdw11 = numd >> 16;
+		uc.cdw12 = (uint32_t)lpo;
+		uc.cdw13 = (uint32_t)(lpo >> 32);
+		return ur_cmd(ring, fd, true, &uc, &res);
+	}
 	memset(&c, 0, sizeof(c));
 	c.opcode = CSD_ADM_GET_LOG_PAGE;
 	c.nsid = 0xffffffffu;
 	c.addr = (uint64_t)(uintptr_t)buf;
-	c.data_len = sizeof(buf);
+	c.data_len = len;
 	c.cdw10 = CSD_LOG_CONTEXTS | (numd & 0xffff) << 16;
-	if (pt_ioctl(fd, true, &c))
-		return -1;
-	for (i = 0; i < h->count && i < 64; i++)
+	c.cdw11 = numd >> 16;
+	c.cdw12 = (uint32_t)lpo;
+	c.cdw13 = (uint32_t)(lpo >> 32);
+	return pt_ioctl(fd, true, &c);
+}
+
+static int get_ctx_log(int fd, struct io_uring *ring, uint64_t lpo, void *buf,
+		       uint32_t len)
+{
+	return get_ctx_log_numd(fd, ring, lpo, buf, len, len);
+}
+
+/* Is @id among the @n entries of the contexts log in @buf? */
+static bool log_has(const uint8_t *buf, uint32_t n, uint32_t id)
+{
+	const struct csd_log_ctx_entry *e = (const void *)(buf + 64);
+	uint32_t i;
+
+	for (i = 0; i < n && i < LOG_ENTS; i++)
 		if (e[i].ctx_id == id)
-			return 1;
-	return 0;
+			return true;
+	return false;
+}
+
+/* Contexts log (0xC1) as seen through @fd: is @id listed? -1 on error. */
+static int log_lists(int fd, uint32_t id)
+{
+	uint8_t buf[LOG_FULL];
+	const struct csd_log_ctx_hdr *h = (const void *)buf;
+
+	if (get_ctx_log(fd, NULL, 0, buf, sizeof(buf)))
+		return -1;
+	return log_has(buf, h->count, id);
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	while (n--)
+		if (*p++)
+			return false;
+	return true;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The filtered contexts log of an unprivileged caller that owns exactly
+ * @n contexts @own (any order) while @foreign is another file's: the log is
+ * 64 + 64 * n bytes, own entries in ascending id order, and NUMD/LPO apply
+ * to it (Documentation/driver.md, "Access").
+ */
+static void filtered_log(int fd, struct io_uring *ring, const uint32_t *own,
+			 uint32_t n, uint32_t foreign, const char *who)
+{
+	static uint8_t full[LOG_FULL], alt[LOG_FULL], part[256];
+	const struct csd_log_ctx_hdr *h = (const void *)full;
+	const struct csd_log_ctx_entry *e = (const void *)(full + 64);
+	uint32_t sorted[LOG_ENTS], i, size = 64 + 64 * n;
+	bool entries_ok = true;
+	uint8_t *ro;
+	int r;
+
+	memcpy(sorted, own, n * sizeof(*own));
+	qsort(sorted, n, sizeof(*sorted), cmp_u32);
+	memset(full, 0xa5, sizeof(full));
+	r = get_ctx_log(fd, NULL, 0, full, sizeof(full));
+	check(r == 0 && h->count == n, "log C1h: %s: count %u = its own %u "
+	      "contexts (ioctl, status 0x%x)", who, h->count, n, r);
+	if (r || h->count != n)
+		return;
+	for (i = 0; i < n; i++)
+		if (e[i].ctx_id != sorted[i] || e[i].layers != 1 ||
+		    e[i].head_dim != 64 || e[i].max_tokens != 64)
+			entries_ok = false;
+	check(entries_ok, "log C1h: %s: its own entries, ascending id", who);
+	check(!log_has(full, h->count, foreign),
+	      "log C1h: %s: context %u of another open file not listed", who,
+	      foreign);
+	check(all_zero(full + 4, 60), "log C1h: %s: header reserved bytes 0",
+	      who);
+	check(all_zero(full + size, sizeof(full) - size),
+	      "log C1h: %s: bytes past the end of its log (%u) are 0", who,
+	      size);
+
+	memset(alt, 0x5a, sizeof(alt));
+	r = get_ctx_log(fd, ring, 0, alt, sizeof(alt));
+	check(r == 0 && !memcmp(alt, full, sizeof(full)),
+	      "log C1h: %s: io_uring read = ioctl read (status 0x%x)", who, r);
+
+	/* header only */
+	memset(part, 0xa5, sizeof(part));
+	r = get_ctx_log(fd, NULL, 0, part, 64);
+	check(r == 0 && !memcmp(part, full, 64) && part[64] == 0xa5,
+	      "log C1h: %s: 64-byte read = the header, count %u", who,
+	      ((const struct csd_log_ctx_hdr *)(const void *)part)->count);
+	/* LPO 64: the first own entry */
+	memset(part, 0xa5, sizeof(part));
+	r = get_ctx_log(fd, NULL, 64, part, 64);
+	check(r == 0 && !memcmp(part, full + 64, 64),
+	      "log C1h: %s: LPO 64, 64 bytes = its first entry (ioctl)", who);
+	memset(part, 0xa5, sizeof(part));
+	r = get_ctx_log(fd, ring, 64, part, 128);
+	check(r == 0 && !memcmp(part, full + 64, 128),
+	      "log C1h: %s: LPO 64, 128 bytes (io_uring)", who);
+	/* a read inside the last entry running past the end: tail zeroed */
+	memset(part, 0xa5, sizeof(part));
+	r = get_ctx_log(fd, NULL, size - 56, part, 128);
+	check(r == 0 && !memcmp(part, full + size - 56, 56) &&
+	      all_zero(part + 56, 72),
+	      "log C1h: %s: LPO %u, 128 bytes: 56 bytes of the last entry, "
+	      "then zeros", who, size - 56);
+	/* a 4-byte read of the count at LPO 0, and of an id at LPO 128 */
+	memset(part, 0xa5, sizeof(part));
+	r = get_ctx_log(fd, ring, 128, part, 4);
+	check(r == 0 && !memcmp(part, full + 128, 4) && part[4] == 0xa5,
+	      "log C1h: %s: LPO 128, 4 bytes (io_uring)", who);
+	/* LPO at or past the end of its log: INVALID_FIELD, like the device */
+	r = get_ctx_log(fd, NULL, size, part, 64);
+	check(r == S_INVALID_FIELD, "log C1h: %s: LPO %u = its log size -> "
+	      "INVALID_FIELD (ioctl: 0x%x)", who, size, r);
+	r = get_ctx_log(fd, ring, size, part, 64);
+	check(r == S_INVALID_FIELD, "log C1h: %s: LPO %u = its log size -> "
+	      "INVALID_FIELD (io_uring: 0x%x)", who, size, r);
+	r = get_ctx_log(fd, NULL, 1ull << 32, part, 64);
+	check(r == S_INVALID_FIELD, "log C1h: %s: LPO 2^32 -> INVALID_FIELD "
+	      "(0x%x)", who, r);
+	/* what the driver cannot pass to the device: EINVAL */
+	r = get_ctx_log(fd, NULL, 2, part, 64);
+	check(r == -EINVAL, "log C1h: %s: LPO not dword aligned -> EINVAL "
+	      "(%d)", who, r);
+	r = get_ctx_log(fd, ring, 6, part, 64);
+	check(r == -EINVAL, "log C1h: %s: LPO not dword aligned -> EINVAL "
+	      "(io_uring: %d)", who, r);
+	r = get_ctx_log_numd(fd, NULL, 0, part, 64, 128);
+	check(r == -EINVAL, "log C1h: %s: NUMD != data_len -> EINVAL (%d)", who,
+	      r);
+	r = get_ctx_log_numd(fd, ring, 0, part, 128, 64);
+	check(r == -EINVAL, "log C1h: %s: NUMD != data_len -> EINVAL "
+	      "(io_uring: %d)", who, r);
+	/* a buffer the driver cannot write: EFAULT, nothing else happens */
+	ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (ro != MAP_FAILED) {
+		r = get_ctx_log(fd, NULL, 0, ro, 128);
+		check(r == -EFAULT, "log C1h: %s: read-only buffer -> EFAULT "
+		      "(%d)", who, r);
+		r = get_ctx_log(fd, ring, 0, ro, 128);
+		check(r == -EFAULT, "log C1h: %s: read-only buffer -> EFAULT "
+		      "(io_uring: %d)", who, r);
+		munmap(ro, 4096);
+	}
+}
+
+/* Become USER_UID:USER_GID with no capability left. */
+static int drop_root(void)
+{
+	if (setgroups(0, NULL) || setgid(USER_GID) || setuid(USER_UID))
+		return -1;
+	return setuid(0) == 0 ? -1 : 0;
+}
+
+/*
+ * Root run: a uid 1000 process with its own open file creates two
+ * contexts; its log shows them and not root's (@ida); the root parent
+ * (@to_p, @from_p) then checks that it sees them all.
+ */
+static int child_user(int to_p, int from_p, uint32_t ida)
+{
+	struct io_uring ring;
+	uint32_t ids[2];
+	int fd, i, id;
+	char go;
+
+	g_pass = g_fail = 0;
+	if (drop_root()) {
+		check(false, "isolation: child drops root");
+		return 1;
+	}
+	fd = open(node, O_RDWR);
+	check(fd >= 0, "isolation: uid %d opens %s", USER_UID, node);
+	if (fd < 0 || ur_init(&ring, 8, IORING_SETUP_SQE128 |
+			      IORING_SETUP_CQE32))
+		return 1;
+	for (i = 0; i < 2; i++) {
+		id = ctx_create_ioctl(fd);
+		check(id > 0, "isolation: uid %d creates context %d", USER_UID,
+		      id);
+		ids[i] = id > 0 ? (uint32_t)id : 0;
+	}
+	check(log_lists(fd, ida) == 0,
+	      "log C1h: uid %d does not see root's context %u", USER_UID, ida);
+	filtered_log(fd, &ring, ids, 2, ida, "uid 1000 (own file)");
+	if (xwrite(to_p, ids, sizeof(ids)) || xread(from_p, &go, 1))
+		return 1;
+	io_uring_queue_exit(&ring);
+	close(fd);
+	return check_summary("isolation (uid 1000 child)");
 }
 
 static int child_b(int to_a, int from_a)
@@ -133,6 +365,86 @@ static int child_b(int to_a, int from_a)
 	io_uring_queue_exit(&ring);
 	close(fd);		/* B's context is destroyed here */
 	return check_summary("isolation (B)");
+}
+
+/*
+ * Unprivileged A (owning @ida; B owns @idb): the log lists A's contexts
+ * only; with two more contexts, partial reads and offsets of that log.
+ */
+static void user_log_checks(int fd, struct io_uring *ring, uint32_t ida,
+			    uint32_t idb)
+{
+	uint32_t own[3] = { ida };
+	int i, id;
+
+	check(log_lists(fd, idb) == 0,
+	      "log C1h: unprivileged A does not see B's context %u", idb);
+	for (i = 1; i < 3; i++) {
+		id = ctx_create_ioctl(fd);
+		check(id > 0, "isolation: A creates context %d", id);
+		own[i] = id > 0 ? (uint32_t)id : 0;
+	}
+	filtered_log(fd, ring, own, 3, idb, "unprivileged A");
+}
+
+/*
+ * Root A (owning @ida; root B owns @idb): root sees every context, also
+ * those of a uid 1000 process; a uid 1000 child sharing A's open file sees
+ * A's context (the file's) but not B's.
+ */
+static void root_log_checks(int fd, uint32_t ida, uint32_t idb)
+{
+	uint8_t buf[LOG_FULL];
+	const struct csd_log_ctx_hdr *h = (const void *)buf;
+	uint32_t idc[2] = { 0, 0 };
+	int p2c[2], c2p[2], st, r;
+	char go = 1;
+	pid_t pid;
+
+	check(log_lists(fd, idb) == 1,
+	      "log C1h: root A sees B's context %u", idb);
+	if (pipe(p2c) || pipe(c2p)) {
+		check(false, "isolation: pipes");
+		return;
+	}
+	pid = fork();
+	if (pid == 0) {
+		close(fd);	/* its own open file */
+		_exit(child_user(c2p[1], p2c[0], ida));
+	}
+	if (pid < 0 || xread(c2p[0], idc, sizeof(idc))) {
+		check(false, "isolation: talking to the uid 1000 child");
+	} else {
+		r = get_ctx_log(fd, NULL, 0, buf, sizeof(buf));
+		check(r == 0 && log_has(buf, h->count, ida) &&
+		      log_has(buf, h->count, idb) &&
+		      log_has(buf, h->count, idc[0]) &&
+		      log_has(buf, h->count, idc[1]),
+		      "log C1h: root sees every context (%u %u %u %u of %u)",
+		      ida, idb, idc[0], idc[1], h->count);
+	}
+	if (pid > 0) {
+		if (xwrite(p2c[1], &go, 1) || waitpid(pid, &st, 0) != pid ||
+		    !WIFEXITED(st) || WEXITSTATUS(st))
+			check(false, "isolation: uid 1000 child exit");
+	}
+	close(p2c[0]);
+	close(p2c[1]);
+	close(c2p[0]);
+	close(c2p[1]);
+
+	/* the filter is per open file: A's file, used by a uid 1000 process */
+	pid = fork();
+	if (pid == 0) {
+		if (drop_root())
+			_exit(2);
+		_exit(log_lists(fd, ida) == 1 && log_lists(fd, idb) == 0 ?
+		      0 : 1);
+	}
+	check(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	      WEXITSTATUS(st) == 0,
+	      "log C1h: uid 1000 sharing A's open file sees A's context, "
+	      "not B's");
 }
 
 int main(int argc, char **argv)
@@ -179,8 +491,10 @@ int main(int argc, char **argv)
 	foreign_refused(fd, &ring, idb, "A names B's context");
 	r = log_lists(fd, ida);
 	check(r == 1, "isolation: A's context in the contexts log");
-	printf("isolation: info: B's context %s in A's view of log 0xC1\n",
-	       log_lists(fd, idb) == 1 ? "is listed" : "is not listed");
+	if (geteuid() == 0)
+		root_log_checks(fd, ida, idb);
+	else
+		user_log_checks(fd, &ring, ida, idb);
 
 	/* a child sharing A's open file is A */
 	pid_t p2 = fork();
