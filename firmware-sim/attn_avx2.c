@@ -24,9 +24,9 @@
 
 #include "attn_internal.h"
 #include "attn_avx2_inl.h"
+#include "attn_block.h"
 
 #define AI static inline __attribute__((always_inline))
-#define KB 64			/* tokens per online-softmax step */
 #ifndef PF_DIST
 #define PF_DIST 2		/* blocks ahead to prefetch */
 #endif
@@ -61,13 +61,6 @@ AI __m256 hsum8(const __m256 *v)
 	return _mm256_add_ps(_mm256_shuffle_ps(c[0], c[1], 0x88),
 			     _mm256_shuffle_ps(c[0], c[1], 0xdd));
 }
-
-/* Row pointers of one block (this one, or a later one to prefetch). */
-struct pf {
-	uint32_t n;		/* rows (0: none) */
-	size_t row_bytes;
-	const char *k[KB], *v[KB];
-};
 
 /* Cursor over the addresses of lines to prefetch. */
 struct pfcur {
@@ -395,49 +388,6 @@ static void vaccum(const char *const *rows, uint32_t n, int dt, uint32_t nq,
 		}
 		h += 1u << lg;
 	}
-}
-
-/* Prefetch rows [t0, t1) of a paged stream, page piece by page piece. */
-static inline void prefetch_range(const void *const *pages, uint32_t tpp,
-				  uint32_t base, uint32_t t0, uint32_t t1,
-				  size_t row_bytes)
-{
-	while (t0 < t1) {
-		uint32_t pg = t0 / tpp, e = (pg + 1) * tpp;
-		const char *p = (const char *)pages[pg - base / tpp] +
-				(size_t)(t0 % tpp) * row_bytes;
-		size_t len;
-
-		if (e > t1)
-			e = t1;
-		len = (size_t)(e - t0) * row_bytes;
-		for (size_t o = 0; o < len; o += 64)
-			_mm_prefetch(p + o, PF_HINT);
-		_mm_prefetch(p + len - 1, PF_HINT);
-		t0 = e;
-	}
-}
-
-static void prefetch_block(const struct attn_args *a, uint32_t t0,
-			   size_t row_bytes)
-{
-	uint32_t t1;
-
-	if (t0 >= a->tok_end)
-		return;
-	t1 = a->tok_end - t0 > KB ? t0 + KB : a->tok_end;
-	prefetch_range(a->kpages, a->tpp, a->tok_begin, t0, t1, row_bytes);
-	prefetch_range(a->vpages, a->tpp, a->tok_begin, t0, t1, row_bytes);
-}
-
-static void block_rows(const struct attn_args *a, uint32_t t0,
-		       size_t row_bytes, struct pf *b)
-{
-	b->row_bytes = row_bytes;
-	b->n = t0 >= a->tok_end ? 0 :
-	       a->tok_end - t0 > KB ? KB : a->tok_end - t0;
-	attn_rows(a->kpages, a->tpp, a->tok_begin, t0, b->n, row_bytes, b->k);
-	attn_rows(a->vpages, a->tpp, a->tok_begin, t0, b->n, row_bytes, b->v);
 }
 
 void attn_kernel_avx2(const struct attn_args *a)

@@ -13,11 +13,11 @@
 #include <immintrin.h>
 
 #include "attn_internal.h"
+#include "attn_block.h"
 
 #ifndef AI
 #define AI static inline __attribute__((always_inline))
 #endif
-#define KB 64			/* tokens per online-softmax step */
 #ifndef PF_DIST
 #define PF_DIST 2		/* blocks ahead to prefetch */
 #endif
@@ -66,12 +66,38 @@ AI __m512 hsum16(const __m512 *v)
 			     _mm512_shuffle_ps(d[0], d[1], 0xdd));
 }
 
-/* Row pointers of one block (this one, or a later one to prefetch). */
-struct pf {
-	uint32_t n;		/* rows (0: none) */
-	size_t row_bytes;
-	const char *k[KB], *v[KB];
-};
+/*
+ * Put the score accumulators acc[i][h] of tokens t .. t + TB - 1 of a
+ * group of G = 16 / HB tokens x HB heads into their reduction slots.
+ */
+AI void red_put(__m512 *red, __m512 (*acc)[8], const int TB, const int HB,
+		int t)
+{
+	const int G = 16 / HB;
+
+#pragma GCC unroll 8
+	for (int i = 0; i < TB; i++)
+#pragma GCC unroll 8
+		for (int h = 0; h < HB; h++)
+			red[red_slot[h * G + t + i]] = acc[i][h];
+}
+
+/*
+ * Reduce a group's 16 slots to one vector (lane h * G + i: head h, token
+ * g0 + i), scale it and store head h's G scores at sf[h * KB + g0 ..].
+ */
+AI void red_store(const __m512 *red, __m512 vs, const int HB, float *sf,
+		  uint32_t g0)
+{
+	const int G = 16 / HB;
+	const __m512 r = _mm512_mul_ps(hsum16(red), vs);
+
+#pragma GCC unroll 8
+	for (int h = 0; h < HB; h++)
+		_mm512_mask_storeu_ps(sf + h * (KB - G) + g0,
+				      (__mmask16)(((1u << G) - 1) << (h * G)),
+				      r);
+}
 
 /* Cursor over the 64-byte lines of a list of rows to prefetch. */
 struct pfcur {
@@ -135,48 +161,8 @@ static inline void pfplan_init(struct pfplan *pp, const struct pf *b)
 	pp->row_bytes = b->row_bytes;
 }
 
-/* Prefetch rows [t0, t1) of a paged stream, page piece by page piece. */
-static inline void prefetch_range(const void *const *pages, uint32_t tpp,
-				  uint32_t base, uint32_t t0, uint32_t t1,
-				  size_t row_bytes)
-{
-	while (t0 < t1) {
-		uint32_t pg = t0 / tpp, e = (pg + 1) * tpp;
-		const char *p = (const char *)pages[pg - base / tpp] +
-				(size_t)(t0 % tpp) * row_bytes;
-		size_t len;
 
-		if (e > t1)
-			e = t1;
-		len = (size_t)(e - t0) * row_bytes;
-		for (size_t o = 0; o < len; o += 64)
-			_mm_prefetch(p + o, PF_HINT);
-		_mm_prefetch(p + len - 1, PF_HINT);
-		t0 = e;
-	}
-}
 
-static inline void prefetch_block(const struct attn_args *a, uint32_t t0,
-			   size_t row_bytes)
-{
-	uint32_t t1;
-
-	if (t0 >= a->tok_end)
-		return;
-	t1 = a->tok_end - t0 > KB ? t0 + KB : a->tok_end;
-	prefetch_range(a->kpages, a->tpp, a->tok_begin, t0, t1, row_bytes);
-	prefetch_range(a->vpages, a->tpp, a->tok_begin, t0, t1, row_bytes);
-}
-
-static inline void block_rows(const struct attn_args *a, uint32_t t0,
-		       size_t row_bytes, struct pf *b)
-{
-	b->row_bytes = row_bytes;
-	b->n = t0 >= a->tok_end ? 0 :
-	       a->tok_end - t0 > KB ? KB : a->tok_end - t0;
-	attn_rows(a->kpages, a->tpp, a->tok_begin, t0, b->n, row_bytes, b->k);
-	attn_rows(a->vpages, a->tpp, a->tok_begin, t0, b->n, row_bytes, b->v);
-}
 
 
 #endif /* CSDFW_ATTN_AVX512_BLK_H */

@@ -170,21 +170,10 @@ AI void score_group(const char *const *rows, uint32_t n, const uint16_t *qb,
 				score_chunk(kr, qb, dq, nf, 1, dt, HB, TB, acc,
 					    &ck);
 			}
-#pragma GCC unroll 8
-			for (int i = 0; i < TB; i++)
-#pragma GCC unroll 8
-				for (int h = 0; h < HB; h++)
-					red[red_slot[h * G + t + i]] =
-						acc[i][h];
+			red_put(red, acc, TB, HB, t);
 		}
 
-		const __m512 r = _mm512_mul_ps(hsum16(red), vs);
-
-#pragma GCC unroll 8
-		for (int h = 0; h < HB; h++)
-			_mm512_mask_storeu_ps(sf + h * (KB - G) + g0,
-					      (__mmask16)(((1u << G) - 1) <<
-							  (h * G)), r);
+		red_store(red, vs, HB, sf, g0);
 	}
 	*chk = ck;
 }
