@@ -32,180 +32,8 @@
 #include "csd/csd_spec.h"
 
 #include "cu_main.h"
-
-#define WAIT_MS 10000
-
-static void sleep_ms(unsigned int ms)
-{
-	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* ---- daemon control -------------------------------------------------- */
-
-struct daemon {
-	pid_t pid;
-	char dir[64];
-	char sock[128];
-	char spec[160];
-	char log[128];		/* its stderr, when asked for */
-};
-
-/*
- * Daemons still running when the program exits (a FATAL assertion leaves
- * its test early) are killed, so none outlives the test and holds its
- * output pipe open; children also get SIGKILL if this process dies.
- */
-static pid_t started[64];
-
-static void kill_leftovers(void)
-{
-	unsigned int i;
-
-	for (i = 0; i < sizeof(started) / sizeof(started[0]); i++) {
-		if (started[i] > 0 && waitpid(started[i], NULL, WNOHANG) == 0) {
-			kill(started[i], SIGCONT);
-			kill(started[i], SIGKILL);
-			waitpid(started[i], NULL, 0);
-		}
-		started[i] = 0;
-	}
-}
-
-static void remember(pid_t pid)
-{
-	unsigned int i;
-
-	for (i = 0; i < sizeof(started) / sizeof(started[0]); i++) {
-		if (started[i] <= 0 || waitpid(started[i], NULL, WNOHANG) != 0) {
-			started[i] = pid;
-			return;
-		}
-	}
-}
-
-/* Start a daemon; with @log its stderr goes to d->log (else inherited). */
-static int daemon_start_log(struct daemon *d, const char *const *extra,
-			    int log)
-{
-	const char *fw = getenv("CSD_FW");
-	const char *argv[24];
-	int n = 0, i;
-
-	memset(d, 0, sizeof(*d));
-	if (!fw)
-		return -1;
-	snprintf(d->dir, sizeof(d->dir), "/tmp/csd-devif.XXXXXX");
-	if (!mkdtemp(d->dir))
-		return -1;
-	snprintf(d->sock, sizeof(d->sock), "%s/sock", d->dir);
-	snprintf(d->spec, sizeof(d->spec), "shm:%s", d->sock);
-	if (log)
-		snprintf(d->log, sizeof(d->log), "%s/log", d->dir);
-	argv[n++] = fw;
-	argv[n++] = "--socket";
-	argv[n++] = d->sock;
-	argv[n++] = "--foreground";
-	argv[n++] = "--shm-size";
-	argv[n++] = "32M";
-	for (i = 0; extra && extra[i] && n < 22; i++)
-		argv[n++] = extra[i];
-	argv[n] = NULL;
-	d->pid = fork();
-	if (d->pid < 0)
-		return -1;
-	if (d->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (log) {
-			int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC,
-				      0600);
-
-			if (fd < 0 || dup2(fd, 2) < 0)
-				_exit(126);
-			close(fd);
-		}
-		execv(fw, (char *const *)argv);
-		_exit(127);
-	}
-	remember(d->pid);
-	for (i = 0; i < WAIT_MS / 20; i++) {
-		struct stat st;
-		int status;
-
-		if (stat(d->sock, &st) == 0 && S_ISSOCK(st.st_mode))
-			return 0;
-		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
-			d->pid = 0;
-			return -1;
-		}
-		sleep_ms(20);
-	}
-	return -1;
-}
-
-static int daemon_start(struct daemon *d, const char *const *extra)
-{
-	return daemon_start_log(d, extra, 0);
-}
-
-/* Stop with @sig and reap (bounded; SIGKILL as a last resort).  Returns
- * the wait status, or -1. */
-static int daemon_stop(struct daemon *d, int sig)
-{
-	int status = -1, i;
-
-	if (d->pid > 0) {
-		kill(d->pid, sig);
-		for (i = 0; i < WAIT_MS / 20; i++) {
-			if (waitpid(d->pid, &status, WNOHANG) == d->pid)
-				break;
-			sleep_ms(20);
-		}
-		if (i == WAIT_MS / 20) {
-			kill(d->pid, SIGKILL);
-			waitpid(d->pid, &status, 0);
-			status = -1;
-		}
-		d->pid = 0;
-	}
-	unlink(d->sock);
-	if (d->log[0])
-		unlink(d->log);
-	rmdir(d->dir);
-	return status;
-}
-
-/* Whether the daemon's log (daemon_start_log) contains @what; @loud:
- * print the log when it does not. */
-static int log_find(const struct daemon *d, const char *what, int loud)
-{
-	char buf[65536];
-	ssize_t n;
-	int fd = open(d->log, O_RDONLY), found;
-
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n < 0)
-		return 0;
-	buf[n] = 0;
-	found = strstr(buf, what) != NULL;
-	if (!found && loud)
-		fprintf(stderr, "daemon log lacks \"%s\":\n%s", what, buf);
-	return found;
-}
-
-static int log_has(const struct daemon *d, const char *what)
-{
-	return log_find(d, what, 1);
-}
-
-static int log_has_quiet(const struct daemon *d, const char *what)
-{
-	return log_find(d, what, 0);
-}
+#define DAEMON_DIR_NAME "devif"
+#include "daemon_util.h"
 
 /* ---- raw ivshmem client ------------------------------------------------ */
 
@@ -1175,29 +1003,13 @@ static void test_open_errors(void)
 
 /* ---- multi-client -------------------------------------------------------- */
 
-static int ctx_listed(struct csd_dev *dev, uint32_t id)
-{
-	struct csd_ctx_entry e[64];
-	int n = csd_dev_list_ctx(dev, e, 64), i;
-
-	for (i = 0; i < n; i++)
-		if (e[i].id == id)
-			return 1;
-	return 0;
-}
-
+/* dev_io() without cdw13..15; a status comes back as CSD_STATUS_CODE(). */
 static int raw_io(struct csd_dev *dev, uint8_t opc, uint32_t ctx, void *buf,
 		  uint32_t len, uint64_t *res)
 {
-	struct csd_passthru pt = {
-		.opcode = opc, .nsid = CSD_NSID, .cdw10 = len / 4,
-		.cdw12 = ctx, .addr = buf, .data_len = len,
-	};
-	int rc = csd_dev_passthru(dev, 0, &pt);
+	int rc = dev_io(dev, opc, ctx, 0, 0, 0, buf, len, res);
 
-	if (res)
-		*res = pt.result;
-	return rc ? rc : CSD_STATUS_CODE(pt.status);
+	return rc > 0 ? CSD_STATUS_CODE(rc) : rc;
 }
 
 static void test_isolation(void)
