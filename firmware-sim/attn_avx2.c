@@ -34,9 +34,6 @@
 #ifndef PF_SCORE16
 #define PF_SCORE16 10
 #endif
-#ifndef PF_HINT
-#define PF_HINT _MM_HINT_T1
-#endif
 
 /* Slot of result lane j in the reduction tree (hsum8 yields lane order). */
 static const uint8_t red_slot[8] = { 0, 2, 1, 3, 4, 6, 5, 7 };

@@ -25,9 +25,6 @@
 #ifndef PF_SCORE16
 #define PF_SCORE16 12
 #endif
-#ifndef PF_HINT
-#define PF_HINT _MM_HINT_T1
-#endif
 
 /* Slot of token t in the reduction tree so that hsum16 yields token order. */
 static const uint8_t red_slot[16] = {
@@ -160,9 +157,5 @@ static inline void pfplan_init(struct pfplan *pp, const struct pf *b)
 	pp->ns = pp->n * PF_SCORE16 / 16;
 	pp->row_bytes = b->row_bytes;
 }
-
-
-
-
 
 #endif /* CSDFW_ATTN_AVX512_BLK_H */

@@ -19,16 +19,24 @@
  *    times 2^-112 -- exact exponent, significand rounded from 11 to 8
  *    bits; q and the softmax weights are scaled by 2^112 to cancel it.
  *    fp16 subnormals (|x| < 2^-14) fall on bf16 subnormals, which
- *    vdpbf16ps reads as zero.  bf16 KV is used as stored.
+ *    vdpbf16ps reads as zero -- except the four largest (codes 3fch-3ffh),
+ *    which round up to 2^-14.  bf16 KV is used as stored.
  *  - q and the softmax weights p are rounded to bf16 (nearest even); the
  *    softmax denominator is summed from the rounded p, so the weights of
  *    a row still sum to one.  Products and sums stay f32.
  *  - Every K/V element is checked for inf/NaN (exponent all ones) as it
- *    is converted, q for magnitudes the 2^112 scaling would overflow and
- *    each block's scores for magnitudes above SCORE_MAX; any of them
- *    makes the call start again on the f32 kernel (attn_kernel_avx512),
- *    so non-finite data and extreme logits get the reference's
- *    semantics and accuracy.  f32 KV always runs there.
+ *    is converted, q for magnitudes that would not round to a finite
+ *    bf16 (after the 2^112 scaling for fp16) and each block's scores for
+ *    magnitudes above SCORE_MAX or NaN (overflow); any of them makes the
+ *    call start again on the f32 kernel (attn_kernel_avx512), so
+ *    non-finite data and extreme logits get the reference's semantics.
+ *    f32 KV always runs there.
+ *  - What no cheap guard sees: a score that is a small difference of large
+ *    products (sum |q_i k_i| >> |s|) carries the products' bf16 error,
+ *    ~2^-9 * sqrt(sum (q_i k_i)^2), which can exceed the NMSE budget on
+ *    such data (e.g. opposite-sign outlier channels that cancel).  That
+ *    is the trade of every bf16-product kernel, and why this one is
+ *    opt-in.
  *
  * Pipeline as in attn_avx512.c (attn_avx512_blk.h): blocks of KB tokens,
  * scores with one transposing add tree per 16 (token, head) sums, one
@@ -50,11 +58,14 @@
 #define F16_SCALE 0x1p112f
 /* |q| * F16_SCALE must round to a finite bf16 */
 #define Q_MAX 0x1p15f
+/* bf16 KV: |q| must round to a finite bf16 (halfway to 2^128 rounds up) */
+#define QB_MAX 0x1.ffp127f
 /*
- * Largest |scaled score| the bf16 products serve: a score's error grows
- * with its magnitude (~2^-9 relative per product), and exp() turns an
- * absolute error e into a relative error e of the weight.  LLM logits
- * stay well below this; beyond it the call runs on the f32 kernel.
+ * Largest |scaled score| the bf16 products serve: without cancellation a
+ * score's error grows with its magnitude (~2^-9 relative per product),
+ * and exp() turns an absolute error e into a relative error e of the
+ * weight.  LLM logits stay well below this; beyond it the call runs on
+ * the f32 kernel.
  */
 #define SCORE_MAX 64.0f
 
@@ -473,7 +484,7 @@ void attn_kernel_avx512bf16(const struct attn_args *a)
 	struct pfplan pp;
 	unsigned int cur = 0;
 	__m512i chk = _mm512_setzero_si512();
-	bool big = false;
+	__mmask16 big = 0;
 	struct bctx b;
 	float qs;
 
@@ -490,7 +501,7 @@ void attn_kernel_avx512bf16(const struct attn_args *a)
 	b.scale = a->scale;
 	b.qb = qb;
 	qs = b.dt == DT_F16 ? F16_SCALE : 1.0f;
-	if (!q_to_bf16(a->q, nq, d, b.dq, qs, b.dt == DT_F16 ? Q_MAX : INFINITY,
+	if (!q_to_bf16(a->q, nq, d, b.dq, qs, b.dt == DT_F16 ? Q_MAX : QB_MAX,
 		       qb)) {
 		attn_kernel_avx512(a);
 		return;
@@ -517,10 +528,10 @@ void attn_kernel_avx512bf16(const struct attn_args *a)
 
 		for (uint32_t h = 0; h < nq; h++) {
 			const __m512 ninf = _mm512_set1_ps(-INFINITY);
-			const __m512 pinf = _mm512_set1_ps(INFINITY);
+			const __m512 smax = _mm512_set1_ps(SCORE_MAX);
 			const __m512 vqs = _mm512_set1_ps(qs);
 			const __m512 vqi = _mm512_set1_ps(1.0f / qs);
-			__m512 sv[KB / 16], mx = ninf, mn = pinf, sum;
+			__m512 sv[KB / 16], mx = ninf, sum;
 			float bm, mold = a->m[h], mnew;
 
 			for (uint32_t i = 0; i < nv; i++) {
@@ -528,14 +539,15 @@ void attn_kernel_avx512bf16(const struct attn_args *a)
 				__mmask16 valid = left >= 16 ? 0xffff :
 					(__mmask16)((1u << left) - 1);
 
-				sv[i] = _mm512_mask_mov_ps(ninf, valid,
-						_mm512_load_ps(s[h] + i * 16));
+				const __m512 raw = _mm512_load_ps(s[h] + i * 16);
+
+				/* not (|s| <= SCORE_MAX): also NaN (overflow) */
+				big |= _mm512_mask_cmp_ps_mask(valid,
+					_mm512_abs_ps(raw), smax, _CMP_NLE_UQ);
+				sv[i] = _mm512_mask_mov_ps(ninf, valid, raw);
 				mx = _mm512_max_ps(mx, sv[i]);
-				mn = _mm512_mask_min_ps(mn, valid, mn, sv[i]);
 			}
 			bm = _mm512_reduce_max_ps(mx);
-			big |= bm > SCORE_MAX || -_mm512_reduce_min_ps(mn) >
-				SCORE_MAX;
 			mnew = mold > bm ? mold : bm;
 			alpha[h] = mold == -INFINITY ? 0.0f : expf(mold - mnew);
 			mx = _mm512_set1_ps(mnew);

@@ -10,7 +10,14 @@
 #ifndef CSDFW_ATTN_BLOCK_H
 #define CSDFW_ATTN_BLOCK_H
 
+#include <xmmintrin.h>
+
 #include "attn_internal.h"
+
+/* prefetch hint of every kernel (-DPF_HINT=... for experiments) */
+#ifndef PF_HINT
+#define PF_HINT _MM_HINT_T1
+#endif
 
 #define KB 64			/* tokens per online-softmax step */
 
@@ -21,8 +28,7 @@ struct pf {
 	const char *k[KB], *v[KB];
 };
 
-/* Prefetch rows [t0, t1) of a paged stream, page piece by page piece
- * (locality 2: prefetcht1). */
+/* Prefetch rows [t0, t1) of a paged stream, page piece by page piece. */
 static inline void prefetch_range(const void *const *pages, uint32_t tpp,
 				  uint32_t base, uint32_t t0, uint32_t t1,
 				  size_t row_bytes)
@@ -37,8 +43,8 @@ static inline void prefetch_range(const void *const *pages, uint32_t tpp,
 			e = t1;
 		len = (size_t)(e - t0) * row_bytes;
 		for (size_t o = 0; o < len; o += 64)
-			__builtin_prefetch(p + o, 0, 2);
-		__builtin_prefetch(p + len - 1, 0, 2);
+			_mm_prefetch(p + o, PF_HINT);
+		_mm_prefetch(p + len - 1, PF_HINT);
 		t0 = e;
 	}
 }

@@ -63,12 +63,16 @@ int attn_cpu_supports(int simd)
 		return 0;
 	if (simd == CSD_SIMD_AVX512)
 		return 1;
-	/* CPUID.(7,1):EAX bit 5 = AVX512_BF16 */
+#ifdef CSD_NO_AVX512BF16
+	return 0;		/* the compiler could not build the kernel */
+#else
+	/* CPUID.(7,1):EAX AVX512_BF16; leaf 7's EAX = last subleaf */
 	__cpuid_count(7, 0, a, b, c, d);
 	if (a < 1)
 		return 0;
 	__cpuid_count(7, 1, a, b, c, d);
-	return (a >> 5) & 1;
+	return !!(a & bit_AVX512BF16);
+#endif
 }
 
 int attn_simd_supported(int simd)
@@ -146,8 +150,10 @@ attn_kernel_fn attn_kernel_get(int simd)
 	if (!attn_cpu_supports(simd))
 		return NULL;
 	switch (simd) {
+#ifndef CSD_NO_AVX512BF16
 	case CSD_SIMD_AVX512BF16:
 		return attn_kernel_avx512bf16;
+#endif
 	case CSD_SIMD_AVX512:
 		return attn_kernel_avx512;
 	case CSD_SIMD_AVX2:
