@@ -89,6 +89,15 @@ typedef const void *(*attn_chan_fn)(void *cookie, uint32_t seq,
 				    uint32_t kv_head, uint32_t dim,
 				    uint32_t chunk);
 
+/* SparF, optional batched form of attn_page_fn: the K and V page
+ * addresses of pages pg[0..n) (ascending) of (seq, kv_head) into kpg[],
+ * vpg[]; returns n, or the first i whose page is missing (where the page
+ * callback returns NULL). */
+typedef uint32_t (*attn_pages_fn)(void *cookie, uint32_t seq,
+				  uint32_t kv_head, const uint32_t *pg,
+				  uint32_t n, const void **kpg,
+				  const void **vpg);
+
 struct attn_job;
 
 /*
@@ -136,6 +145,7 @@ struct attn_job {
 	const float *vsum;		/* [nseq][kv_heads][head_dim]: sum of V
 					 * over tokens [0, hi) */
 	attn_sparse_read_fn sp_read;	/* may be NULL */
+	attn_pages_fn pages;		/* may be NULL (then page() per page) */
 	/* engine private */
 	void *internal;
 };

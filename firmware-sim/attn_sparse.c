@@ -425,11 +425,113 @@ static void dense_group(attn_kernel_fn kernel, struct attn_job *j,
 }
 
 /* kept rows prefetched while their pointers are looked up */
+#ifndef PF_ROWS
 #define PF_ROWS 64
+#endif
 
 static size_t al64(size_t x)
 {
 	return (x + 63) & ~(size_t)63;
+}
+
+/*
+ * z[h] = sum over i < k of e[h * ss + sel[i]] for h < nq, each head's sum
+ * in ascending i (as one head at a time would add them), four heads per
+ * pass over sel[] (four independent add chains, one index load).
+ */
+static void kept_sums(const float *e, size_t ss, uint32_t nq,
+		      const uint32_t *sel, uint32_t k, float *z)
+{
+	uint32_t h = 0;
+
+	for (; h + 4 <= nq; h += 4) {
+		const float *e0 = e + h * ss, *e1 = e0 + ss, *e2 = e1 + ss;
+		const float *e3 = e2 + ss;
+		float z0 = 0.0f, z1 = 0.0f, z2 = 0.0f, z3 = 0.0f;
+
+		for (uint32_t i = 0; i < k; i++) {
+			const uint32_t t = sel[i];
+
+			z0 += e0[t];
+			z1 += e1[t];
+			z2 += e2[t];
+			z3 += e3[t];
+		}
+		z[h] = z0;
+		z[h + 1] = z1;
+		z[h + 2] = z2;
+		z[h + 3] = z3;
+	}
+	for (; h < nq; h++) {
+		const float *eh = e + h * ss;
+		float z0 = 0.0f;
+
+		for (uint32_t i = 0; i < k; i++)
+			z0 += eh[sel[i]];
+		z[h] = z0;
+	}
+}
+
+/* distinct pages of kept rows looked up per batch */
+#define PG_BATCH 64
+
+/*
+ * Row pointers kp[i], vp[i] of the K and V rows of the @k kept tokens
+ * sel[] (ascending): the distinct pages are looked up PG_BATCH at a time
+ * (one j->pages call, or j->page per page without it), the first PF_ROWS
+ * rows prefetched.  0, or -1 when a page is missing.
+ */
+static int kept_rows(const struct attn_job *j, uint32_t seq, uint32_t kvh,
+		     const uint32_t *sel, uint32_t k, size_t row_bytes,
+		     const char **kp, const char **vp)
+{
+	const uint32_t tpp = j->tpp;
+	/* tpp is a power of two in practice: shift instead of divide */
+	const bool p2 = !(tpp & (tpp - 1));
+	const unsigned int tsh = (unsigned int)__builtin_ctz(tpp);
+	uint32_t upg[PG_BATCH];
+	const void *kpg[PG_BATCH], *vpg[PG_BATCH];
+
+	for (uint32_t i = 0; i < k;) {
+		uint32_t i0 = i, nu = 0, u;
+
+		for (; i < k; i++) {
+			uint32_t pg = p2 ? sel[i] >> tsh : sel[i] / tpp;
+
+			if (!nu || upg[nu - 1] != pg) {
+				if (nu == PG_BATCH)
+					break;
+				upg[nu++] = pg;
+			}
+		}
+		if (j->pages) {
+			if (j->pages(j->cookie, seq, kvh, upg, nu, kpg, vpg) !=
+			    nu)
+				return -1;
+		} else {
+			for (u = 0; u < nu; u++) {
+				kpg[u] = j->page(j->cookie, seq, kvh, 0, upg[u]);
+				vpg[u] = j->page(j->cookie, seq, kvh, 1, upg[u]);
+				if (!kpg[u] || !vpg[u])
+					return -1;
+			}
+		}
+		for (u = 0; i0 < i; i0++) {
+			uint32_t t = sel[i0];
+			uint32_t pg = p2 ? t >> tsh : t / tpp;
+			size_t off = (size_t)(t - pg * tpp) * row_bytes;
+
+			u += pg != upg[u];
+			kp[i0] = (const char *)kpg[u] + off;
+			vp[i0] = (const char *)vpg[u] + off;
+			if (i0 < PF_ROWS)	/* the kernel prefetches later ones */
+				for (size_t o = 0; o < row_bytes; o += 64) {
+					__builtin_prefetch(kp[i0] + o, 0, 2);
+					__builtin_prefetch(vp[i0] + o, 0, 2);
+				}
+		}
+	}
+	return 0;
 }
 
 void attn_sparse_group(const struct attn_sparse_ops *ops,
@@ -462,7 +564,7 @@ void attn_sparse_group(const struct attn_sparse_ops *ops,
 	uint32_t dims[ATTN_MAX_HEAD_DIM];
 	float qa[ATTN_MAX_HEAD_DIM], qm[ATTN_MAX_HEAD_DIM];
 	float sch[ATTN_MAX_NQ], mxh[ATTN_MAX_NQ], zh[ATTN_MAX_NQ];
-	float m[ATTN_MAX_NQ], l[ATTN_MAX_NQ];
+	float m[ATTN_MAX_NQ], l[ATTN_MAX_NQ], zkh[ATTN_MAX_NQ];
 	float *qd;
 	const void *cols[2][ATTN_MAX_HEAD_DIM];
 	const char **trows, **kp, **vp;
@@ -564,30 +666,8 @@ void attn_sparse_group(const struct attn_sparse_ops *ops,
 	}
 
 	/* 4. exact attention of the group over the kept rows */
-	{
-		const char *kpg = NULL, *vpg = NULL;
-		uint32_t cur = UINT32_MAX;
-
-		for (uint32_t i = 0; i < k; i++) {
-			uint32_t pg = sel[i] / j->tpp;
-			size_t off = (size_t)(sel[i] % j->tpp) * row_bytes;
-
-			if (pg != cur) {	/* K and V: adjacent entries */
-				cur = pg;
-				kpg = j->page(j->cookie, seq, kvh, 0, pg);
-				vpg = j->page(j->cookie, seq, kvh, 1, pg);
-				if (!kpg || !vpg)
-					goto fallback;
-			}
-			kp[i] = kpg + off;
-			vp[i] = vpg + off;
-			if (i < PF_ROWS)	/* the kernel prefetches later ones */
-				for (size_t o = 0; o < row_bytes; o += 64) {
-					__builtin_prefetch(kp[i] + o, 0, 2);
-					__builtin_prefetch(vp[i] + o, 0, 2);
-				}
-		}
-	}
+	if (kept_rows(j, seq, kvh, sel, k, row_bytes, kp, vp))
+		goto fallback;
 	/* report the reads now: the page table entries are in cache */
 	if (j->sp_read)
 		j->sp_read(j, si, kvh, dims, r, sel, k);
@@ -605,6 +685,8 @@ void attn_sparse_group(const struct attn_sparse_ops *ops,
 	}
 
 	/* 5. kept share of each head's approximate softmax; mean(V) */
+	if (nq > 1)
+		kept_sums(s, ss, nq, sel, k, zkh);
 	for (uint32_t h = 0; h < nq; h++) {
 		const float *sh = s + h * ss;
 		float *oh = out + (size_t)h * d;
@@ -615,9 +697,7 @@ void attn_sparse_group(const struct attn_sparse_ops *ops,
 				g[i] = sh[sel[i]];
 			zk = ops->expsum(g, k, sch[h], sch[h] * mxh[h]);
 		} else {
-			zk = 0.0f;
-			for (uint32_t i = 0; i < k; i++)
-				zk += sh[sel[i]];
+			zk = zkh[h];
 		}
 		alpha = zh[h] > 0.0f && isfinite(zh[h]) ? zk / zh[h] : 1.0f;
 		if (!(alpha > 0.0f) || alpha > 1.0f)

@@ -811,6 +811,17 @@ static const void *job_page(void *cookie, uint32_t seq, uint32_t kv_head,
 		       which ? KV_V : KV_K, page_idx);
 }
 
+/* SparF: K and V pages of the kept rows, one batched lookup */
+static uint32_t job_pages(void *cookie, uint32_t seq, uint32_t kv_head,
+			  const uint32_t *pg, uint32_t n, const void **kpg,
+			  const void **vpg)
+{
+	struct fw_tag *t = cookie;
+
+	return kv_pages(t->ctx->kv, seq, t->layer, kv_head, pg, n, kpg, vpg,
+			NULL, NULL);
+}
+
 /* SparF: channel-indexed K page of a chunk */
 static const void *job_chan(void *cookie, uint32_t seq, uint32_t kv_head,
 			    uint32_t dim, uint32_t chunk)
@@ -839,6 +850,9 @@ static inline void w_add64(uint64_t *p, uint64_t v)
  * kept tokens' K and V rows as partial page reads (one sense per distinct
  * page, only the rows transferred).
  */
+/* distinct pages of the kept rows looked up per kv_pages() call */
+#define SP_PAGES 64
+
 static void job_sp_read(struct attn_job *job, uint32_t si, uint32_t kv_head,
 			const uint32_t *dims, uint32_t ndims,
 			const uint32_t *toks, uint32_t ntoks)
@@ -849,11 +863,14 @@ static void job_sp_read(struct attn_job *job, uint32_t si, uint32_t kv_head,
 	const uint32_t seq = job->seqs[si], n = job->hi[si], tpp = job->tpp;
 	const uint32_t nch = n / job->chan_tokens;
 	const size_t row = (size_t)job->head_dim * csd_dtype_size(job->dtype);
+	/* tpp is a power of two in practice: shift instead of divide */
+	const bool p2 = !(tpp & (tpp - 1));
+	const unsigned int tsh = (unsigned int)__builtin_ctz(tpp);
 	uint32_t pages[CSDFW_MAX_CHANNELS] = { 0 };
 	uint32_t parts[CSDFW_MAX_CHANNELS] = { 0 };
 	uint64_t pbytes[CSDFW_MAX_CHANNELS] = { 0 };
+	uint32_t upg[SP_PAGES], cnt[SP_PAGES], kch[SP_PAGES], vch[SP_PAGES];
 	uint32_t c, i, p;
-	int which;
 
 	for (c = 0; c < nch; c++)
 		for (i = 0; i < ndims; i++)
@@ -861,18 +878,36 @@ static void job_sp_read(struct attn_job *job, uint32_t si, uint32_t kv_head,
 						dims[i], c)]++;
 	for (p = nch * job->chan_tokens / tpp; (uint64_t)p * tpp < n; p++)
 		pages[kv_page_chan(kv, seq, t->layer, kv_head, KV_K, p)]++;
+	/* kept rows: per distinct page (toks ascending) one partial read of
+	 * K and one of V, SP_PAGES pages per batched lookup */
 	for (i = 0; i < ntoks;) {
-		uint32_t pg = toks[i] / tpp, cnt = 0, ch;
+		uint32_t nu = 0, got, u;
 
-		while (i < ntoks && toks[i] / tpp == pg) {
-			cnt++;
+		while (i < ntoks) {
+			uint32_t pg = p2 ? toks[i] >> tsh : toks[i] / tpp;
+
+			if (!nu || upg[nu - 1] != pg) {
+				if (nu == SP_PAGES)
+					break;
+				upg[nu] = pg;
+				cnt[nu++] = 0;
+			}
+			cnt[nu - 1]++;
 			i++;
 		}
-		for (which = 0; which < 2; which++) {
-			ch = kv_page_chan(kv, seq, t->layer, kv_head,
-					  which ? KV_V : KV_K, pg);
-			parts[ch]++;
-			pbytes[ch] += cnt * row;
+		got = kv_pages(kv, seq, t->layer, kv_head, upg, nu, NULL, NULL,
+			       kch, vch);
+		for (u = got; u < nu; u++) {	/* missing: as kv_page_chan */
+			kch[u] = kv_page_chan(kv, seq, t->layer, kv_head, KV_K,
+					      upg[u]);
+			vch[u] = kv_page_chan(kv, seq, t->layer, kv_head, KV_V,
+					      upg[u]);
+		}
+		for (u = 0; u < nu; u++) {
+			parts[kch[u]]++;
+			pbytes[kch[u]] += cnt[u] * row;
+			parts[vch[u]]++;
+			pbytes[vch[u]] += cnt[u] * row;
 		}
 	}
 	for (c = 0; c < CSDFW_MAX_CHANNELS; c++) {
@@ -1277,6 +1312,7 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 		t->job.chan = job_chan;
 		t->job.vsum = b.vsum;
 		t->job.sp_read = job_sp_read;
+		t->job.pages = job_pages;
 	}
 	pthread_mutex_unlock(&ctx->lock);
 

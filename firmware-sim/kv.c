@@ -1508,6 +1508,64 @@ uint32_t kv_page_chan(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
 					(which ? 1 : 0)]);
 }
 
+/* Divisor @d (>= 1) as a multiplier: q = n / d for every 32-bit n is
+ * (n * m) >> 64 with m = 2^64 / d rounded up (Lemire, Kaser, Kurz 2019);
+ * d == 1 (m would wrap to 0) is marked by m == 0. */
+static inline uint64_t kv_fdiv_magic(uint64_t d)
+{
+	return d > 1 ? UINT64_MAX / d + 1 : 0;
+}
+
+__extension__ typedef unsigned __int128 kv_u128;
+
+static inline uint32_t kv_fdiv(uint32_t n, uint64_t m)
+{
+	return m ? (uint32_t)(((kv_u128)m * n) >> 64) : n;
+}
+
+uint32_t kv_pages(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		  uint32_t kv_head, const uint32_t *pg, uint32_t n,
+		  const void **kpg, const void **vpg, uint32_t *kch,
+		  uint32_t *vch)
+{
+	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
+	const unsigned int sh = (unsigned int)__builtin_ctz(c->chunk_pages);
+	const uint64_t ppc = (uint64_t)c->s->ppb * c->s->bpc;
+	/* page_channel(): pg / ppb / bpc == pg / (ppb * bpc), which is 0
+	 * for every 32-bit pg when ppb * bpc >= 2^32 */
+	const uint64_t m = kv_fdiv_magic(ppc);
+	const bool big = ppc > UINT32_MAX;
+	const uint32_t *chunk = NULL;
+	uint32_t ci = UINT32_MAX, i;
+
+	if (!ly || kv_head >= c->p.kv_heads)
+		return 0;
+	for (i = 0; i < n; i++) {
+		const uint32_t *e;
+
+		if (pg[i] >= c->max_pages)
+			return i;
+		if (pg[i] >> sh != ci) {
+			ci = pg[i] >> sh;
+			chunk = atomic_load_explicit(&ly->dir[ci],
+						     memory_order_acquire);
+		}
+		if (!chunk)
+			return i;
+		e = chunk + (size_t)(pg[i] & (c->chunk_pages - 1)) *
+			    c->nstreams + kv_head * 2;
+		if (kpg)
+			kpg[i] = page_addr(c->s, e[0]);
+		if (vpg)
+			vpg[i] = page_addr(c->s, e[1]);
+		if (kch)
+			kch[i] = big ? 0 : kv_fdiv(e[0], m);
+		if (vch)
+			vch[i] = big ? 0 : kv_fdiv(e[1], m);
+	}
+	return n;
+}
+
 uint32_t kv_chan_page_chan(const struct kv_ctx *c, uint32_t seq,
 			   uint32_t layer, uint32_t kv_head, uint32_t dim,
 			   uint32_t chunk)

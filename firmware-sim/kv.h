@@ -118,6 +118,18 @@ uint32_t kv_len(const struct kv_ctx *c, uint32_t seq, uint32_t layer);
 const void *kv_page(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		    uint32_t kv_head, enum kv_which which, uint32_t page_idx);
 
+/*
+ * Batched kv_page() and kv_page_chan() (SparF's scattered kept rows): for
+ * i < n, kpg[i] / vpg[i] = the address of K / V page pg[i] of (seq, layer,
+ * kv_head) and kch[i] / vch[i] its flash channel (each output may be NULL).
+ * Cheapest for ascending pg[].  Returns n, or the first i whose page
+ * kv_page() would not find (NULL); outputs from i on are not written.
+ */
+uint32_t kv_pages(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		  uint32_t kv_head, const uint32_t *pg, uint32_t n,
+		  const void **kpg, const void **vpg, uint32_t *kch,
+		  uint32_t *vch);
+
 /* Charge to @w the pages attention reads for tokens [tok_lo, tok_hi) of
  * all kv heads of (seq, layer), K and V, per channel. */
 void kv_account_read(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
