@@ -6,10 +6,15 @@
  *
  * Tags: a per-context bitmap on the host mirrors the drive's tags.  A tag is
  * freed here when the drive freed it (a successful read, TAG_INVALID, a
- * refused submit).  A call aborted with ABORT_REQ (a controller reset,
- * csd_dev_reset()) leaves the drive's tag free or holding the job, the host
- * cannot tell which: tag_reclaim() reads the tag again, which settles it.
- * Any other failure keeps the tag busy on the handle for good.
+ * refused submit).  A call aborted with ABORT_REQ by the drive or by a
+ * controller reset (csd_dev_reset(), or the kernel driver's own) leaves
+ * the drive's tag free or holding the job, the host cannot tell which,
+ * but the aborted command is gone for good: tag_reclaim() reads the tag
+ * again, which settles it.  An ABORT_REQ the transport made up because it
+ * stopped waiting (cpl.may_run: a kernel ioctl's timeout or signal) is
+ * different: the command may still reach the drive and take the tag after
+ * any re-read, so the tag stays busy.  So does it after any other failure,
+ * for good on this handle.
  */
 #include <errno.h>
 #include <math.h>
@@ -55,22 +60,45 @@ static bool status_is(uint16_t st, uint8_t sct, uint8_t sc)
 	return CSD_STATUS_CODE(st) == CSD_STATUS(sct, sc);
 }
 
+/* Aborted (ABORT_REQ), whether for good or not. */
+static bool cpl_aborted(const struct csd_cpl *cpl)
+{
+	return status_is(cpl->status, CSD_SCT_GENERIC, CSD_SC_ABORT_REQ);
+}
+
+/* Aborted for good: by the drive or a controller reset, not by a
+ * transport that stopped waiting (the command may still run then). */
+static bool cpl_dropped(const struct csd_cpl *cpl)
+{
+	return cpl_aborted(cpl) && !cpl->may_run;
+}
+
+/* A transport's -errno for a command it may have sent after all.  The
+ * transports promise -errno only for commands that never reached the
+ * drive (csd_internal.h), but a tag is never freed on a timeout's word. */
+static bool errno_maybe_sent(int rc)
+{
+	return rc == -ETIMEDOUT || rc == -EINTR || rc == -ECANCELED;
+}
+
 /* Attempts of tag_reclaim(): its read is aborted again only by another
  * reset racing it. */
 #define RECLAIM_TRIES	3
 
 /*
- * Give back @tag of @ctx after its ATTN_SUBMIT or ATTN_READ was aborted
- * (ABORT_REQ).  The drive either freed the tag (the read ran and only its
- * completion was dropped; the submit never ran) or still holds the job (the
- * submit ran; the read never did).  So read the tag again, @len bytes into
- * a scratch buffer (command-set.md 3.8): success collects the orphaned
- * result, TAG_INVALID says it was already free -- either way it is free on
- * the drive now, and here.  Anything else (the device gone, the context
- * destroyed) keeps it busy on this handle, as before.  Synchronous: the
- * read parks until the job ends, which the drive bounds.  Counted in
- * reads_pending so csd_ctx_destroy() waits for it (the context id stays
- * ours meanwhile).  The caller holds a context reference.
+ * Give back @tag of @ctx after its ATTN_SUBMIT or ATTN_READ was aborted for
+ * good (cpl_dropped(): ABORT_REQ from the drive or a controller reset, never
+ * a transport's timeout).  The drive either freed the tag (the read ran and
+ * only its completion was dropped; the submit never ran) or still holds the
+ * job (the submit ran; the read never did).  So read the tag again, @len
+ * bytes into a scratch buffer (command-set.md 3.8): success collects the
+ * orphaned result, TAG_INVALID says it was already free -- either way it is
+ * free on the drive now, and here.  Anything else (the device gone, the
+ * context destroyed, this read itself timed out) keeps it busy on this
+ * handle, as before.  Synchronous: the read parks until the job ends, which
+ * the drive bounds.  Counted in reads_pending so csd_ctx_destroy() waits
+ * for it (the context id stays ours meanwhile).  The caller holds a context
+ * reference.
  */
 static void tag_reclaim(struct csd_ctx *ctx, uint32_t tag, size_t len)
 {
@@ -98,7 +126,9 @@ static void tag_reclaim(struct csd_ctx *ctx, uint32_t tag, size_t len)
 		if (rc)
 			break;
 		rc = cpl.status;
-		if (!status_is(cpl.status, CSD_SCT_GENERIC, CSD_SC_ABORT_REQ)) {
+		if (!cpl_dropped(&cpl)) {
+			/* a may_run abort: this read may still run and free
+			 * the tag later, or not -- keep it busy */
 			freed = !cpl.status ||
 				status_is(cpl.status, CSD_SCT_VENDOR,
 					  CSD_VSC_TAG_INVALID);
@@ -286,10 +316,15 @@ CSD_EXPORT int csd_attn_submit(struct csd_ctx *ctx,
 			  ctx->id, op->tag, cpl.status,
 			  csd_status_str(cpl.status));
 		rc = csd_status_to_errno(cpl.status);
-		if (status_is(cpl.status, CSD_SCT_GENERIC, CSD_SC_ABORT_REQ)) {
-			/* aborted (a controller reset): the job may have
-			 * been queued under the tag before it */
+		if (cpl_dropped(&cpl)) {
+			/* aborted for good (a controller reset): the job may
+			 * have been queued under the tag before it */
 			tag_reclaim(ctx, op->tag, outlen + lselen);
+		} else if (cpl_aborted(&cpl)) {
+			/* the transport stopped waiting: the submit may
+			 * still run and take the tag -- keep it busy */
+			csd_debug("ctx %u tag %u: submit may still run, tag "
+				  "kept busy\n", ctx->id, op->tag);
 		} else {
 			/* the drive refused it: the tag is free there */
 			pthread_mutex_lock(&ctx->lock);
@@ -299,10 +334,13 @@ CSD_EXPORT int csd_attn_submit(struct csd_ctx *ctx,
 		goto err_put;
 	}
 	if (rc) {
-		/* not sent at all (the transport refused it) */
-		pthread_mutex_lock(&ctx->lock);
-		tag_free(ctx, op->tag);
-		pthread_mutex_unlock(&ctx->lock);
+		/* not sent at all (the transport refused it); a timeout's
+		 * errno is not trusted to mean that */
+		if (!errno_maybe_sent(rc)) {
+			pthread_mutex_lock(&ctx->lock);
+			tag_free(ctx, op->tag);
+			pthread_mutex_unlock(&ctx->lock);
+		}
 		goto err_put;
 	}
 	op->submit_ns = cpl.dw1;
@@ -360,14 +398,15 @@ CSD_EXPORT int csd_attn_wait(struct csd_attn *op, struct csd_attn_result *res)
 		csd_debug("ATTN_READ ctx %u tag %u: status 0x%04x (%s)\n",
 			  ctx->id, op->tag, st, csd_status_str(st));
 	/* The drive frees a tag when a read of it succeeds (or never knew
-	 * it); a read aborted by a reset may or may not have run: read the
-	 * tag again.  Otherwise it stays busy there and must not be reused
-	 * here. */
+	 * it); a read aborted for good (a reset) may or may not have run:
+	 * read the tag again.  Otherwise -- a read the transport stopped
+	 * waiting for may still run, too -- it stays busy there and must not
+	 * be reused here. */
 	if (!st || status_is(st, CSD_SCT_VENDOR, CSD_VSC_TAG_INVALID)) {
 		pthread_mutex_lock(&ctx->lock);
 		tag_free(ctx, op->tag);
 		pthread_mutex_unlock(&ctx->lock);
-	} else if (status_is(st, CSD_SCT_GENERIC, CSD_SC_ABORT_REQ)) {
+	} else if (cpl_dropped(&op->rd)) {
 		tag_reclaim(ctx, op->tag, op->rlen);
 	}
 	if (res) {

@@ -29,12 +29,22 @@ struct csd_seg {
 	size_t len;
 };
 
-/* A completion as the library sees it: dw0, dw1 and the NVMe status field
- * (phase bit removed, i.e. CQE status word >> 1; 0 = success). */
+/*
+ * A completion as the library sees it: dw0, dw1 and the NVMe status field
+ * (phase bit removed, i.e. CQE status word >> 1; 0 = success).
+ *
+ * may_run: the host, not the drive, ended the command -- a transport that
+ * stopped waiting for it (a local timeout, an interrupted wait) and made
+ * up @status (ABORT_REQ) -- so the command may still reach the drive and
+ * run later.  False for every completion the drive (or a controller reset,
+ * which discards the commands in flight for good) settled; attn.c gives
+ * an aborted call's tag back only then.
+ */
 struct csd_cpl {
 	uint32_t dw0;
 	uint32_t dw1;
 	uint16_t status;
+	bool may_run;
 };
 
 typedef void (*csd_cpl_fn)(void *arg, const struct csd_cpl *cpl);
@@ -51,7 +61,10 @@ typedef void (*csd_cpl_fn)(void *arg, const struct csd_cpl *cpl);
  *         them; the buffers themselves must stay valid until @done).
  *         Returns 0 and later calls @done exactly once (possibly before
  *         submit returns, possibly from another thread), or returns -errno
- *         and never calls @done.  Thread-safe.
+ *         and never calls @done.  -errno means the command never reached
+ *         the drive and never will; a transport that gives up waiting for
+ *         a command it sent completes it instead (ABORT_REQ, may_run set).
+ *         Thread-safe.
  * exec:   optional: send one command and wait for its completion in the
  *         calling thread (csd_exec); arguments as submit, the completion
  *         in *@cpl.  Returns 0 (*@cpl filled) or -errno when the command
@@ -60,7 +73,8 @@ typedef void (*csd_cpl_fn)(void *arg, const struct csd_cpl *cpl);
  *         NULL: csd_exec uses submit and waits for the callback.
  * reset:  optional: controller reset of this handle's queues
  *         (csd_dev_reset): every command in flight completes (its @done is
- *         called) with ABORT_REQ, then the transport takes commands again.
+ *         called) with ABORT_REQ (may_run clear: the drive has dropped it),
+ *         then the transport takes commands again.
  *         Returns 0 or -errno.  NULL: csd_dev_reset returns -EOPNOTSUPP.
  */
 struct csd_transport_ops {

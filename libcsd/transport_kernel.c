@@ -31,7 +31,11 @@
  * -EFAULT -> SGL_INVALID (-> -EFAULT), -EACCES/-EPERM -> Operation Denied
  * (generic 15h), -ETIMEDOUT/-EINTR/-ECANCELED -> ABORT_REQ, -ENOTTY/
  * -EOPNOTSUPP -> INVALID_OPCODE, anything else -> INTERNAL (-> -EIO); all
- * with DNR except -ENOMEM/-EAGAIN/-EBUSY/-EINTR.
+ * with DNR except -ENOMEM/-EAGAIN/-EBUSY/-EINTR.  The ABORT_REQ of those
+ * errnos is the kernel giving up its wait (a timeout, a signal, a
+ * cancelled uring_cmd), not the device dropping the command, which may
+ * still run: such a completion has may_run set, unlike the positive
+ * ABORT_REQ status of a controller reset (see kdev_reset).
  *
  * Data: the kernel ABI takes one user buffer per command.  A command with
  * one data segment passes it directly (the driver pins it); with several
@@ -153,6 +157,8 @@ static void kdev_cpl(struct csd_cpl *cpl, int ret, uint64_t result)
 	if (ret < 0) {
 		csd_debug("kernel: command failed: %s\n", strerror(-ret));
 		cpl->status = errno_status(-ret);
+		cpl->may_run = ret == -ETIMEDOUT || ret == -EINTR ||
+			       ret == -ECANCELED;
 		return;
 	}
 	cpl->status = (uint16_t)(ret & 0x7fff);
@@ -677,7 +683,8 @@ static int kdev_submit(struct csd_dev *dev, int admin, const struct csd_sqe *sqe
  * Controller reset (csd_dev_reset): NVME_IOCTL_RESET.  csd.ko (device
  * interface v1.2) fails every command in flight with ABORT_REQ -- the
  * ioctl or uring_cmd returns the positive status 0x4007, which
- * kdev_cpl() passes through (-ECANCELED) -- unpins their buffers after the
+ * kdev_cpl() passes through (-ECANCELED; the device has discarded the
+ * command, may_run stays clear) -- unpins their buffers after the
  * daemon's ack, and returns once the controller is live again.  The
  * driver requires CAP_SYS_ADMIN (-EACCES/-EPERM otherwise).  Not retried
  * on EINTR: a reset may have happened.

@@ -57,8 +57,10 @@
  * device is dead, fail_all()).  After the ack: every queue restarts at
  * index 0 with phase 1, submissions resume, and the commands that were in
  * flight at the request (marked `aborting`) are finished with ABORT_REQ
- * (-ECANCELED) -- after submissions resume, so a completion callback that
- * submits cannot deadlock.  Their cids stay in use until then, so the new
+ * (-ECANCELED; the daemon has discarded them, so may_run stays clear) --
+ * after submissions resume, so a completion callback that submits cannot
+ * deadlock.  This transport never gives up on a command by itself: the
+ * only ABORT_REQs it makes up are a reset's (daemon death is INTERNAL).  Their cids stay in use until then, so the new
  * commands never collide with them.
  */
 #include <endian.h>
@@ -571,6 +573,7 @@ static bool cq_pop(struct shm_tp *t, struct shm_q *q, uint16_t *cid,
 	cpl->dw0 = ld32(&w[0]);
 	cpl->dw1 = ld32(&w[1]);
 	cpl->status = (uint16_t)(status >> 1);
+	cpl->may_run = false;	/* the daemon's word */
 	*cid = (uint16_t)(w3 & 0xffff);
 	if (++q->cq_head == t->depth) {
 		q->cq_head = 0;

@@ -15,7 +15,7 @@
  *                               (restart on the same backing file)
  *   daemon_stop()               signal and reap, bounded
  *   kill_leftovers()            kill what a FATAL assertion left running
- *   log_has[_quiet]()           grep the daemon's stderr
+ *   log_has[_quiet]()           grep the daemon's stderr (all of it)
  *   dev_io()                    one I/O passthru command on queue 0
  *   ctx_listed()                whether a context id is listed
  *
@@ -26,6 +26,7 @@
 #ifndef CSD_TESTS_DAEMON_UTIL_H
 #define CSD_TESTS_DAEMON_UTIL_H
 
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
@@ -109,8 +110,27 @@ static inline void daemon_dir_remove(const struct daemon *d)
  * its test early) are killed by kill_leftovers() (call it from the suites'
  * cleanup and/or atexit()), so none outlives the test and holds its output
  * pipe open; children also get SIGKILL if this process dies.
+ *
+ * A slot holds a daemon's pid from its spawn until daemon_stop() (or
+ * daemon_spawn() itself, for a daemon that exited early) reaps it and
+ * clears the slot.  Nothing else reaps: a daemon that exited on its own
+ * stays a zombie, so its pid cannot be recycled while a struct daemon
+ * still names it.
  */
 static pid_t daemon_started[64];
+#define DAEMON_SLOTS (sizeof(daemon_started) / sizeof(daemon_started[0]))
+
+/* Whether @pid is a child of ours not reaped yet (running, stopped or a
+ * zombie).  Never reaps. */
+static inline int daemon_unreaped(pid_t pid)
+{
+	siginfo_t si;
+
+	memset(&si, 0, sizeof(si));
+	return pid > 0 &&
+	       waitid(P_PID, (id_t)pid, &si,
+		      WEXITED | WNOHANG | WNOWAIT) == 0;
+}
 
 /* Kill (SIGCONT, then SIGKILL: a stopped one too) and reap every daemon
  * started and not yet reaped. */
@@ -118,11 +138,10 @@ static inline void kill_leftovers(void)
 {
 	unsigned int i;
 
-	for (i = 0; i < sizeof(daemon_started) / sizeof(daemon_started[0]);
-	     i++) {
+	for (i = 0; i < DAEMON_SLOTS; i++) {
 		pid_t pid = daemon_started[i];
 
-		if (pid > 0 && waitpid(pid, NULL, WNOHANG) == 0) {
+		if (daemon_unreaped(pid)) {
 			kill(pid, SIGCONT);
 			kill(pid, SIGKILL);
 			waitpid(pid, NULL, 0);
@@ -131,22 +150,37 @@ static inline void kill_leftovers(void)
 	}
 }
 
-/* Record @pid for kill_leftovers(), in a free slot or one whose daemon
- * is gone. */
-static inline void daemon_remember(pid_t pid)
+/* Record @pid for kill_leftovers(), in a free slot or one whose pid is no
+ * child of ours any more (reaped by someone else; never a zombie, which
+ * the struct daemon naming it still has to reap).  Returns 0, or -1 when
+ * every slot holds an unreaped child. */
+static inline int daemon_remember(pid_t pid)
 {
 	unsigned int i;
 
-	for (i = 0; i < sizeof(daemon_started) / sizeof(daemon_started[0]);
-	     i++) {
-		pid_t old = daemon_started[i];
-
-		if (old <= 0 || waitpid(old, NULL, WNOHANG) != 0) {
+	for (i = 0; i < DAEMON_SLOTS; i++) {
+		if (!daemon_unreaped(daemon_started[i])) {
 			daemon_started[i] = pid;
-			return;
+			return 0;
 		}
 	}
+	fprintf(stderr, "daemon_util: more than %zu daemons unreaped\n",
+		DAEMON_SLOTS);
+	return -1;
 }
+
+/* Clear @pid's slot: it has been reaped. */
+static inline void daemon_forget(pid_t pid)
+{
+	unsigned int i;
+
+	for (i = 0; i < DAEMON_SLOTS; i++)
+		if (daemon_started[i] == pid)
+			daemon_started[i] = 0;
+}
+
+/* Most @extra arguments daemon_spawn() takes. */
+#define DAEMON_MAX_EXTRA 16
 
 /*
  * Spawn $CSD_FW in @d's directory (set up by daemon_dir_make(), possibly
@@ -155,8 +189,9 @@ static inline void daemon_remember(pid_t pid)
  *   $CSD_FW --socket <sock> --foreground --shm-size 32M [extra...]
  *
  * @extra: NULL or a NULL-terminated list of further arguments (at most
- * 16).  @log: the daemon's stderr goes to <dir>/log (truncated; d->log)
- * instead of this process's stderr.  A stale socket (a killed daemon's) is
+ * DAEMON_MAX_EXTRA; more is a test bug: reported, -1, nothing spawned).
+ * @log: the daemon's stderr goes to <dir>/log (truncated; d->log) instead
+ * of this process's stderr.  A stale socket (a killed daemon's) is
  * removed first.  Waits (bounded) until the socket exists.  Returns 0, or
  * -1 when $CSD_FW is not set, the daemon exits early or never listens
  * (then it may still run: daemon_stop() or kill_leftovers() end it).
@@ -165,13 +200,21 @@ static inline int daemon_spawn(struct daemon *d, const char *const *extra,
 			       int log)
 {
 	const char *fw = getenv("CSD_FW");
-	const char *argv[24];
+	const char *argv[6 + DAEMON_MAX_EXTRA + 1];
+	pid_t parent = getpid();
 	int n = 0, i;
 
 	d->pid = 0;
 	d->log[0] = 0;
 	if (!fw)
 		return -1;
+	for (i = 0; extra && extra[i]; i++) {
+		if (i == DAEMON_MAX_EXTRA) {
+			fprintf(stderr, "daemon_spawn: more than %d extra "
+				"arguments\n", DAEMON_MAX_EXTRA);
+			return -1;
+		}
+	}
 	if (log)
 		snprintf(d->log, sizeof(d->log), "%s/log", d->dir);
 	unlink(d->sock);
@@ -181,7 +224,7 @@ static inline int daemon_spawn(struct daemon *d, const char *const *extra,
 	argv[n++] = "--foreground";
 	argv[n++] = "--shm-size";
 	argv[n++] = "32M";
-	for (i = 0; extra && extra[i] && n < 22; i++)
+	for (i = 0; extra && extra[i]; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
 	d->pid = fork();
@@ -190,7 +233,12 @@ static inline int daemon_spawn(struct daemon *d, const char *const *extra,
 		return -1;
 	}
 	if (d->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		/* SIGKILL when this process dies -- also if it died before
+		 * the prctl (we were reparented already: it would never
+		 * come) */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 ||
+		    getppid() != parent)
+			_exit(125);
 		if (log) {
 			int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC,
 				      0600);
@@ -202,7 +250,12 @@ static inline int daemon_spawn(struct daemon *d, const char *const *extra,
 		execv(fw, (char *const *)argv);
 		_exit(127);
 	}
-	daemon_remember(d->pid);
+	if (daemon_remember(d->pid)) {
+		kill(d->pid, SIGKILL);
+		waitpid(d->pid, NULL, 0);
+		d->pid = 0;
+		return -1;
+	}
 	for (i = 0; i < WAIT_MS / 20; i++) {
 		struct stat st;
 		int status;
@@ -210,6 +263,7 @@ static inline int daemon_spawn(struct daemon *d, const char *const *extra,
 		if (stat(d->sock, &st) == 0 && S_ISSOCK(st.st_mode))
 			return 0;
 		if (waitpid(d->pid, &status, WNOHANG) == d->pid) {
+			daemon_forget(d->pid);
 			d->pid = 0;
 			return -1;
 		}
@@ -245,17 +299,25 @@ static inline int daemon_start(struct daemon *d, const char *const *extra)
  * Stop @d's daemon with @sig and reap it (bounded: after WAIT_MS, SIGKILL
  * and -1).  Removes its socket, and its log and directory when
  * daemon_start*() made them.  Returns the wait status, or -1 (also when
- * no daemon runs).
+ * no daemon runs, or when it was reaped elsewhere, e.g. by
+ * kill_leftovers(): then it is not signalled, its pid may be another
+ * process's by now).
  */
 static inline int daemon_stop(struct daemon *d, int sig)
 {
 	int status = -1, i;
+	pid_t r;
 
-	if (d->pid > 0) {
+	if (d->pid > 0 && daemon_unreaped(d->pid)) {
 		kill(d->pid, sig);
 		for (i = 0; i < WAIT_MS / 20; i++) {
-			if (waitpid(d->pid, &status, WNOHANG) == d->pid)
+			r = waitpid(d->pid, &status, WNOHANG);
+			if (r == d->pid)
 				break;
+			if (r < 0 && errno != EINTR) {	/* ECHILD: gone */
+				status = -1;
+				break;
+			}
 			sleep_ms(20);
 		}
 		if (i == WAIT_MS / 20) {
@@ -263,8 +325,10 @@ static inline int daemon_stop(struct daemon *d, int sig)
 			waitpid(d->pid, &status, 0);
 			status = -1;
 		}
-		d->pid = 0;
 	}
+	if (d->pid > 0)
+		daemon_forget(d->pid);
+	d->pid = 0;
 	if (d->own_dir)
 		daemon_dir_remove(d);
 	else if (d->sock[0])
@@ -272,24 +336,53 @@ static inline int daemon_stop(struct daemon *d, int sig)
 	return status;
 }
 
-/* Whether the daemon's log (daemon_spawn() with @log) contains @what;
- * @loud: print the log when it does not. */
+/* Whether the daemon's log (daemon_spawn() with @log) contains @what --
+ * anywhere in it, the whole file is read; @loud: print the log when it
+ * does not. */
 static inline int log_find(const struct daemon *d, const char *what, int loud)
 {
-	char buf[65536];
+	size_t len = 0, cap = 65536;
+	char *buf, *nb;
 	ssize_t n;
 	int fd = open(d->log, O_RDONLY), found;
 
 	if (fd < 0)
 		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
+	buf = malloc(cap);
+	for (;;) {
+		if (!buf)
+			break;
+		if (cap - len < 2) {
+			nb = realloc(buf, cap * 2);
+			if (!nb) {
+				free(buf);
+				buf = NULL;
+				break;
+			}
+			buf = nb;
+			cap *= 2;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			free(buf);
+			buf = NULL;
+		}
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
 	close(fd);
-	if (n < 0)
+	if (!buf) {
+		fprintf(stderr, "daemon log %s: cannot read it\n", d->log);
 		return 0;
-	buf[n] = 0;
+	}
+	buf[len] = 0;
 	found = strstr(buf, what) != NULL;
 	if (!found && loud)
 		fprintf(stderr, "daemon log lacks \"%s\":\n%s", what, buf);
+	free(buf);
 	return found;
 }
 

@@ -2269,6 +2269,74 @@ static CU_TestInfo api_tests[] = {
 	CU_TEST_INFO_NULL,
 };
 
+/* ---- daemon_util.h itself ------------------------------------------------- */
+
+/*
+ * A daemon that exited on its own stays unreaped until its daemon_stop():
+ * starting others meanwhile does not reap it, so daemon_stop() gets its
+ * real status (not -1 after WAIT_MS and a SIGKILL of a pid that may have
+ * been recycled).  One reaped elsewhere (kill_leftovers()) is not signalled
+ * again: -1.  More extra arguments than DAEMON_MAX_EXTRA spawn nothing.
+ * log_has() searches the whole log, not its first 64 KiB.
+ */
+static void test_util_daemons(void)
+{
+	const char *many[DAEMON_MAX_EXTRA + 2];
+	struct daemon a, b, c, d;
+	siginfo_t si;
+	char *fill;
+	int i, fd;
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&a, NULL), 0);
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&b, NULL), 0);
+	kill(a.pid, SIGTERM);
+	for (i = 0; i < WAIT_MS / 20; i++) {	/* exited, left a zombie */
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)a.pid, &si,
+			   WEXITED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == a.pid)
+			break;
+		sleep_ms(20);
+	}
+	CU_ASSERT_EQUAL(si.si_pid, a.pid);
+	CU_ASSERT_EQUAL(daemon_start(&c, NULL), 0);	/* must not reap a */
+	CU_ASSERT_EQUAL(daemon_stop(&a, SIGTERM), 0);
+	CU_ASSERT_EQUAL(a.pid, 0);
+	CU_ASSERT_EQUAL(daemon_stop(&b, SIGTERM), 0);
+	CU_ASSERT_EQUAL(daemon_stop(&c, SIGTERM), 0);
+	CU_ASSERT_EQUAL(daemon_stop(&c, SIGTERM), -1);	/* none runs */
+
+	CU_ASSERT_EQUAL_FATAL(daemon_start(&d, NULL), 0);
+	kill_leftovers();
+	CU_ASSERT_EQUAL(daemon_stop(&d, SIGTERM), -1);
+
+	for (i = 0; i < DAEMON_MAX_EXTRA + 1; i++)
+		many[i] = "--foreground";
+	many[i] = NULL;
+	CU_ASSERT_EQUAL(daemon_start(&d, many), -1);
+	CU_ASSERT_EQUAL(d.pid, 0);
+	daemon_stop(&d, SIGTERM);
+
+	CU_ASSERT_EQUAL_FATAL(daemon_dir_make(&d, DAEMON_DIR_NAME), 0);
+	snprintf(d.log, sizeof(d.log), "%s/log", d.dir);
+	fd = open(d.log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	fill = malloc(200000);
+	CU_ASSERT_FATAL(fd >= 0 && fill);
+	memset(fill, 'x', 200000);
+	CU_ASSERT_EQUAL(write(fd, fill, 200000), 200000);
+	CU_ASSERT_EQUAL(write(fd, "the end\n", 8), 8);
+	close(fd);
+	free(fill);
+	CU_ASSERT(log_has_quiet(&d, "the end"));
+	CU_ASSERT(!log_has_quiet(&d, "not there"));
+	daemon_dir_remove(&d);
+}
+
+static CU_TestInfo util_tests[] = {
+	{ "daemons", test_util_daemons },
+	CU_TEST_INFO_NULL,
+};
+
 static CU_TestInfo death_tests[] = {
 	{ "killed", test_daemon_killed },
 	{ "killed_polled", test_daemon_killed_polled },
@@ -2321,6 +2389,7 @@ static const struct cu_suite suites[] = {
 	{ "clients", suite_init, suite_fini, client_tests },
 	{ "reset", suite_init, suite_fini, reset_tests },
 	{ "storm", suite_init, suite_fini, storm_tests },
+	{ "util", suite_init, suite_fini, util_tests },
 	{ NULL, NULL, NULL, NULL },
 };
 

@@ -3,14 +3,21 @@
  * test_libcsd.c - libcsd API behaviour on the embedded drive: device
  * strings, info, contexts, KV round trips split over max_xfer, attention
  * against a double-precision reference, concurrency, tag exhaustion, the
- * status -> errno table, passthrough and statistics.
+ * status -> errno table, passthrough and statistics; and, through a fake
+ * NVMe node, which aborted attention calls give their tag back.
  */
 #include <errno.h>
+#include <linux/nvme_ioctl.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "csd/csd_spec.h"
 #include "csd.h"
@@ -1114,6 +1121,253 @@ static void test_stats_flush(void)
 	fix_fini(&f);
 }
 
+/* ---- aborted attention calls and their tags (a fake /dev node) -------- */
+
+/*
+ * The kernel transport ("/dev/null,ioctl") against a fake NVMe node: this
+ * program's ioctl() -- it interposes on libc's for the library -- executes
+ * the passthrough ioctls on an embedded drive through csd_dev_passthru(),
+ * and can fail the next command of one opcode the way the kernel would:
+ *
+ *   FAKE_TIMEOUT    the ioctl's wait ends with -ETIMEDOUT, the command not
+ *                   run yet; it is held and runs when the test says
+ *                   (fake_run_held(): it reached the drive late)
+ *   FAKE_RESET      a controller reset discarded it: status ABORT_REQ|DNR
+ *   FAKE_RESET_RAN  it ran, then a reset dropped its completion: the same
+ *
+ * Global: ioctl() has no argument to find it by.  Single-threaded (the
+ * ioctl path executes in the submitting thread).
+ */
+enum { FAKE_NONE, FAKE_TIMEOUT, FAKE_RESET, FAKE_RESET_RAN };
+
+static struct {
+	struct csd_dev *drive;		/* NULL: ioctl() passes through */
+	uint8_t opc;			/* the next command with this opcode */
+	int mode;			/* ... fails so (FAKE_*) */
+	struct nvme_passthru_cmd64 held;	/* FAKE_TIMEOUT's command */
+	void *held_data;
+	unsigned int attn_reads;	/* ATTN_READs executed */
+} fake;
+
+static int fake_exec(int admin, const struct nvme_passthru_cmd64 *c,
+		     void *data, uint64_t *result)
+{
+	struct csd_passthru pt;
+	int rc;
+
+	memset(&pt, 0, sizeof(pt));
+	pt.opcode = c->opcode;
+	pt.flags = c->flags;
+	pt.nsid = admin ? c->nsid : CSD_NSID;
+	pt.cdw2 = c->cdw2;
+	pt.cdw3 = c->cdw3;
+	pt.cdw10 = c->cdw10;
+	pt.cdw11 = c->cdw11;
+	pt.cdw12 = c->cdw12;
+	pt.cdw13 = c->cdw13;
+	pt.cdw14 = c->cdw14;
+	pt.cdw15 = c->cdw15;
+	pt.addr = data;
+	pt.data_len = c->data_len;
+	if (!admin && c->opcode == CSD_IO_ATTN_READ)
+		fake.attn_reads++;
+	rc = csd_dev_passthru(fake.drive, admin, &pt);
+	if (rc)
+		return rc;
+	*result = pt.result;
+	return pt.status;
+}
+
+static int fake_cmd(int admin, struct nvme_passthru_cmd64 *c)
+{
+	void *data = (void *)(uintptr_t)c->addr;
+	uint64_t result = 0;
+	int mode = FAKE_NONE, rc;
+
+	if (!admin && c->opcode == fake.opc) {
+		mode = fake.mode;
+		fake.mode = FAKE_NONE;
+		fake.opc = 0;
+	}
+	switch (mode) {
+	case FAKE_TIMEOUT:
+		/* keep a copy: the library frees its buffer when we return */
+		fake.held = *c;
+		fake.held_data = malloc(c->data_len ? c->data_len : 1);
+		if (!fake.held_data) {
+			errno = ENOMEM;
+			return -1;
+		}
+		memcpy(fake.held_data, data, c->data_len);
+		errno = ETIMEDOUT;
+		return -1;
+	case FAKE_RESET:
+		return CSD_STATUS(CSD_SCT_GENERIC, CSD_SC_ABORT_REQ) |
+		       CSD_STATUS_DNR;
+	case FAKE_RESET_RAN:
+		fake_exec(admin, c, data, &result);
+		return CSD_STATUS(CSD_SCT_GENERIC, CSD_SC_ABORT_REQ) |
+		       CSD_STATUS_DNR;
+	default:
+		break;
+	}
+	rc = fake_exec(admin, c, data, &result);
+	if (rc < 0) {
+		errno = -rc;
+		return -1;
+	}
+	c->result = result;
+	return rc;
+}
+
+/* The command FAKE_TIMEOUT held reaches the drive now; its status. */
+static int fake_run_held(void)
+{
+	uint64_t result;
+	int rc;
+
+	if (!fake.held_data)
+		return -ENOENT;
+	rc = fake_exec(0, &fake.held, fake.held_data, &result);
+	free(fake.held_data);
+	fake.held_data = NULL;
+	return rc;
+}
+
+int ioctl(int fd, unsigned long req, ...)
+{
+	va_list ap;
+	void *arg;
+
+	va_start(ap, req);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (fake.drive) {
+		if (req == NVME_IOCTL_ID)
+			return 1;
+		if (req == NVME_IOCTL_ADMIN64_CMD || req == NVME_IOCTL_IO64_CMD)
+			return fake_cmd(req == NVME_IOCTL_ADMIN64_CMD, arg);
+	}
+	return (int)syscall(SYS_ioctl, fd, req, arg);
+}
+
+/* Submit attention calls until the tags run out (-EAGAIN): every submit
+ * and wait must succeed.  Returns how many were free. */
+static int free_tags(struct csd_ctx *ctx, const struct csd_attn_req *req)
+{
+	struct csd_attn *op[8];
+	int n, i;
+
+	for (n = 0; n < 8; n++) {
+		int rc = csd_attn_submit(ctx, req, &op[n]);
+
+		if (rc == -EAGAIN)
+			break;
+		CU_ASSERT_EQUAL(rc, 0);
+		if (rc)
+			break;
+	}
+	for (i = 0; i < n; i++)
+		CU_ASSERT_EQUAL(csd_attn_wait(op[i], NULL), 0);
+	return n;
+}
+
+/*
+ * An ATTN_SUBMIT or ATTN_READ aborted by a controller reset (status
+ * ABORT_REQ from the driver) gives its tag back: the library reads it again
+ * and the drive's tag is free too (every tag works afterwards).  One whose
+ * ioctl wait timed out (-ETIMEDOUT, also reported as ABORT_REQ) may still
+ * reach the drive: its tag stays busy -- even when the timed-out submit
+ * reaches the drive only after the library would have re-read the tag, and
+ * the tag is never handed out again.
+ */
+static void test_attn_abort_tags(void)
+{
+	static const struct {
+		uint8_t opc;
+		int mode;
+		int submit_rc;		/* csd_attn_submit() */
+		int free_after;		/* of 4 tags */
+		const char *what;
+	} cases[] = {
+		{ CSD_IO_ATTN_SUBMIT, FAKE_TIMEOUT, -ECANCELED, 3,
+		  "submit timed out, runs late" },
+		{ CSD_IO_ATTN_READ, FAKE_TIMEOUT, 0, 3, "read timed out" },
+		{ CSD_IO_ATTN_SUBMIT, FAKE_RESET, -ECANCELED, 4,
+		  "submit discarded by a reset" },
+		{ CSD_IO_ATTN_SUBMIT, FAKE_RESET_RAN, -ECANCELED, 4,
+		  "submit ran, completion dropped by a reset" },
+		{ CSD_IO_ATTN_READ, FAKE_RESET, 0, 4,
+		  "read discarded by a reset" },
+		{ CSD_IO_ATTN_READ, FAKE_RESET_RAN, 0, 4,
+		  "read ran, completion dropped by a reset" },
+	};
+	struct csd_ctx_params p = small_shape;
+	float q[8 * 64], out[8 * 64], ref[8 * 64];
+	uint32_t seq = 0;
+	struct csd_attn_req req = {
+		.layer = 0, .nseq = 1, .seqs = &seq, .q = q, .out = out,
+	};
+	struct csd_dev_info info;
+	struct csd_attn *op;
+	struct csd_dev *dev;
+	struct attn_fix f;
+	static const uint32_t lens[1] = { 40 };
+	unsigned int c, i, reads;
+	uint64_t s = 5;
+
+	for (i = 0; i < 8 * 64; i++)
+		q[i] = rng_float(&s);
+	/* the drive: f.dev; the library's view of it: dev */
+	fix_init(&f, "embedded:tags=4", &p, 1, lens, 40, 17);
+	fake.drive = f.dev;
+	dev = open_dev("/dev/null,ioctl");
+	CU_ASSERT_EQUAL(csd_dev_get_info(dev, &info), 0);
+	CU_ASSERT_STRING_EQUAL(info.transport, "kernel");
+	CU_ASSERT_EQUAL(info.max_tags, 4);
+
+	for (c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct csd_ctx *ctx;
+		int rc, n;
+
+		CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dev, &p, &ctx), 0);
+		CU_ASSERT_EQUAL(csd_kv_append(ctx, 0, 0, 0, 40, f.k[0], f.v[0]),
+				0);
+		CU_ASSERT_EQUAL(csd_attn_run(ctx, &req, NULL), 0);
+		memcpy(ref, out, sizeof(ref));
+
+		fake.opc = cases[c].opc;
+		fake.mode = cases[c].mode;
+		reads = fake.attn_reads;
+		op = NULL;
+		rc = csd_attn_submit(ctx, &req, &op);
+		CU_ASSERT_EQUAL(rc, cases[c].submit_rc);
+		if (!rc)
+			CU_ASSERT_EQUAL(csd_attn_wait(op, NULL), -ECANCELED);
+		CU_ASSERT_EQUAL(fake.mode, FAKE_NONE);	/* it was used */
+		if (cases[c].mode == FAKE_TIMEOUT) {
+			/* no re-read: it could run before the lost command */
+			CU_ASSERT_EQUAL(fake.attn_reads, reads);
+			CU_ASSERT_EQUAL(fake_run_held(), 0);	/* late */
+		} else {
+			CU_ASSERT(fake.attn_reads > reads);	/* re-read */
+		}
+		n = free_tags(ctx, &req);
+		if (n != cases[c].free_after)
+			fprintf(stderr, "case \"%s\": %d tags free, not %d\n",
+				cases[c].what, n, cases[c].free_after);
+		CU_ASSERT_EQUAL(n, cases[c].free_after);
+		/* and every free tag works, the hint having come round */
+		for (i = 0; i < 8; i++)
+			CU_ASSERT_EQUAL(csd_attn_run(ctx, &req, NULL), 0);
+		CU_ASSERT_EQUAL(memcmp(out, ref, sizeof(ref)), 0);
+		CU_ASSERT_EQUAL(csd_ctx_destroy(ctx), 0);
+	}
+	csd_dev_close(dev);
+	fake.drive = NULL;
+	fix_fini(&f);
+}
+
 /*
  * csd_dev_reset(): the in-process drive has no controller to reset
  * (-EOPNOTSUPP, nothing changes: a context and its data stay usable); a
@@ -1179,6 +1433,7 @@ static CU_TestInfo attn_tests[] = {
 	{ "tags_exhausted", test_attn_tags_exhausted },
 	{ "destroy_inflight", test_attn_destroy_inflight },
 	{ "threads", test_attn_threads },
+	{ "abort_tags", test_attn_abort_tags },
 	CU_TEST_INFO_NULL,
 };
 
