@@ -695,7 +695,12 @@ static void test_bf16_convert(void)
 			if (isnan(want) ? !isnan(acc[i]) :
 			    memcmp(&want, &acc[i], sizeof(want)) &&
 			    !(want == 0.0f && acc[i] == 0.0f))
+			{
 				bad++;
+				if (getenv("CU_VERBOSE") && bad < 10)
+					printf("\n  code %04x: want %a got %a",
+					       vrow[i], want, acc[i]);
+			}
 		}
 		nonfin += !fin;
 	}
