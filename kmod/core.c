@@ -48,6 +48,7 @@ static unsigned long csd_timeout(bool admin, unsigned int timeout_ms)
 }
 
 static void csd_req_free_work(struct work_struct *work);
+static void csd_ctx_restore(struct csd_req *req);
 
 struct csd_req *csd_req_alloc(struct csd_ctrl *ctrl, struct csd_file *file)
 {
@@ -69,6 +70,9 @@ void csd_req_free(struct csd_req *req)
 {
 	struct csd_ctrl *ctrl = req->ctrl;
 
+	/* a submitter that gave up may be gone with its file */
+	if (req->ctx_dropped && !req->abandoned)
+		csd_ctx_restore(req);
 	csd_data_release(req);
 	kvfree(req->log.buf);
 	kfree(req);
@@ -470,6 +474,15 @@ out:
 	return ret;
 }
 
+/*
+ * A caller without CAP_SYS_ADMIN gets the contexts log through a kernel
+ * buffer of at most this many bytes: the header and 1023 entries (csd-fw
+ * has 64 contexts by default), one allocation.
+ */
+#define CSD_CTX_LOG_MAX		(64 * 1024)
+/* device reads of one filtered contexts log before -EAGAIN */
+#define CSD_CTX_LOG_TRIES	4
+
 /* Get Log Page: NUMD (0's based, dwords) and LPO (bytes) of @sqe */
 static u32 csd_log_numd(const struct csd_sqe *sqe)
 {
@@ -482,59 +495,79 @@ static u64 csd_log_lpo(const struct csd_sqe *sqe)
 }
 
 /*
- * Is @uc a Get Log Page C1h (contexts) the caller may only see filtered,
- * i.e. without CAP_SYS_ADMIN?  noaudit: lacking the capability is not a
- * denial here (the caller gets the view of its own contexts), so it must
- * not log LSM denials for an everyday command.
+ * May the caller see and use every context, also those no open file owns
+ * (CAP_SYS_ADMIN)?  noaudit: without the capability the caller gets the
+ * view of its own contexts, which is not a denial to log for an everyday
+ * command.
  */
+static bool csd_all_contexts(void)
+{
+	return ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
+}
+
+/* Is @uc a Get Log Page C1h (contexts) the caller may only see filtered? */
 static bool csd_ctx_log_filtered(const struct csd_ucmd *uc)
 {
 	return uc->admin && uc->sqe.opcode == CSD_ADM_GET_LOG_PAGE &&
 	       (uc->sqe.cdw10 & 0xff) == CSD_LOG_CONTEXTS &&
-	       !ns_capable_noaudit(&init_user_ns, CAP_SYS_ADMIN);
+	       !csd_all_contexts();
+}
+
+/* Before changing @cf's entries in ctrl->contexts (struct csd_file). */
+static void csd_ctx_gen_bump(struct csd_file *cf)
+{
+	atomic_inc(&cf->ctx_gen);
+	/* before the xarray change; pairs with csd_ctx_log_filter() */
+	smp_mb__after_atomic();
 }
 
 /**
  * csd_ctx_log_prepare() - Get Log Page C1h of a caller without CAP_SYS_ADMIN
  * @req: a fresh request of the submitting file, req->sqe = the user's
  * @uc: the command, checked by csd_validate()
- * @nowait: do not wait for a bounce chunk (-EAGAIN)
+ * @nowait: neither sleep in the allocation nor wait for a bounce chunk
+ *	(-EAGAIN: io_uring retries from a worker)
  *
  * The caller may only see its own contexts (csd_ctx_log_finish()), so the
  * device's log cannot go to the user buffer: the whole log (header and up
- * to max_contexts entries, at most max_xfer bytes) is read from offset 0
- * into a kernel buffer, through the bounce window.  The caller's NUMD and
- * LPO then apply to the filtered log, so the checks the device would make
- * on them are made here, before anything reaches the device: NUMD must
- * match data_len and LPO be dword aligned (-EINVAL).  The other fields
- * (NSID, LSP, RAE, CDW11 31:16, CDW14, CDW15) go to the device as given.
- * The buffer is freed with the request.
+ * to max_contexts entries, at most max_xfer and %CSD_CTX_LOG_MAX bytes) is
+ * read from offset 0 into a kernel buffer (charged to the caller's memory
+ * cgroup), through the bounce window.  The caller's NUMD and LPO apply to
+ * the filtered log; the checks the device would make on them are made by
+ * csd_ctx_log_finish().  The other fields (NSID, LSP, RAE, CDW11 31:16,
+ * CDW14, CDW15) go to the device as given.  The buffer is freed with the
+ * request.  The file's ctx_gen is recorded before the device reads.
  *
- * Return: 0, -EINVAL, -ENOMEM, or an error of csd_data_map_kernel().
+ * Return: 0, -EINVAL (max_xfer below 64 bytes), -ENOMEM, -EAGAIN, or an
+ * error of csd_data_map_kernel().
  */
 static int csd_ctx_log_prepare(struct csd_req *req, const struct csd_ucmd *uc,
 			       bool nowait)
 {
 	const size_t esz = sizeof(struct csd_log_ctx_entry);
+	gfp_t gfp = nowait ? GFP_NOWAIT | __GFP_ACCOUNT | __GFP_NOWARN :
+			     GFP_KERNEL_ACCOUNT;
 	struct csd_ctrl *ctrl = req->ctrl;
 	u32 numd = csd_log_numd(&uc->sqe);
 	u64 lpo = csd_log_lpo(&uc->sqe);
 	u32 len;
 	int ret;
 
-	if (((u64)numd + 1) * 4 != uc->data_len || !IS_ALIGNED(lpo, 4))
-		return -EINVAL;
-	/* the header counts as one entry; max_xfer >= 64 in practice */
-	len = min_t(u64, ((u64)ctrl->max_contexts + 1) * esz,
-		    rounddown(ctrl->max_xfer, esz));
+	/* the header counts as one entry */
+	len = min_t(u64, ((u64)ctrl->max_contexts + 1) * esz, CSD_CTX_LOG_MAX);
+	len = min_t(u32, len, rounddown(ctrl->max_xfer, esz));
 	if (!len)
 		return -EINVAL;
-	req->log.buf = kvmalloc(len, GFP_KERNEL);
+	req->log.buf = kvmalloc(len, gfp);
 	if (!req->log.buf)
-		return -ENOMEM;
+		return nowait ? -EAGAIN : -ENOMEM;
 	req->log.ubuf = u64_to_user_ptr(uc->addr);
 	req->log.ulen = uc->data_len;
 	req->log.lpo = lpo;
+	req->log.bad = ((u64)numd + 1) * 4 != uc->data_len ||
+		       !IS_ALIGNED(lpo, 4);
+	/* read before the submission's release store of the SQ tail */
+	req->log.gen = atomic_read(&req->file->ctx_gen);
 
 	numd = len / 4 - 1;
 	req->sqe.cdw10 = (req->sqe.cdw10 & 0xffff) | numd << 16;
@@ -549,32 +582,27 @@ static int csd_ctx_log_prepare(struct csd_req *req, const struct csd_ucmd *uc,
 	return ret;
 }
 
-/**
- * csd_ctx_log_finish() - deliver a filtered Get Log Page C1h
- * @req: a request of csd_ctx_log_prepare() that completed successfully,
- *	the device's log copied into req->log.buf
- *
- * Keeps the entries of the contexts the submitting file owns, in the
- * device's (ascending id) order, sets the header's count to their number
- * and zeroes its reserved bytes: the log the caller sees is a valid C1h log
- * of 64 + 64 * count bytes.  Bytes [LPO, LPO + length) of that log are
- * copied to the caller, bytes past its end are zero; an LPO at or past its
- * end is INVALID_FIELD, as the device answers for its own log.  The count
- * comes from the device: entries past the bytes read are ignored.
- * Process context of the submitter.
- *
- * Return: 0, the NVMe status field INVALID_FIELD | DNR, or -EFAULT.
+/*
+ * Keep the entries of the device's log in req->log.buf that the submitting
+ * file owns, in the device's (ascending id) order; set the header's count
+ * to their number and zero its reserved bytes.  The count comes from the
+ * device: entries past the bytes read are ignored.  *@size = the filtered
+ * log's size.  Returns whether the file's contexts stayed the same since
+ * req->log.gen was read (before the device read the log).  Why that makes
+ * the filtered log exact: an id the file owns now is a context the file
+ * created (owners are recorded after the device created the context, and
+ * taken away before a CTX_DESTROY is sent: csd_ctx_access()), and the same
+ * id listed by the device earlier, while the file's entries did not
+ * change, was that very context, not a context of another file that had
+ * the id before (ids are slots, reused).
  */
-static int csd_ctx_log_finish(struct csd_req *req)
+static bool csd_ctx_log_filter(struct csd_req *req, size_t *size)
 {
 	struct csd_ctrl *ctrl = req->ctrl;
 	struct csd_log_ctx_hdr *hdr = req->log.buf;
 	struct csd_log_ctx_entry *e = (struct csd_log_ctx_entry *)(hdr + 1);
 	u32 max = (req->data.len - sizeof(*hdr)) / sizeof(*e);
 	u32 n = min(hdr->count, max), i, kept = 0;
-	void __user *ubuf = req->log.ubuf;
-	u32 ulen = req->log.ulen;
-	size_t size, cnt;
 
 	for (i = 0; i < n; i++) {
 		if (xa_load(&ctrl->contexts, e[i].ctx_id) != req->file)
@@ -585,29 +613,149 @@ static int csd_ctx_log_finish(struct csd_req *req)
 	}
 	memset(hdr, 0, sizeof(*hdr));
 	hdr->count = kept;
-	size = sizeof(*hdr) + (size_t)kept * sizeof(*e);
-	if (req->log.lpo >= size) {
-		atomic64_inc(&ctrl->errors);
-		return CSD_STATUS(CSD_SCT_GENERIC, CSD_SC_INVALID_FIELD) |
-		       CSD_STATUS_DNR;
+	*size = sizeof(*hdr) + (size_t)kept * sizeof(*e);
+	/* the owners above before the generation; pairs with csd_ctx_gen_bump() */
+	smp_rmb();
+	return atomic_read(&req->file->ctx_gen) == req->log.gen;
+}
+
+/**
+ * csd_ctx_log_finish() - deliver a filtered Get Log Page C1h
+ * @req: a request of csd_ctx_log_prepare() that completed successfully,
+ *	the device's log copied into req->log.buf
+ *
+ * The caller sees a valid C1h log of 64 + 64 * count bytes listing its own
+ * contexts (csd_ctx_log_filter()).  If the file created or destroyed a
+ * context while the device read the log, the log is read again (at most
+ * %CSD_CTX_LOG_TRIES reads in all, synchronously, also for io_uring: in
+ * the submitter's task), then -EAGAIN.  Bytes [LPO, LPO + length) of the
+ * filtered log are copied to the caller, bytes past its end are zero.  As
+ * the device answers for its own log, INVALID_FIELD: NUMD not matching the
+ * length, LPO not dword aligned, LPO at or past the end of the log.
+ * Process context of the submitter.
+ *
+ * Return: 0, the NVMe status field INVALID_FIELD | DNR, -EAGAIN, -EFAULT,
+ * or an error of csd_submit_sync().
+ */
+static int csd_ctx_log_finish(struct csd_req *req)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+	void __user *ubuf = req->log.ubuf;
+	u32 ulen = req->log.ulen, len = req->data.len;
+	unsigned int tries = 1;
+	size_t size, cnt;
+	int ret;
+
+	if (req->log.bad)
+		goto invalid;
+	while (!csd_ctx_log_filter(req, &size)) {
+		struct csd_sqe sqe = req->sqe;
+
+		if (tries++ == CSD_CTX_LOG_TRIES)
+			return -EAGAIN;
+		/* our bounce chunk first: the window may have only one */
+		csd_data_release(req);
+		req->log.gen = atomic_read(&req->file->ctx_gen);
+		ret = csd_submit_sync(ctrl, 0, &sqe, req->log.buf, len, false,
+				      NULL);
+		if (ret)
+			return ret;
+		atomic64_inc(&ctrl->bounce_cmds);
 	}
+	if (req->log.lpo >= size)
+		goto invalid;
 	cnt = min_t(u64, size - req->log.lpo, ulen);
 	if (copy_to_user(ubuf, req->log.buf + req->log.lpo, cnt))
 		return -EFAULT;
 	if (cnt < ulen && clear_user(ubuf + cnt, ulen - cnt))
 		return -EFAULT;
 	return 0;
+invalid:
+	atomic64_inc(&ctrl->errors);
+	return CSD_STATUS(CSD_SCT_GENERIC, CSD_SC_INVALID_FIELD) |
+	       CSD_STATUS_DNR;
+}
+
+/**
+ * csd_ctx_access() - may the submitting file name the context in CDW12?
+ * @req: a fresh request of the submitting file, req->sqe = the user's
+ *	I/O command, one that names a context (csd_io_names_ctx())
+ *
+ * A context another open file owns: -EACCES, for every caller.  One the
+ * file owns: yes; a CTX_DESTROY takes the ownership away now, before the
+ * device can free the id for reuse (req->ctx_dropped: given back if the
+ * device refuses the command).  One no open file owns (none with that id,
+ * or an orphan: its creator gave up, its destroy's outcome is unknown, it
+ * predates the module): as is with CAP_SYS_ADMIN, to clean up; for any
+ * other caller the command goes to the device with context id 0, so it
+ * gets the device's answer for a context that does not exist (CTX_INVALID,
+ * in the device's validation order) - the caller can neither see
+ * (csd_ctx_log_finish()) nor use a context it does not own.
+ *
+ * Return: 0 or -EACCES.
+ */
+static int csd_ctx_access(struct csd_req *req)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+	struct csd_file *cf = req->file;
+	u32 id = req->sqe.cdw12;
+	void *owner;
+
+	if (req->sqe.opcode == CSD_IO_CTX_DESTROY) {
+		csd_ctx_gen_bump(cf);
+		owner = xa_cmpxchg(&ctrl->contexts, id, cf, NULL, GFP_KERNEL);
+		if (owner == cf)
+			req->ctx_dropped = true;
+	} else {
+		owner = xa_load(&ctrl->contexts, id);
+	}
+	if (owner == cf)
+		return 0;
+	if (owner)
+		return -EACCES;
+	if (!csd_all_contexts())
+		req->sqe.cdw12 = 0;
+	return 0;
+}
+
+/*
+ * Did the device refuse a CTX_DESTROY before touching the context (the
+ * field checks of its step 2)?  Any other outcome - success, CTX_INVALID,
+ * aborted by a controller reset (it may have run) - leaves the id unowned.
+ */
+static bool csd_destroy_refused(u16 status)
+{
+	u16 sc = CSD_STATUS_SC(status);
+
+	return CSD_STATUS_SCT(status) == CSD_SCT_GENERIC &&
+	       (sc == CSD_SC_INVALID_OPCODE || sc == CSD_SC_INVALID_FIELD ||
+		sc == CSD_SC_INVALID_NS);
+}
+
+/* Give back the ownership csd_ctx_access() took away.  Process context. */
+static void csd_ctx_restore(struct csd_req *req)
+{
+	struct csd_ctrl *ctrl = req->ctrl;
+	u32 id = req->sqe.cdw12;
+	void *old;
+
+	csd_ctx_gen_bump(req->file);
+	old = xa_cmpxchg(&ctrl->contexts, id, NULL, req->file, GFP_KERNEL);
+	if (old)
+		dev_warn(&ctrl->pdev->dev,
+			 "context %u left without owner (%d)\n", id,
+			 xa_is_err(old) ? xa_err(old) : -EBUSY);
 }
 
 /**
  * csd_req_prepare_user() - ownership, queue and data of a user command
  * @req: a fresh request of the submitting file
  * @uc: the command, checked by csd_validate()
- * @nowait: do not wait for a bounce chunk (-EAGAIN)
+ * @nowait: do not sleep for memory or a bounce chunk (-EAGAIN)
  *
- * A command naming (CDW12) a context another open file owns is refused.
- * A Get Log Page C1h of a caller without CAP_SYS_ADMIN goes through a
- * kernel buffer (csd_ctx_log_prepare()).  The caller frees @req on error.
+ * A command naming (CDW12) a context is checked by csd_ctx_access().  A Get
+ * Log Page C1h of a caller without CAP_SYS_ADMIN goes through a kernel
+ * buffer (csd_ctx_log_prepare()).  The caller frees @req on error.
  *
  * Return: 0, -EACCES, -EINVAL, -EIO (dead), -EFAULT, -ENOMEM, -EAGAIN,
  * -EINTR or -ETIMEDOUT.
@@ -618,16 +766,16 @@ int csd_req_prepare_user(struct csd_req *req, const struct csd_ucmd *uc,
 	struct csd_ctrl *ctrl = req->ctrl;
 	u8 opc = uc->sqe.opcode;
 	unsigned int qid;
+	int ret;
 
 	if (READ_ONCE(ctrl->dead))
 		return -EIO;
-	if (!uc->admin && csd_io_names_ctx(opc)) {
-		void *owner = xa_load(&ctrl->contexts, uc->sqe.cdw12);
-
-		if (owner && owner != req->file)
-			return -EACCES;
-	}
 	req->sqe = uc->sqe;
+	if (!uc->admin && csd_io_names_ctx(opc)) {
+		ret = csd_ctx_access(req);
+		if (ret)
+			return ret;
+	}
 	if (csd_ctx_log_filtered(uc))
 		return csd_ctx_log_prepare(req, uc, nowait);
 	if (uc->admin) {
@@ -660,25 +808,33 @@ int csd_req_start(struct csd_req *req, unsigned int timeout_ms, bool nowait)
 	return csd_queue_submit(req->q, req, nowait, tmo);
 }
 
-/* Track the contexts a successful command created or destroyed. */
-static void csd_track_contexts(struct csd_req *req)
+/*
+ * Record the owner of the context a successful CTX_CREATE made (a
+ * CTX_DESTROY's was taken away by csd_ctx_access()).  A context that
+ * cannot be recorded could not be used by its creator: it is destroyed
+ * and the command fails with -ENOMEM.
+ */
+static int csd_track_contexts(struct csd_req *req)
 {
 	struct csd_ctrl *ctrl = req->ctrl;
+	u32 id = lower_32_bits(req->result);
+	struct csd_sqe sqe = {
+		.opcode = CSD_IO_CTX_DESTROY,
+		.nsid = CSD_NSID,
+		.cdw12 = id,
+	};
+	int err;
 
-	if (!req->file || !req->q->qid)
-		return;
-	if (req->sqe.opcode == CSD_IO_CTX_CREATE) {
-		u32 id = lower_32_bits(req->result);
-		int err = xa_err(xa_store(&ctrl->contexts, id, req->file,
-					  GFP_KERNEL));
-
-		if (err)
-			dev_warn(&ctrl->pdev->dev,
-				 "cannot track context %u: %d\n", id, err);
-	} else if (req->sqe.opcode == CSD_IO_CTX_DESTROY) {
-		xa_cmpxchg(&ctrl->contexts, req->sqe.cdw12, req->file, NULL,
-			   GFP_KERNEL);
-	}
+	if (!req->file || !req->q->qid || req->sqe.opcode != CSD_IO_CTX_CREATE)
+		return 0;
+	csd_ctx_gen_bump(req->file);
+	err = xa_err(xa_store(&ctrl->contexts, id, req->file, GFP_KERNEL));
+	if (!err)
+		return 0;
+	dev_warn(&ctrl->pdev->dev, "cannot track context %u (%d): destroyed\n",
+		 id, err);
+	csd_submit_sync(ctrl, 1, &sqe, NULL, 0, false, NULL);
+	return err;
 }
 
 /**
@@ -686,9 +842,10 @@ static void csd_track_contexts(struct csd_req *req)
  * @req: the completed request, owned by the caller; freed here
  * @result: set to CQE dw0 | dw1 << 32
  *
- * Process context of the submitter: delivers bounced read data
- * (copy_to_user; a filtered contexts log through csd_ctx_log_finish()),
- * records the contexts a CTX_CREATE/CTX_DESTROY changed.
+ * Process context of the submitter: records the owner of a created
+ * context, delivers bounced read data (copy_to_user; a filtered contexts
+ * log through csd_ctx_log_finish()).  A CTX_DESTROY the device refused
+ * gives the context back to the file (csd_req_free()).
  *
  * Return: the NVMe status field (>= 0) or a negative errno.
  */
@@ -697,9 +854,12 @@ int csd_req_user_finish(struct csd_req *req, u64 *result)
 	int ret = req->status & 0x7fff;
 
 	*result = req->result;
+	if (req->ctx_dropped && !csd_destroy_refused(ret))
+		req->ctx_dropped = false;
 	if (!ret) {
-		csd_track_contexts(req);
-		ret = csd_data_finish(req);
+		ret = csd_track_contexts(req);
+		if (!ret)
+			ret = csd_data_finish(req);
 		if (!ret && req->log.buf)
 			ret = csd_ctx_log_finish(req);
 	}

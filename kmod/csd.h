@@ -98,14 +98,22 @@ struct csd_req {
 	void *end_io_data;
 	struct work_struct free_work;
 	/*
+	 * CTX_DESTROY of a context @file owns: its ownership was taken away
+	 * when the command was prepared; given back if the device refused
+	 * the command without touching the context (csd_req_free()).
+	 */
+	bool ctx_dropped;
+	/*
 	 * Get Log Page C1h of a caller without CAP_SYS_ADMIN: the device's
 	 * log is read into @buf, filtered and copied out by the driver.
 	 */
 	struct {
 		void *buf;		/* kernel copy of the device's log, or NULL */
 		void __user *ubuf;	/* the caller's buffer */
-		u32 ulen;		/* its length, (NUMD + 1) * 4 */
+		u32 ulen;		/* its length */
 		u64 lpo;		/* the caller's log page offset */
+		bool bad;		/* NUMD != ulen or LPO unaligned */
+		unsigned int gen;	/* file->ctx_gen before the device read */
 	} log;
 };
 
@@ -230,6 +238,13 @@ struct csd_ctrl {
 /* Per open file of /dev/csdN. */
 struct csd_file {
 	struct csd_ctrl *ctrl;
+	/*
+	 * Bumped before every change of this file's entries in
+	 * ctrl->contexts (a context created, a destroy prepared, ownership
+	 * given back): a filtered contexts log read while it changed is read
+	 * again (csd_ctx_log_finish()).
+	 */
+	atomic_t ctx_gen;
 };
 
 /* A user passthrough command, whichever ABI structure carried it. */

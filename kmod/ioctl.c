@@ -302,7 +302,8 @@ static void csd_uring_end_io(struct csd_req *req, int error)
  * file until then, so the open file (and the context owner) outlives it.
  *
  * Return: -EIOCBQUEUED, or a negative errno (-EAGAIN with
- * IO_URING_F_NONBLOCK when a queue, window or removal would block).
+ * IO_URING_F_NONBLOCK when a queue, window, removal or the allocation of a
+ * filtered contexts log would block).
  */
 static int csd_uring_cmd(struct io_uring_cmd *ioucmd, unsigned int issue_flags)
 {

@@ -12,10 +12,21 @@
  * unless the caller has CAP_SYS_ADMIN (Documentation/driver.md, "Access"):
  * unprivileged, A sees its contexts and not B's, with NUMD/LPO applying to
  * that filtered log (partial reads, offsets, zeros past the end, LPO past
- * the end INVALID_FIELD, bad NUMD or LPO alignment EINVAL), through the
- * ioctl and io_uring alike.  Run as root, A and B see every context, a
- * uid 1000 child with its own open file sees its contexts and not root's,
- * and a uid 1000 child sharing A's open file sees A's contexts only.
+ * the end, bad NUMD or LPO alignment INVALID_FIELD, as the device answers),
+ * through the ioctl and io_uring alike.  Run as root, A and B see every
+ * context, a uid 1000 child with its own open file sees its contexts and
+ * not root's, and a uid 1000 child sharing A's open file sees A's contexts
+ * only.
+ *
+ * A context no open file owns (an orphan: here a CTX_DESTROY the device
+ * refused after its submitter gave up; run as root, with pacing) can be
+ * neither seen nor used without CAP_SYS_ADMIN: a uid 1000 caller gets
+ * CTX_INVALID as for a context that does not exist; root uses and
+ * destroys it.  A CTX_DESTROY the device refuses leaves the context with
+ * its owner.  Churn: while another open file creates and destroys contexts
+ * of one shape and a process sharing the reader's file creates and
+ * destroys contexts of another, an unprivileged reader's contexts log never
+ * lists an entry of the other file (ids are reused slots).
  * Usage: isolation [/dev/csd0]
  */
 #include <fcntl.h>
@@ -267,19 +278,19 @@ static void filtered_log(int fd, struct io_uring *ring, const uint32_t *own,
 	r = get_ctx_log(fd, NULL, 1ull << 32, part, 64);
 	check(r == S_INVALID_FIELD, "log C1h: %s: LPO 2^32 -> INVALID_FIELD "
 	      "(0x%x)", who, r);
-	/* what the driver cannot pass to the device: EINVAL */
+	/* what the device checks on its own log: INVALID_FIELD as well */
 	r = get_ctx_log(fd, NULL, 2, part, 64);
-	check(r == -EINVAL, "log C1h: %s: LPO not dword aligned -> EINVAL "
-	      "(%d)", who, r);
+	check(r == S_INVALID_FIELD, "log C1h: %s: LPO not dword aligned -> "
+	      "INVALID_FIELD (0x%x)", who, r);
 	r = get_ctx_log(fd, ring, 6, part, 64);
-	check(r == -EINVAL, "log C1h: %s: LPO not dword aligned -> EINVAL "
-	      "(io_uring: %d)", who, r);
+	check(r == S_INVALID_FIELD, "log C1h: %s: LPO not dword aligned -> "
+	      "INVALID_FIELD (io_uring: 0x%x)", who, r);
 	r = get_ctx_log_numd(fd, NULL, 0, part, 64, 128);
-	check(r == -EINVAL, "log C1h: %s: NUMD != data_len -> EINVAL (%d)", who,
-	      r);
+	check(r == S_INVALID_FIELD, "log C1h: %s: NUMD != data_len -> "
+	      "INVALID_FIELD (0x%x)", who, r);
 	r = get_ctx_log_numd(fd, ring, 0, part, 128, 64);
-	check(r == -EINVAL, "log C1h: %s: NUMD != data_len -> EINVAL "
-	      "(io_uring: %d)", who, r);
+	check(r == S_INVALID_FIELD, "log C1h: %s: NUMD != data_len -> "
+	      "INVALID_FIELD (io_uring: 0x%x)", who, r);
 	/* a buffer the driver cannot write: EFAULT, nothing else happens */
 	ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (ro != MAP_FAILED) {
@@ -447,6 +458,380 @@ static void root_log_checks(int fd, uint32_t ida, uint32_t idb)
 	      "not B's");
 }
 
+/* ---- orphans, refused destroys, churn ------------------------------------ */
+
+/* one K or V row of small_ctx(): 1 KV head x 64 f32 */
+#define ROW		256
+#define NTOK		4
+/* max_tokens of the other file's contexts in the churn test */
+#define OTHER_TOKENS	32
+
+/* KV_APPEND / KV_READ of NTOK tokens of sequence 0, layer 0 (ioctl). */
+static int kv_io(int fd, uint8_t opc, uint32_t id, void *buf)
+{
+	struct nvme_passthru_cmd64 c;
+
+	memset(&c, 0, sizeof(c));
+	c.opcode = opc;
+	c.nsid = CSD_NSID;
+	c.addr = (uint64_t)(uintptr_t)buf;
+	c.data_len = 2 * NTOK * ROW;
+	c.cdw10 = c.data_len / 4;
+	c.cdw12 = id;
+	c.cdw15 = NTOK;
+	return pt_ioctl(fd, false, &c);
+}
+
+/* Set Features C0h (pacing, root): commands complete at their modeled time */
+static int set_pacing(int fd, unsigned int on)
+{
+	struct nvme_passthru_cmd64 c;
+
+	memset(&c, 0, sizeof(c));
+	c.opcode = CSD_ADM_SET_FEATURES;
+	c.cdw10 = 0xc0;
+	c.cdw11 = on;
+	return pt_ioctl(fd, true, &c);
+}
+
+/* CTX_DESTROY (ioctl); CDW13 is reserved: non-zero, the device refuses it */
+static int ctx_destroy(int fd, uint32_t id, uint32_t cdw13,
+		       uint32_t timeout_ms)
+{
+	struct nvme_passthru_cmd64 c;
+
+	memset(&c, 0, sizeof(c));
+	c.opcode = CSD_IO_CTX_DESTROY;
+	c.nsid = CSD_NSID;
+	c.cdw12 = id;
+	c.cdw13 = cdw13;
+	c.timeout_ms = timeout_ms;
+	return pt_ioctl(fd, false, &c);
+}
+
+static int ctx_create_desc(int fd, const struct csd_ctx_desc *d)
+{
+	struct nvme_passthru_cmd64 c;
+	int ret;
+
+	memset(&c, 0, sizeof(c));
+	c.opcode = CSD_IO_CTX_CREATE;
+	c.nsid = CSD_NSID;
+	c.addr = (uint64_t)(uintptr_t)d;
+	c.data_len = sizeof(*d);
+	c.cdw10 = sizeof(*d) / 4;
+	ret = pt_ioctl(fd, false, &c);
+	if (ret)
+		return ret < 0 ? ret : -ret;
+	return (int)(uint32_t)c.result;
+}
+
+/* CTX_QUERY (header only) through io_uring: status or -errno. */
+static int ctx_query_uring(struct io_uring *ring, int fd, uint32_t id)
+{
+	struct nvme_uring_cmd uc;
+	uint8_t buf[64];
+	uint64_t res;
+
+	memset(&uc, 0, sizeof(uc));
+	uc.opcode = CSD_IO_CTX_QUERY;
+	uc.nsid = CSD_NSID;
+	uc.addr = (uint64_t)(uintptr_t)buf;
+	uc.data_len = sizeof(buf);
+	uc.cdw10 = sizeof(buf) / 4;
+	uc.cdw12 = id;
+	return ur_cmd(ring, fd, false, &uc, &res);
+}
+
+/*
+ * A CTX_DESTROY the device refuses leaves the context with its owner: still
+ * usable and still listed.
+ */
+static void destroy_refused_keeps(int fd, uint32_t id)
+{
+	int r;
+
+	r = ctx_destroy(fd, id, 1, 0);
+	check(r == S_INVALID_FIELD, "ownership: CTX_DESTROY with a reserved "
+	      "field refused by the device (0x%x)", r);
+	check(ctx_query_ioctl(fd, id) == 0,
+	      "ownership: the context stays its file's after a refused destroy");
+	check(log_lists(fd, id) == 1,
+	      "ownership: and stays in its file's contexts log");
+}
+
+/* uid 1000, its own open file or @shared: the orphan @x is invisible. */
+static int orphan_user(int shared, uint32_t x)
+{
+	static uint8_t out[2 * NTOK * ROW];
+	struct io_uring ring;
+	int fd = shared, r;
+
+	g_pass = g_fail = 0;
+	if (drop_root())
+		return 2;
+	if (fd < 0) {
+		fd = open(node, O_RDWR);
+		if (fd < 0)
+			return 2;
+	}
+	if (ur_init(&ring, 8, IORING_SETUP_SQE128 | IORING_SETUP_CQE32))
+		return 2;
+	r = ctx_query_ioctl(fd, x);
+	check(r == S_CTX_INVALID, "orphan: uid 1000 (%s file): CTX_QUERY of "
+	      "the unowned context %u -> CTX_INVALID (ioctl: 0x%x)",
+	      shared >= 0 ? "A's" : "own", x, r);
+	r = ctx_query_uring(&ring, fd, x);
+	check(r == S_CTX_INVALID, "orphan: uid 1000: CTX_QUERY -> CTX_INVALID "
+	      "(io_uring: 0x%x)", r);
+	r = kv_io(fd, CSD_IO_KV_READ, x, out);
+	check(r == S_CTX_INVALID, "orphan: uid 1000: KV_READ -> CTX_INVALID "
+	      "(0x%x)", r);
+	r = ctx_destroy(fd, x, 0, 0);
+	check(r == S_CTX_INVALID, "orphan: uid 1000: CTX_DESTROY -> "
+	      "CTX_INVALID (0x%x)", r);
+	r = log_lists(fd, x);
+	check(r == 0, "orphan: uid 1000: not in its contexts log (%d)", r);
+	io_uring_queue_exit(&ring);
+	return check_summary("isolation (orphan, uid 1000)");
+}
+
+static void run_orphan_user(int shared, uint32_t x, const char *what)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0)
+		_exit(orphan_user(shared, x));
+	check(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	      WEXITSTATUS(st) == 0, "orphan: uid 1000 child (%s) done", what);
+}
+
+/*
+ * Root: make an orphan - a context whose CTX_DESTROY the device refused
+ * after its submitter gave up (the driver took the ownership away when the
+ * destroy was sent and cannot know the outcome in time).  Pacing on and a
+ * slow KV_READ (read_ns = 2 s, tests/qemu/run.sh) keep the destroy in the
+ * device past its 300 ms timeout.  Then: unprivileged callers get
+ * CTX_INVALID and do not see it, root uses, lists and destroys it.
+ */
+static void orphan_checks(int fd, struct io_uring *ring)
+{
+	static uint8_t kv[2 * NTOK * ROW], out[2 * NTOK * ROW];
+	uint8_t buf[LOG_FULL];
+	const struct csd_log_ctx_hdr *h = (const void *)buf;
+	struct nvme_uring_cmd uc;
+	int id, r, res = -1, fd2;
+	uint32_t x;
+
+	id = ctx_create_ioctl(fd);
+	check(id > 0, "orphan: root creates context %d", id);
+	if (id <= 0)
+		return;
+	x = (uint32_t)id;
+	memset(kv, 0x3c, sizeof(kv));
+	r = kv_io(fd, CSD_IO_KV_APPEND, x, kv);
+	check(r == 0, "orphan: KV_APPEND %d tokens (0x%x)", NTOK, r);
+	r = set_pacing(fd, 1);
+	check(r == 0, "orphan: pacing on (%d)", r);
+	memset(&uc, 0, sizeof(uc));
+	uc.opcode = CSD_IO_KV_READ;
+	uc.nsid = CSD_NSID;
+	uc.addr = (uint64_t)(uintptr_t)out;
+	uc.data_len = sizeof(out);
+	uc.cdw10 = sizeof(out) / 4;
+	uc.cdw12 = x;
+	uc.cdw15 = NTOK;
+	r = ur_queue(ring, fd, NVME_URING_CMD_IO, &uc, 7, true);
+	if (!r)
+		r = io_uring_submit(ring) == 1 ? 0 : -EIO;
+	check(r == 0, "orphan: slow KV_READ submitted (%d)", r);
+	usleep(100000);
+	r = ctx_destroy(fd, x, 1, 300);
+	check(r == -ETIMEDOUT, "orphan: refused CTX_DESTROY behind it, "
+	      "given up after 300 ms -> ETIMEDOUT (%d)", r);
+	r = ur_reap(ring, 60, &res, NULL, NULL, true);
+	check(r == 0 && res == 0, "orphan: slow KV_READ completes (%d %d)", r,
+	      res);
+	r = set_pacing(fd, 0);
+	check(r == 0, "orphan: pacing off (%d)", r);
+
+	/* root may use it (the device answers for it: it still exists) */
+	r = ctx_query_ioctl(fd, x);
+	check(r == 0, "orphan: root uses the unowned context %u (0x%x)", x, r);
+	run_orphan_user(-1, x, "own file");
+	run_orphan_user(fd, x, "A's file");
+	r = get_ctx_log(fd, NULL, 0, buf, sizeof(buf));
+	check(r == 0 && log_has(buf, h->count, x),
+	      "orphan: root's contexts log lists it (0x%x)", r);
+	/* the cleanup an administrator does, from any open file */
+	fd2 = open(node, O_RDWR);
+	r = fd2 >= 0 ? ctx_destroy(fd2, x, 0, 0) : -errno;
+	check(r == 0, "orphan: root destroys it from another open file (0x%x)",
+	      r);
+	r = fd2 >= 0 ? ctx_query_ioctl(fd2, x) : -errno;
+	check(r == S_CTX_INVALID, "orphan: gone (CTX_QUERY -> 0x%x)", r);
+	if (fd2 >= 0)
+		close(fd2);
+}
+
+/* The other open file of the churn test: create and destroy, @n times. */
+static int churn_other(int n)
+{
+	struct csd_ctx_desc d = small_ctx();
+	int fd, i, id, bad = 0;
+
+	fd = open(node, O_RDWR);
+	if (fd < 0)
+		return 2;
+	d.max_tokens = OTHER_TOKENS;
+	for (i = 0; i < n; i++) {
+		id = ctx_create_desc(fd, &d);
+		if (id <= 0 || ctx_destroy(fd, (uint32_t)id, 0, 0))
+			bad++;
+	}
+	close(fd);
+	return bad ? 1 : 0;
+}
+
+/* The reader's own file, shared: create and destroy its own, @n times. */
+static int churn_self(int fd, int n)
+{
+	int i, id, bad = 0;
+
+	for (i = 0; i < n; i++) {
+		id = ctx_create_ioctl(fd);
+		if (id <= 0 || ctx_destroy(fd, (uint32_t)id, 0, 0))
+			bad++;
+	}
+	return bad ? 1 : 0;
+}
+
+/*
+ * A contexts log read through a ring with IORING_SETUP_DEFER_TASKRUN: the
+ * driver filters the log only when the CQEs are waited for, so sleeping
+ * 3 ms in between keeps the device's copy of the log that long unfiltered
+ * while the other processes reuse the ids.
+ */
+static int log_deferred(struct io_uring *ring, int fd, void *buf, uint32_t len)
+{
+	uint32_t numd = len / 4 - 1;
+	struct nvme_uring_cmd uc;
+	int r, res = 0;
+
+	memset(&uc, 0, sizeof(uc));
+	uc.opcode = CSD_ADM_GET_LOG_PAGE;
+	uc.nsid = 0xffffffffu;
+	uc.addr = (uint64_t)(uintptr_t)buf;
+	uc.data_len = len;
+	uc.cdw10 = CSD_LOG_CONTEXTS | (numd & 0xffff) << 16;
+	uc.cdw11 = numd >> 16;
+	r = ur_queue(ring, fd, NVME_URING_CMD_ADMIN, &uc, 9, true);
+	if (r)
+		return r;
+	r = io_uring_submit(ring);
+	if (r != 1)
+		return r < 0 ? r : -EIO;
+	usleep(3000);
+	r = ur_reap(ring, 60, &res, NULL, NULL, true);
+	return r ? r : res;
+}
+
+/*
+ * Unprivileged: read the contexts log (ioctl and io_uring in turn) while
+ * another open file and a process sharing ours churn contexts.  Context
+ * ids are slots, reused at once: a log read by the device just before the
+ * other file destroyed id X and our file created X again must not show the
+ * other file's entry (its max_tokens tells it apart).
+ */
+static int churn_test(void)
+{
+	static uint8_t buf[LOG_FULL];
+	const struct csd_log_ctx_hdr *h = (const void *)buf;
+	const struct csd_log_ctx_entry *e = (const void *)(buf + 64);
+	unsigned int reads = 0, ok = 0, eagain = 0, foreign = 0, other = 0;
+	pid_t p1, p2;
+	int fd, st1 = -1, st2 = -1, r, left = 2;
+	struct io_uring ring;
+	bool deferred;
+	uint32_t i;
+
+	fd = open(node, O_RDWR);
+	if (fd < 0) {
+		check(false, "churn: open");
+		return 1;
+	}
+	/* deferred task work (Linux 6.1), else an ordinary ring */
+	deferred = !ur_init(&ring, 8, IORING_SETUP_SQE128 | IORING_SETUP_CQE32 |
+			    IORING_SETUP_SINGLE_ISSUER |
+			    IORING_SETUP_DEFER_TASKRUN);
+	if (!deferred && ur_init(&ring, 8, IORING_SETUP_SQE128 |
+				 IORING_SETUP_CQE32)) {
+		check(false, "churn: ring");
+		return 1;
+	}
+	p1 = fork();
+	if (p1 == 0)
+		_exit(churn_other(300));
+	p2 = fork();
+	if (p2 == 0)
+		_exit(churn_self(fd, 300));
+	while (left && reads < 100000) {
+		if (reads % 2 && deferred)
+			r = log_deferred(&ring, fd, buf, sizeof(buf));
+		else
+			r = get_ctx_log(fd, reads % 2 ? &ring : NULL, 0, buf,
+					sizeof(buf));
+		reads++;
+		if (r == -EAGAIN) {
+			eagain++;
+		} else if (r) {
+			other++;
+		} else {
+			ok++;
+			for (i = 0; i < h->count && i < LOG_ENTS; i++)
+				if (e[i].max_tokens != 64)
+					foreign++;
+		}
+		if (p1 > 0 && st1 < 0 && waitpid(p1, &st1, WNOHANG) == p1)
+			left--;
+		if (p2 > 0 && st2 < 0 && waitpid(p2, &st2, WNOHANG) == p2)
+			left--;
+	}
+	if (st1 < 0 && p1 > 0)
+		waitpid(p1, &st1, 0);
+	if (st2 < 0 && p2 > 0)
+		waitpid(p2, &st2, 0);
+	check(p1 > 0 && WIFEXITED(st1) && WEXITSTATUS(st1) == 0 &&
+	      p2 > 0 && WIFEXITED(st2) && WEXITSTATUS(st2) == 0,
+	      "churn: both churners created and destroyed 300 contexts");
+	check(!foreign && !other && ok > 0,
+	      "churn: %u log reads during churn (%u ok, %u EAGAIN, %u other "
+	      "errors; io_uring %s): %u entries of the other file seen", reads,
+	      ok, eagain, other, deferred ? "deferred 3 ms" : "immediate",
+	      foreign);
+	io_uring_queue_exit(&ring);
+	close(fd);
+	return 0;
+}
+
+/* Root run: the churn reader is a uid 1000 child (root sees everything). */
+static void churn_as_user(void)
+{
+	pid_t pid = fork();
+	int st;
+
+	if (pid == 0) {
+		g_pass = g_fail = 0;
+		if (drop_root())
+			_exit(2);
+		churn_test();
+		_exit(check_summary("isolation (churn, uid 1000)"));
+	}
+	check(pid > 0 && waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	      WEXITSTATUS(st) == 0, "churn: uid 1000 child done");
+}
+
 int main(int argc, char **argv)
 {
 	int a2b[2], b2a[2], fd, fd2, id, st, r;
@@ -495,6 +880,13 @@ int main(int argc, char **argv)
 		root_log_checks(fd, ida, idb);
 	else
 		user_log_checks(fd, &ring, ida, idb);
+	destroy_refused_keeps(fd, ida);
+	if (geteuid() == 0) {
+		orphan_checks(fd, &ring);
+		churn_as_user();
+	} else {
+		churn_test();
+	}
 
 	/* a child sharing A's open file is A */
 	pid_t p2 = fork();
