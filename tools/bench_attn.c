@@ -59,6 +59,7 @@ struct waiter {
 
 struct kres {
 	int simd;
+	double roof;		/* compute roof of this kernel, GB/s */
 	double gbps[MAX_ITERS], stream[MAX_ITERS];
 	double best, median, sbest, smedian;
 	double max_err, max_lse_err;
@@ -342,6 +343,38 @@ static double fma_avx2(uint64_t *sink)
 	return (double)FMA_ITERS * FMA_CHAINS * 8;
 }
 
+#ifndef CSD_NO_AVX512BF16
+/*
+ * The bf16 kernel's multiply-adds: vdpbf16ps does 32 per instruction
+ * (pairs of bf16 products into 16 f32 lanes); its peak, in multiply-adds
+ * per second, gives that kernel's roof as the FMA peak does for the f32
+ * kernels.
+ */
+__attribute__((target("avx512f,avx512bf16")))
+static double dp_avx512bf16(uint64_t *sink)
+{
+	const __m512bh m = (__m512bh)_mm512_set1_epi16(0x3f80);	/* 1.0 */
+	const __m512bh c = (__m512bh)_mm512_set1_epi16(0x3380);	/* 6e-8 */
+	__m512 a0 = _mm512_set1_ps(0.f), a1 = _mm512_set1_ps(1.f);
+	__m512 a2 = _mm512_set1_ps(2.f), a3 = _mm512_set1_ps(3.f);
+	__m512 a4 = _mm512_set1_ps(4.f), a5 = _mm512_set1_ps(5.f);
+	__m512 a6 = _mm512_set1_ps(6.f), a7 = _mm512_set1_ps(7.f);
+	__m512 a8 = _mm512_set1_ps(8.f), a9 = _mm512_set1_ps(9.f);
+	__m512 a10 = _mm512_set1_ps(10.f), a11 = _mm512_set1_ps(11.f);
+	float r[16];
+
+	for (uint32_t i = 0; i < FMA_ITERS; i++)
+		FMA12(_mm512_dpbf16_ps, m, c);
+	a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+			   _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+	a0 = _mm512_add_ps(a0, _mm512_add_ps(_mm512_add_ps(a8, a9),
+					     _mm512_add_ps(a10, a11)));
+	_mm512_storeu_ps(r, a0);
+	*sink ^= (uint64_t)r[3];
+	return (double)FMA_ITERS * FMA_CHAINS * 32;
+}
+#endif
+
 struct fthread {
 	int isa;
 	pthread_barrier_t *bar;
@@ -355,13 +388,27 @@ static void *fma_thread(void *arg)
 
 	pthread_barrier_wait(t->bar);
 	t->t_begin = now_s();
-	t->fmas = t->isa == CSD_SIMD_AVX512 ? fma_avx512(&t->sink) :
-		  fma_avx2(&t->sink);
+	switch (t->isa) {
+#ifndef CSD_NO_AVX512BF16
+	case CSD_SIMD_AVX512BF16:
+		t->fmas = dp_avx512bf16(&t->sink);
+		break;
+#endif
+	case CSD_SIMD_AVX512:
+		t->fmas = fma_avx512(&t->sink);
+		break;
+	default:
+		t->fmas = fma_avx2(&t->sink);
+		break;
+	}
 	t->t_end = now_s();
 	return NULL;
 }
 
-/* f32 FMAs per second of @threads threads running at once; 0 on failure. */
+/*
+ * Multiply-adds per second of @threads threads running at once (f32 FMA
+ * for avx2/avx512, bf16 pair products for avx512bf16); 0 on failure.
+ */
 static double run_fma(unsigned int threads, int isa, uint64_t *sink)
 {
 	struct fthread *t = calloc(threads, sizeof(*t));
@@ -426,7 +473,8 @@ static void usage(FILE *f)
 "  --json           one JSON object on stdout\n"
 "KV bytes/s of each kernel are measured interleaved with a SIMD read of the\n"
 "same bytes (same threads); ratio = kernel / stream (best of N).  The f32 FMA\n"
-"peak of the same threads gives the compute roof: decode attention needs\n"
+"peak of the same threads gives the compute roof (avx512bf16: the\n"
+"vdpbf16ps multiply-add peak): decode attention needs\n"
 "(q_heads / kv_heads) / dtype-size FMAs per KV byte.\n");
 }
 
@@ -651,7 +699,7 @@ int bench_attn_main(int argc, char **argv)
 	size_t row, npages, nout, nlse, next, ext_per_stream;
 	uint32_t *ext = NULL;
 	uint64_t sink = 0, s = 42;
-	double kv_bytes, scalar_best = 0, fma_rate = 0, roof;
+	double kv_bytes, scalar_best = 0, fma_rate = 0, dp_rate = 0, roof;
 	int stream_isa, rc = 1, best = -1;
 
 	rc = parse_opts(argc, argv, &o);
@@ -775,6 +823,17 @@ int bench_attn_main(int argc, char **argv)
 	/* KV bytes/s the FMA peak allows: group / dtype-size FMAs per byte */
 	roof = fma_rate * csd_dtype_size(o.dtype) /
 	       ((double)o.q_heads / o.kv_heads);
+	/* the bf16 kernel (fp16/bf16 KV): its own multiply-add peak */
+	for (int ki = 0; ki < o.nkernels; ki++)
+		if (o.kernels[ki] == CSD_SIMD_AVX512BF16 &&
+		    o.dtype != CSD_DTYPE_F32)
+			for (int i = 0; i < 3; i++) {
+				double f = run_fma(o.threads,
+						   CSD_SIMD_AVX512BF16, &sink);
+
+				if (f > dp_rate)
+					dp_rate = f;
+			}
 
 	for (int ki = 0; ki < o.nkernels; ki++) {
 		struct kres *r = &res[ki];
@@ -782,6 +841,8 @@ int bench_attn_main(int argc, char **argv)
 		double t;
 
 		r->simd = o.kernels[ki];
+		r->roof = (r->simd == CSD_SIMD_AVX512BF16 && dp_rate > 0 ?
+			   dp_rate / fma_rate : 1.0) * roof * 1e-9;
 		if (attn_engine_create(o.threads, r->simd, &e)) {
 			fprintf(stderr, "csd-bench attn: engine create failed\n");
 			goto out;
@@ -848,25 +909,27 @@ fail_engine:
 			       "\"stream_gbps\":%.3f,\"stream_gbps_median\":%.3f,"
 			       "\"ratio\":%.4f,\"ratio_median\":%.4f,"
 			       "\"speedup_vs_scalar\":%.3f,\"max_err\":%.3g,"
-			       "\"max_lse_err\":%.3g,\"verified\":%s}",
+			       "\"max_lse_err\":%.3g,\"compute_roof_gbps\":%.3f,"
+			       "\"verified\":%s}",
 			       ki ? "," : "", attn_simd_name(r->simd), r->best,
 			       r->median, r->sbest, r->smedian,
 			       r->best / r->sbest, r->median / r->smedian,
 			       scalar_best > 0 ? r->best / scalar_best : 0.0,
-			       r->max_err, r->max_lse_err,
+			       r->max_err, r->max_lse_err, r->roof,
 			       r->ok ? "true" : "false");
 		}
 		printf("],\"best\":\"%s\",\"ratio\":%.4f,\"gbps\":%.3f,"
 		       "\"stream_gbps\":%.3f,\"fma_gflops\":%.2f,"
+		       "\"bf16_dp_gmacs\":%.2f,"
 		       "\"compute_roof_gbps\":%.3f,\"roof_over_stream\":%.4f,"
 		       "\"ratio_vs_roofline\":%.4f}\n",
 		       attn_simd_name(res[best].simd),
 		       res[best].best / res[best].sbest, res[best].best,
-		       res[best].sbest, fma_rate * 1e-9, roof * 1e-9,
-		       roof * 1e-9 / res[best].sbest,
-		       res[best].best / fmin(res[best].sbest, roof * 1e-9));
+		       res[best].sbest, fma_rate * 1e-9, dp_rate * 1e-9,
+		       res[best].roof, res[best].roof / res[best].sbest,
+		       res[best].best / fmin(res[best].sbest, res[best].roof));
 	} else {
-		printf("%-8s %9s %9s %10s %10s %7s %8s %10s %10s\n", "kernel",
+		printf("%-10s %9s %9s %10s %10s %7s %8s %10s %10s\n", "kernel",
 		       "GB/s", "median", "stream", "s.median", "ratio",
 		       "x scalar", "max|err|", "max|dlse|");
 		for (int ki = 0; ki < o.nkernels; ki++) {
@@ -876,7 +939,7 @@ fail_engine:
 			if (scalar_best > 0)
 				snprintf(sp, sizeof(sp), "%.2f",
 					 r->best / scalar_best);
-			printf("%-8s %9.2f %9.2f %10.2f %10.2f %7.3f %8s %10.2e %10.2e%s\n",
+			printf("%-10s %9.2f %9.2f %10.2f %10.2f %7.3f %8s %10.2e %10.2e%s\n",
 			       attn_simd_name(r->simd), r->best, r->median,
 			       r->sbest, r->smedian, r->best / r->sbest, sp,
 			       r->max_err, r->max_lse_err,
@@ -887,12 +950,17 @@ fail_engine:
 		       res[best].best / res[best].sbest, res[best].best,
 		       res[best].sbest);
 		printf("compute roof: %.1f G f32 FMA/s on %u threads at %.2g FMA per KV byte"
-		       " -> %.2f GB/s = %.3f of STREAM;\n"
-		       "best kernel = %.3f of the roofline min(STREAM, compute roof)\n",
+		       " -> %.2f GB/s = %.3f of STREAM;\n",
 		       fma_rate * 1e-9, o.threads,
 		       (double)o.q_heads / o.kv_heads / csd_dtype_size(o.dtype),
-		       roof * 1e-9, roof * 1e-9 / res[best].sbest,
-		       res[best].best / fmin(res[best].sbest, roof * 1e-9));
+		       roof * 1e-9, roof * 1e-9 / res[best].sbest);
+		if (dp_rate > 0)
+			printf("bf16 products: %.1f G multiply-adds/s -> %.2f GB/s"
+			       " = %.3f of STREAM (avx512bf16's roof);\n",
+			       dp_rate * 1e-9, dp_rate / fma_rate * roof * 1e-9,
+			       dp_rate / fma_rate * roof * 1e-9 / res[best].sbest);
+		printf("best kernel = %.3f of its roofline min(STREAM, compute roof)\n",
+		       res[best].best / fmin(res[best].sbest, res[best].roof));
 	}
 	rc = 0;
 	for (int ki = 0; ki < o.nkernels; ki++)
