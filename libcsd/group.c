@@ -14,7 +14,11 @@
  *   only the first kv_heads members are used).  KV rows are split by head;
  *   every attention call goes to all members at once with their heads' q
  *   (and fused k/v) and the outputs (and lse) are gathered.  Per-head math
- *   is the drive's own, so results equal one drive's.
+ *   is the drive's own, so results equal one drive's.  Appends go to the
+ *   members one after the other; each member's (sequence, layer) length is
+ *   tracked on the host so that an append refused by a member after others
+ *   stored it can be retried (hs_append) and attention on a sequence whose
+ *   members differ is refused (hs_check).
  *
  * CSD_SPLIT_TOKENS: every member holds all heads but only a share of each
  *   sequence's tokens: stripes of chunk_tokens tokens, round robin over the
@@ -62,6 +66,8 @@ struct csd_group_ctx {
 	uint32_t split, chunk;
 	uint32_t g;		/* q heads per KV head */
 	uint32_t *len;		/* [max_seqs][layers] lengths (token split) */
+	uint32_t *mlen;		/* head split, n > 1: [n][max_seqs][layers]
+				 * each member's lengths (see hs_append) */
 };
 
 /* One call to one member. */
@@ -562,6 +568,7 @@ static void gctx_free(struct csd_ctx *ctx)
 	if (gc) {
 		free(gc->sh);
 		free(gc->len);
+		free(gc->mlen);
 		free(gc);
 	}
 	pthread_cond_destroy(&ctx->cond);
@@ -589,6 +596,17 @@ static uint32_t tok_local(uint32_t t, uint32_t i, uint32_t n, uint32_t c)
 	if (rem > (uint64_t)i * c)
 		l += umin((uint32_t)(rem - (uint64_t)i * c), c);
 	return (uint32_t)l;
+}
+
+/* Head split, n > 1: member @m's length of (@seq, @layer), as tracked on
+ * the host (under ctx->lock). */
+static uint32_t *hs_mlen(struct csd_ctx *ctx, unsigned int m, uint32_t seq,
+			 uint32_t layer)
+{
+	struct csd_group_ctx *gc = ctx->grp;
+
+	return &gc->mlen[((size_t)m * ctx->p.max_seqs + seq) * ctx->p.layers +
+			 layer];
 }
 
 int csd_group_ctx_create(struct csd_dev *dev, const struct csd_ctx_params *p,
@@ -647,6 +665,15 @@ int csd_group_ctx_create(struct csd_dev *dev, const struct csd_ctx_params *p,
 		gc->len = calloc((size_t)p->max_seqs * p->layers,
 				 sizeof(*gc->len));
 		if (!gc->len)
+			goto err;
+	}
+	if (gc->split == CSD_SPLIT_HEADS && n > 1) {
+		size_t cnt = (size_t)p->max_seqs * p->layers;
+
+		if (cnt > SIZE_MAX / sizeof(*gc->mlen) / n)
+			goto err;
+		gc->mlen = calloc(cnt * n, sizeof(*gc->mlen));
+		if (!gc->mlen)
 			goto err;
 	}
 	for (i = 0; i < n; i++) {
@@ -766,6 +793,12 @@ int csd_group_seq_reset(struct csd_ctx *ctx, uint32_t seq)
 			first = rc;
 		if (rc && !i)
 			return rc;	/* nothing changed anywhere */
+		if (rc || !gc->mlen || seq >= ctx->p.max_seqs)
+			continue;
+		pthread_mutex_lock(&ctx->lock);
+		for (l = 0; l < ctx->p.layers; l++)
+			*hs_mlen(ctx, i, seq, l) = 0;
+		pthread_mutex_unlock(&ctx->lock);
 	}
 	if (gc->len && seq < ctx->p.max_seqs) {
 		pthread_mutex_lock(&ctx->lock);
@@ -778,6 +811,7 @@ int csd_group_seq_reset(struct csd_ctx *ctx, uint32_t seq)
 
 /* ---- KV: head split -------------------------------------------------- */
 
+/* Reads; appends of a single member (more members: hs_append()). */
 static int hs_kv(struct csd_ctx *ctx, int rd, uint32_t seq, uint32_t layer,
 		 uint32_t start, uint32_t ntok, const void *k, const void *v)
 {
@@ -790,7 +824,7 @@ static int hs_kv(struct csd_ctx *ctx, int rd, uint32_t seq, uint32_t layer,
 	unsigned int i;
 	int rc = 0;
 
-	if (gc->n == 1)
+	if (gc->n == 1 || !rd)
 		return rd ? csd_kv_read(gc->sh[0].ctx, seq, layer, start, ntok,
 					(void *)(uintptr_t)k,
 					(void *)(uintptr_t)v) :
@@ -818,19 +852,6 @@ static int hs_kv(struct csd_ctx *ctx, int rd, uint32_t seq, uint32_t layer,
 			const char *ck = (const char *)k + t0 * ctx->row_bytes;
 			const char *cv = (const char *)v + t0 * ctx->row_bytes;
 
-			if (!rd) {
-				for (t = 0; t < nt; t++) {
-					memcpy(tk + t * mrow,
-					       ck + t * ctx->row_bytes + off,
-					       mrow);
-					memcpy(tv + t * mrow,
-					       cv + t * ctx->row_bytes + off,
-					       mrow);
-				}
-				rc = csd_kv_append(gc->sh[i].ctx, seq, layer,
-						   start + t0, nt, tk, tv);
-				continue;
-			}
 			rc = csd_kv_read(gc->sh[i].ctx, seq, layer, start + t0,
 					 nt, tk, tv);
 			if (rc)
@@ -846,6 +867,95 @@ static int hs_kv(struct csd_ctx *ctx, int rd, uint32_t seq, uint32_t layer,
 		}
 	}
 	free(tk);
+	return rc;
+}
+
+/*
+ * Head split append over n > 1 members, retryable.  The members' lengths
+ * of (seq, layer) are tracked on the host (gc->mlen: appends, fused
+ * attention calls and resets that succeeded on a member).  When they are
+ * all equal, @start must be that length (else -EILSEQ, as on one drive).
+ * When they differ (an earlier append or fused call stopped part-way),
+ * every member's length must lie in [start, start + ntok] and each member
+ * is sent only the tokens it lacks: a member already at start + ntok is
+ * skipped.  That completes a retry of the failed append; it trusts the
+ * caller to pass the same k/v (what a member already holds is not
+ * compared).  Members are done one after the other, each in pieces of at
+ * most one KV_APPEND command of that member (all-or-nothing on the
+ * drive), so a member's tracked length is exact after a failure too.
+ */
+static int hs_append(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
+		     uint32_t start, uint32_t ntok, const void *k,
+		     const void *v)
+{
+	struct csd_group_ctx *gc = ctx->grp;
+	size_t hb = (size_t)ctx->p.head_dim * ctx->dsize, buf = 0;
+	uint32_t end = start + ntok, lo = UINT32_MAX, hi = 0, *cur, *per;
+	char *tk = NULL, *tv;
+	unsigned int i;
+	int rc = -ENOMEM;
+
+	cur = calloc(2 * (size_t)gc->n, sizeof(*cur));
+	if (!cur)
+		return -ENOMEM;
+	per = cur + gc->n;
+	pthread_mutex_lock(&ctx->lock);
+	for (i = 0; i < gc->n; i++) {
+		cur[i] = *hs_mlen(ctx, i, seq, layer);
+		lo = umin(lo, cur[i]);
+		hi = umax(hi, cur[i]);
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	if (lo == hi ? lo != start : lo < start || hi > end) {
+		rc = -EILSEQ;
+		goto out;
+	}
+	for (i = 0; i < gc->n; i++) {
+		size_t mrow = gc->sh[i].nh * hb;
+		size_t xfer = gc->sh[i].ctx->dev->info.max_xfer / (2 * mrow);
+		size_t np = umin(GROUP_KV_BYTES / mrow, end - cur[i]);
+
+		if (xfer < np)
+			np = xfer;
+		per[i] = (uint32_t)(np ? np : 1);
+		if ((size_t)per[i] * mrow > buf)
+			buf = (size_t)per[i] * mrow;
+	}
+	tk = malloc(2 * buf);
+	if (!tk)
+		goto out;
+	tv = tk + buf;
+	rc = 0;
+	for (i = 0; i < gc->n && !rc; i++) {
+		size_t mrow = gc->sh[i].nh * hb;
+		size_t off = gc->sh[i].h0 * hb;
+		uint32_t t, nt, x;
+
+		for (t = cur[i]; t < end; t += nt) {
+			const char *ck = (const char *)k +
+					 (size_t)(t - start) * ctx->row_bytes;
+			const char *cv = (const char *)v +
+					 (size_t)(t - start) * ctx->row_bytes;
+
+			nt = umin(per[i], end - t);
+			for (x = 0; x < nt; x++) {
+				memcpy(tk + x * mrow,
+				       ck + x * ctx->row_bytes + off, mrow);
+				memcpy(tv + x * mrow,
+				       cv + x * ctx->row_bytes + off, mrow);
+			}
+			rc = csd_kv_append(gc->sh[i].ctx, seq, layer, t, nt,
+					   tk, tv);
+			if (rc)
+				break;
+			pthread_mutex_lock(&ctx->lock);
+			*hs_mlen(ctx, i, seq, layer) = t + nt;
+			pthread_mutex_unlock(&ctx->lock);
+		}
+	}
+out:
+	free(tk);
+	free(cur);
 	return rc;
 }
 
@@ -905,6 +1015,8 @@ int csd_group_kv_append(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
 		return -EFBIG;
 	if (!k || !v || !ntok)
 		return -EINVAL;
+	if (ctx->grp->mlen)
+		return hs_append(ctx, seq, layer, start, ntok, k, v);
 	if (ctx->grp->split == CSD_SPLIT_HEADS)
 		return hs_kv(ctx, 0, seq, layer, start, ntok, k, v);
 	return ts_kv(ctx, 0, seq, layer, start, ntok, k, v);
@@ -1312,6 +1424,63 @@ static int ts_merge(struct csd_group_attn *op)
 	return 0;
 }
 
+/*
+ * Head split, n > 1: the sequences' members must agree on the length of
+ * the layer (else -EILSEQ): after a KV append or a fused call that stopped
+ * part-way some members hold a token the others lack, attention would mix
+ * lengths across heads, and a fused append cannot be completed by a retry
+ * (it has no start: the group cannot tell a retry from the next token).
+ * csd_kv_append() of the missing tokens at the group's length completes
+ * it (see hs_append).  Sequences or a layer out of range are left to the
+ * members.
+ */
+static int hs_check(struct csd_ctx *ctx, const struct csd_attn_req *req)
+{
+	struct csd_group_ctx *gc = ctx->grp;
+	unsigned int i;
+	uint32_t j, l;
+	int rc = 0;
+
+	if (!gc->mlen || req->layer >= ctx->p.layers)
+		return 0;
+	pthread_mutex_lock(&ctx->lock);
+	for (j = 0; j < req->nseq && !rc; j++) {
+		if (req->seqs[j] >= ctx->p.max_seqs)
+			continue;
+		l = *hs_mlen(ctx, 0, req->seqs[j], req->layer);
+		for (i = 1; i < gc->n; i++)
+			if (*hs_mlen(ctx, i, req->seqs[j], req->layer) != l)
+				rc = -EILSEQ;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+	return rc;
+}
+
+/* Head split, n > 1: the fused appends of the members' calls that were
+ * submitted happened (ATTN_SUBMIT appends or fails as a whole). */
+static void hs_fused_done(struct csd_group_attn *op)
+{
+	struct csd_ctx *ctx = op->ctx;
+	struct csd_group_ctx *gc = ctx->grp;
+	const struct csd_attn_req *req = &op->req;
+	unsigned int s;
+	uint32_t j;
+
+	if (!gc->mlen || !(req->flags & CSD_ATTN_FUSED_KV) ||
+	    req->layer >= ctx->p.layers)
+		return;
+	pthread_mutex_lock(&ctx->lock);
+	for (s = 0; s < op->nsub; s++) {
+		if (!op->sub[s].op)
+			continue;
+		for (j = 0; j < req->nseq; j++)
+			if (req->seqs[j] < ctx->p.max_seqs)
+				(*hs_mlen(ctx, op->sub[s].m, req->seqs[j],
+					  req->layer))++;
+	}
+	pthread_mutex_unlock(&ctx->lock);
+}
+
 /* Token split: check the request as the drive would and snapshot the
  * lengths; with FUSED_KV the lengths are advanced (under the lock). */
 static int ts_lens(struct csd_ctx *ctx, const struct csd_attn_req *req,
@@ -1391,7 +1560,9 @@ int csd_group_attn_submit(struct csd_ctx *ctx, const struct csd_attn_req *req,
 		if (!rc)
 			rc = ts_build(op, lens);
 	} else {
-		rc = hs_build(op);
+		rc = hs_check(ctx, req);
+		if (!rc)
+			rc = hs_build(op);
 	}
 	if (rc)
 		goto err_free;
@@ -1405,6 +1576,7 @@ int csd_group_attn_submit(struct csd_ctx *ctx, const struct csd_attn_req *req,
 		goto err_free;
 
 	rc = gop_start(op);
+	hs_fused_done(op);
 	if (gc->split == CSD_SPLIT_TOKENS &&
 	    (req->flags & CSD_ATTN_FUSED_KV)) {
 		/* the fused appends that reached a member happened */

@@ -815,6 +815,190 @@ static void test_member_fails(void)
 	}
 }
 
+/*
+ * Head split over a big and a small drive: appends and fused calls that the
+ * small member refuses (-ENOSPC) after the big one stored them.  The group
+ * reports the shorter length, refuses attention on the sequence (-EILSEQ)
+ * and completes the same append once space is freed on the small member
+ * (another sequence reset), members already holding the tokens skipped;
+ * everything then equals one drive bit for bit.  The small member splits
+ * appends into 8-token commands (xfer=4096), so it may stop part-way.
+ */
+#define RT_SMALL "embedded:capacity=1M,channels=1,block=4,xfer=4096"
+#define RT_MAXT 4096u
+#define RT_STEP 40u	/* not a multiple of the 16 tokens of a page */
+
+static void rt_attn_same(struct csd_ctx *c1, struct csd_ctx *cg, uint32_t seq,
+			 const float *q)
+{
+	float o1[4 * 64], og[4 * 64], l1[4], lg[4];
+	struct csd_attn_req r = {
+		.layer = 0, .nseq = 1, .seqs = &seq, .q = q,
+		.flags = CSD_ATTN_LSE,
+	};
+	struct csd_attn_result r1, rg;
+
+	r.out = o1;
+	r.lse = l1;
+	CU_ASSERT_EQUAL(csd_attn_run(c1, &r, &r1), 0);
+	memset(og, 0x55, sizeof(og));
+	r.out = og;
+	r.lse = lg;
+	CU_ASSERT_EQUAL(csd_attn_run(cg, &r, &rg), 0);
+	CU_ASSERT_EQUAL(r1.tokens, rg.tokens);
+	CU_ASSERT(same_bits(o1, og, sizeof(o1)));
+	CU_ASSERT(same_bits(l1, lg, sizeof(l1)));
+}
+
+static void test_append_retry(void)
+{
+	const char *specs[2] = { "embedded:", RT_SMALL };
+	struct csd_ctx_params p = {
+		.layers = 1, .kv_heads = 2, .q_heads = 4, .head_dim = 64,
+		.dtype = CSD_KV_F32, .max_seqs = 4, .max_tokens = RT_MAXT,
+	};
+	const size_t row = 2 * 64 * 4, rf = row / 4;
+	struct csd_dev *d1 = NULL, *dg;
+	struct csd_ctx *c1 = NULL, *cg = NULL;
+	float *k, *v, *kr, *vr, q[4 * 64], o1[4 * 64], og[4 * 64];
+	uint32_t seq = 0, len, lens[4], i;
+	struct csd_attn_req r = {
+		.layer = 0, .nseq = 1, .seqs = &seq, .q = q,
+	};
+	uint64_t rs = 4242;
+	int rc = 0;
+
+	k = malloc(RT_MAXT * row);
+	v = malloc(RT_MAXT * row);
+	kr = malloc(RT_MAXT * row);
+	vr = malloc(RT_MAXT * row);
+	CU_ASSERT_FATAL(k && v && kr && vr);
+	fill_f(&rs, k, RT_MAXT * rf);
+	fill_f(&rs, v, RT_MAXT * rf);
+	fill_f(&rs, q, 4 * 64);
+	CU_ASSERT_EQUAL_FATAL(csd_dev_open("embedded:", &d1), 0);
+	dg = open_group(specs, 2, CSD_SPLIT_HEADS, 0);
+	CU_ASSERT_FATAL(dg != NULL);
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(d1, &p, &c1), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_ctx_create(dg, &p, &cg), 0);
+
+	/* sequences 1 and 2 take space that is freed later */
+	CU_ASSERT_EQUAL_FATAL(csd_kv_append(cg, 1, 0, 0, 256, k, v), 0);
+	CU_ASSERT_EQUAL_FATAL(csd_kv_append(cg, 2, 0, 0, 256, k, v), 0);
+	/* sequence 0 until the small member is full */
+	for (len = 0; len + RT_STEP <= RT_MAXT; len += RT_STEP) {
+		rc = csd_kv_append(cg, seq, 0, len, RT_STEP, k + len * rf,
+				   v + len * rf);
+		if (rc)
+			break;
+		CU_ASSERT_EQUAL_FATAL(csd_kv_append(c1, seq, 0, len, RT_STEP,
+						    k + len * rf,
+						    v + len * rf), 0);
+	}
+	CU_ASSERT_EQUAL_FATAL(rc, -ENOSPC);
+	CU_ASSERT_FATAL(len >= RT_STEP);
+	/* the small member's length, at most part of the new tokens */
+	CU_ASSERT_EQUAL(csd_ctx_query(cg, NULL, lens, 4), 4);
+	CU_ASSERT(lens[0] >= len && lens[0] < len + RT_STEP);
+	CU_ASSERT_EQUAL(csd_kv_read(cg, seq, 0, len, RT_STEP, kr, vr),
+			-ERANGE);
+	/* still full; other ranges out of order; attention refused */
+	CU_ASSERT_EQUAL(csd_kv_append(cg, seq, 0, len, RT_STEP, k + len * rf,
+				      v + len * rf), -ENOSPC);
+	CU_ASSERT_EQUAL(csd_kv_append(cg, seq, 0, lens[0] + 1, RT_STEP, k, v),
+			-EILSEQ);
+	CU_ASSERT_EQUAL(csd_kv_append(cg, seq, 0, len - 1, RT_STEP, k, v),
+			-EILSEQ);
+	CU_ASSERT_EQUAL(csd_kv_append(cg, seq, 0, len, RT_STEP - 1,
+				      k + len * rf, v + len * rf), -EILSEQ);
+	r.out = og;
+	CU_ASSERT_EQUAL(csd_attn_run(cg, &r, NULL), -EILSEQ);
+	r.flags = CSD_ATTN_FUSED_KV;
+	r.k_new = k;
+	r.v_new = v;
+	CU_ASSERT_EQUAL(csd_attn_run(cg, &r, NULL), -EILSEQ);
+	r.flags = 0;
+	/* free space on the small member: the same append completes */
+	CU_ASSERT_EQUAL(csd_seq_reset(cg, 1), 0);
+	CU_ASSERT_EQUAL(csd_kv_append(cg, seq, 0, len, RT_STEP, k + len * rf,
+				      v + len * rf), 0);
+	CU_ASSERT_EQUAL(csd_kv_append(c1, seq, 0, len, RT_STEP, k + len * rf,
+				      v + len * rf), 0);
+	len += RT_STEP;
+	CU_ASSERT_EQUAL(csd_ctx_query(cg, NULL, lens, 4), 4);
+	CU_ASSERT_EQUAL(lens[0], len);
+	CU_ASSERT_EQUAL(lens[1], 0);
+	CU_ASSERT_EQUAL(lens[2], 256);
+	/* done: now a repeat is out of order, as on one drive */
+	CU_ASSERT_EQUAL(csd_kv_append(cg, seq, 0, len - RT_STEP, RT_STEP,
+				      k + (len - RT_STEP) * rf,
+				      v + (len - RT_STEP) * rf), -EILSEQ);
+	CU_ASSERT_EQUAL(csd_kv_read(cg, seq, 0, 0, len, kr, vr), 0);
+	CU_ASSERT(same_bits(kr, k, len * row));
+	CU_ASSERT(same_bits(vr, v, len * row));
+	rt_attn_same(c1, cg, seq, q);
+
+	/* fill the small member again (sequence 3 ends up inconsistent) */
+	for (i = 0; i < RT_MAXT; i++)
+		if (csd_kv_append(cg, 3, 0, i, 1, k, v))
+			break;
+	CU_ASSERT(i < RT_MAXT);
+	/* fused steps until one is refused by the small member */
+	r.flags = CSD_ATTN_FUSED_KV | CSD_ATTN_LSE;
+	for (i = 0; i < 64 && len < RT_MAXT; i++, len++) {
+		float l1[4], lg[4];
+
+		r.k_new = k + len * rf;
+		r.v_new = v + len * rf;
+		r.out = o1;
+		r.lse = l1;
+		CU_ASSERT_EQUAL(csd_attn_run(c1, &r, NULL), 0);
+		r.out = og;
+		r.lse = lg;
+		rc = csd_attn_run(cg, &r, NULL);
+		if (rc)
+			break;
+		CU_ASSERT(same_bits(o1, og, sizeof(o1)));
+	}
+	CU_ASSERT_EQUAL_FATAL(rc, -ENOSPC);
+	CU_ASSERT_EQUAL(csd_ctx_query(cg, NULL, lens, 4), 4);
+	CU_ASSERT_EQUAL(lens[0], len);
+	/* a fused retry cannot be told from the next token: refused */
+	CU_ASSERT_EQUAL(csd_attn_run(cg, &r, NULL), -EILSEQ);
+	r.flags = 0;
+	CU_ASSERT_EQUAL(csd_attn_run(cg, &r, NULL), -EILSEQ);
+	/* space, then the fused token by append; attention = the fused call */
+	CU_ASSERT_EQUAL(csd_seq_reset(cg, 2), 0);
+	CU_ASSERT_EQUAL(csd_kv_append(cg, seq, 0, len, 1, k + len * rf,
+				      v + len * rf), 0);
+	len++;
+	CU_ASSERT_EQUAL(csd_ctx_query(cg, NULL, lens, 4), 4);
+	CU_ASSERT_EQUAL(lens[0], len);
+	memset(og, 0x55, sizeof(og));
+	r.out = og;
+	r.lse = NULL;
+	CU_ASSERT_EQUAL(csd_attn_run(cg, &r, NULL), 0);
+	CU_ASSERT(same_bits(o1, og, sizeof(o1)));
+	CU_ASSERT_EQUAL(csd_kv_read(cg, seq, 0, 0, len, kr, vr), 0);
+	CU_ASSERT(same_bits(kr, k, len * row));
+	CU_ASSERT(same_bits(vr, v, len * row));
+	rt_attn_same(c1, cg, seq, q);
+	/* a reset makes the inconsistent sequence 3 usable again */
+	CU_ASSERT_EQUAL(csd_seq_reset(cg, 3), 0);
+	CU_ASSERT_EQUAL(csd_kv_append(cg, 3, 0, 0, 2, k, v), 0);
+	seq = 3;
+	CU_ASSERT_EQUAL(csd_attn_run(cg, &r, NULL), 0);
+
+	CU_ASSERT_EQUAL(csd_ctx_destroy(c1), 0);
+	CU_ASSERT_EQUAL(csd_ctx_destroy(cg), 0);
+	csd_dev_close(dg);
+	csd_dev_close(d1);
+	free(k);
+	free(v);
+	free(kr);
+	free(vr);
+}
+
 /* Many calls in flight, waited in reverse order. */
 static void test_inflight(void)
 {
@@ -1018,6 +1202,7 @@ static CU_TestInfo token_tests[] = {
 static CU_TestInfo err_tests[] = {
 	{ "call_errors", test_call_errors },
 	{ "member_fails_mid_call", test_member_fails },
+	{ "append_retry_after_enospc", test_append_retry },
 	{ "inflight", test_inflight },
 	CU_TEST_INFO_NULL,
 };
