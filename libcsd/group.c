@@ -912,14 +912,24 @@ static int hs_append(struct csd_ctx *ctx, uint32_t seq, uint32_t layer,
 	}
 	for (i = 0; i < gc->n; i++) {
 		size_t mrow = gc->sh[i].nh * hb;
-		size_t xfer = gc->sh[i].ctx->dev->info.max_xfer / (2 * mrow);
-		size_t np = umin(GROUP_KV_BYTES / mrow, end - cur[i]);
+		size_t xfer, np;
+
+		if (!mrow) {		/* every member holds >= 1 head */
+			rc = -EINVAL;
+			goto out;
+		}
+		xfer = gc->sh[i].ctx->dev->info.max_xfer / (2 * mrow);
+		np = umin(GROUP_KV_BYTES / mrow, end - cur[i]);
 
 		if (xfer < np)
 			np = xfer;
 		per[i] = (uint32_t)(np ? np : 1);
 		if ((size_t)per[i] * mrow > buf)
 			buf = (size_t)per[i] * mrow;
+	}
+	if (!buf) {
+		rc = -EINVAL;
+		goto out;
 	}
 	tk = malloc(2 * buf);
 	if (!tk)
