@@ -144,6 +144,42 @@ static inline int ur_cmd(struct io_uring *ring, int fd, bool admin,
 	return rc ? rc : res;
 }
 
+/*
+ * One passthrough command through the ioctl, or as a uring_cmd when @ring
+ * is set (nvme_uring_cmd is nvme_passthru_cmd64 without the result): the
+ * status (>= 0) or -errno; c->result set on both paths.
+ */
+static inline int pt_cmd(int fd, struct io_uring *ring, bool admin,
+			 struct nvme_passthru_cmd64 *c)
+{
+	struct nvme_uring_cmd uc;
+	uint64_t res = 0;
+	int rc;
+
+	if (!ring)
+		return pt_ioctl(fd, admin, c);
+	memset(&uc, 0, sizeof(uc));
+	uc.opcode = c->opcode;
+	uc.flags = c->flags;
+	uc.nsid = c->nsid;
+	uc.cdw2 = c->cdw2;
+	uc.cdw3 = c->cdw3;
+	uc.metadata = c->metadata;
+	uc.addr = c->addr;
+	uc.metadata_len = c->metadata_len;
+	uc.data_len = c->data_len;
+	uc.cdw10 = c->cdw10;
+	uc.cdw11 = c->cdw11;
+	uc.cdw12 = c->cdw12;
+	uc.cdw13 = c->cdw13;
+	uc.cdw14 = c->cdw14;
+	uc.cdw15 = c->cdw15;
+	uc.timeout_ms = c->timeout_ms;
+	rc = ur_cmd(ring, fd, admin, &uc, &res);
+	c->result = res;
+	return rc;
+}
+
 /* struct csd_ctx_desc of a small f32 context. */
 static inline struct csd_ctx_desc small_ctx(void)
 {
@@ -160,27 +196,35 @@ static inline struct csd_ctx_desc small_ctx(void)
 	return d;
 }
 
-/* CTX_CREATE through the ioctl: the new id (> 0) or -errno / -status. */
-static inline int ctx_create_ioctl(int fd)
+/* CTX_CREATE of @d through the ioctl: the new id (> 0) or -errno / -status. */
+static inline int ctx_create_desc(int fd, const struct csd_ctx_desc *d)
 {
-	struct csd_ctx_desc d = small_ctx();
 	struct nvme_passthru_cmd64 c;
 	int ret;
 
 	memset(&c, 0, sizeof(c));
 	c.opcode = CSD_IO_CTX_CREATE;
 	c.nsid = CSD_NSID;
-	c.addr = (uint64_t)(uintptr_t)&d;
-	c.data_len = sizeof(d);
-	c.cdw10 = sizeof(d) / 4;
+	c.addr = (uint64_t)(uintptr_t)d;
+	c.data_len = sizeof(*d);
+	c.cdw10 = sizeof(*d) / 4;
 	ret = pt_ioctl(fd, false, &c);
 	if (ret)
 		return ret < 0 ? ret : -ret;
 	return (int)(uint32_t)c.result;
 }
 
-/* CTX_QUERY (header only) through the ioctl: status or -errno. */
-static inline int ctx_query_ioctl(int fd, uint32_t id)
+/* CTX_CREATE of small_ctx() through the ioctl. */
+static inline int ctx_create_ioctl(int fd)
+{
+	struct csd_ctx_desc d = small_ctx();
+
+	return ctx_create_desc(fd, &d);
+}
+
+/* CTX_QUERY (header only) through the ioctl, or io_uring when @ring is set:
+ * status or -errno. */
+static inline int ctx_query(int fd, struct io_uring *ring, uint32_t id)
 {
 	struct nvme_passthru_cmd64 c;
 	uint8_t buf[64];
@@ -192,7 +236,7 @@ static inline int ctx_query_ioctl(int fd, uint32_t id)
 	c.data_len = sizeof(buf);
 	c.cdw10 = sizeof(buf) / 4;
 	c.cdw12 = id;
-	return pt_ioctl(fd, false, &c);
+	return pt_cmd(fd, ring, false, &c);
 }
 
 #endif /* CSD_GUEST_UTIL_H */

@@ -684,7 +684,7 @@ int main(int argc, char **argv)
 	}
 	check(r > 0, "fuzz: CTX_CREATE after (file opened again) -> %d", r);
 	if (r > 0) {
-		int q = ctx_query_ioctl(f.fd, (uint32_t)r);
+		int q = ctx_query(f.fd, NULL, (uint32_t)r);
 
 		check(q == 0, "fuzz: CTX_QUERY after -> %d", q);
 	}

@@ -73,9 +73,7 @@ static void foreign_refused(int fd, struct io_uring *ring, uint32_t id,
 		CSD_IO_ATTN_READ,
 	};
 	struct nvme_passthru_cmd64 c;
-	struct nvme_uring_cmd uc;
 	uint8_t buf[512];
-	uint64_t res;
 	unsigned int i, bad_ioctl = 0, bad_uring = 0;
 	int r;
 
@@ -90,20 +88,13 @@ static void foreign_refused(int fd, struct io_uring *ring, uint32_t id,
 		c.data_len = len;
 		c.cdw10 = len / 4;
 		c.cdw12 = id;
-		r = pt_ioctl(fd, false, &c);
+		r = pt_cmd(fd, NULL, false, &c);
 		if (r != -EACCES) {
 			printf("  %s: opcode 0x%02x on context %u (ioctl): %d\n",
 			       who, opcs[i], id, r);
 			bad_ioctl++;
 		}
-		memset(&uc, 0, sizeof(uc));
-		uc.opcode = opcs[i];
-		uc.nsid = CSD_NSID;
-		uc.addr = c.addr;
-		uc.data_len = len;
-		uc.cdw10 = len / 4;
-		uc.cdw12 = id;
-		r = ur_cmd(ring, fd, false, &uc, &res);
+		r = pt_cmd(fd, ring, false, &c);
 		if (r != -EACCES) {
 			printf("  %s: opcode 0x%02x on context %u (uring): %d\n",
 			       who, opcs[i], id, r);
@@ -126,21 +117,7 @@ static int get_ctx_log_numd(int fd, struct io_uring *ring, uint64_t lpo,
 {
 	uint32_t numd = numd_len / 4 - 1;
 	struct nvme_passthru_cmd64 c;
-	struct nvme_uring_cmd uc;
-	uint64_t res;
 
-	if (ring) {
-		memset(&uc, 0, sizeof(uc));
-		uc.opcode = CSD_ADM_GET_LOG_PAGE;
-		uc.nsid = 0xffffffffu;
-		uc.addr = (uint64_t)(uintptr_t)buf;
-		uc.data_len = len;
-		uc.cdw10 = CSD_LOG_CONTEXTS | (numd & 0xffff) << 16;
-		uc.cdw11 = numd >> 16;
-		uc.cdw12 = (uint32_t)lpo;
-		uc.cdw13 = (uint32_t)(lpo >> 32);
-		return ur_cmd(ring, fd, true, &uc, &res);
-	}
 	memset(&c, 0, sizeof(c));
 	c.opcode = CSD_ADM_GET_LOG_PAGE;
 	c.nsid = 0xffffffffu;
@@ -150,7 +127,7 @@ static int get_ctx_log_numd(int fd, struct io_uring *ring, uint64_t lpo,
 	c.cdw11 = numd >> 16;
 	c.cdw12 = (uint32_t)lpo;
 	c.cdw13 = (uint32_t)(lpo >> 32);
-	return pt_ioctl(fd, true, &c);
+	return pt_cmd(fd, ring, true, &c);
 }
 
 static int get_ctx_log(int fd, struct io_uring *ring, uint64_t lpo, void *buf,
@@ -368,7 +345,7 @@ static int child_b(int to_a, int from_a)
 	idb = id > 0 ? (uint32_t)id : 0;
 	if (xwrite(to_a, &idb, sizeof(idb)) || xread(from_a, &ida, sizeof(ida)))
 		return 1;
-	check(ctx_query_ioctl(fd, idb) == 0, "isolation: B uses its context");
+	check(ctx_query(fd, NULL, idb) == 0, "isolation: B uses its context");
 	foreign_refused(fd, &ring, ida, "B names A's context");
 	/* tell A we are done; wait until A has checked our context */
 	if (xwrite(to_a, &idb, sizeof(idb)) || xread(from_a, &go, 1))
@@ -509,40 +486,6 @@ static int ctx_destroy(int fd, uint32_t id, uint32_t cdw13,
 	return pt_ioctl(fd, false, &c);
 }
 
-static int ctx_create_desc(int fd, const struct csd_ctx_desc *d)
-{
-	struct nvme_passthru_cmd64 c;
-	int ret;
-
-	memset(&c, 0, sizeof(c));
-	c.opcode = CSD_IO_CTX_CREATE;
-	c.nsid = CSD_NSID;
-	c.addr = (uint64_t)(uintptr_t)d;
-	c.data_len = sizeof(*d);
-	c.cdw10 = sizeof(*d) / 4;
-	ret = pt_ioctl(fd, false, &c);
-	if (ret)
-		return ret < 0 ? ret : -ret;
-	return (int)(uint32_t)c.result;
-}
-
-/* CTX_QUERY (header only) through io_uring: status or -errno. */
-static int ctx_query_uring(struct io_uring *ring, int fd, uint32_t id)
-{
-	struct nvme_uring_cmd uc;
-	uint8_t buf[64];
-	uint64_t res;
-
-	memset(&uc, 0, sizeof(uc));
-	uc.opcode = CSD_IO_CTX_QUERY;
-	uc.nsid = CSD_NSID;
-	uc.addr = (uint64_t)(uintptr_t)buf;
-	uc.data_len = sizeof(buf);
-	uc.cdw10 = sizeof(buf) / 4;
-	uc.cdw12 = id;
-	return ur_cmd(ring, fd, false, &uc, &res);
-}
-
 /*
  * A CTX_DESTROY the device refuses leaves the context with its owner: still
  * usable and still listed.
@@ -554,7 +497,7 @@ static void destroy_refused_keeps(int fd, uint32_t id)
 	r = ctx_destroy(fd, id, 1, 0);
 	check(r == S_INVALID_FIELD, "ownership: CTX_DESTROY with a reserved "
 	      "field refused by the device (0x%x)", r);
-	check(ctx_query_ioctl(fd, id) == 0,
+	check(ctx_query(fd, NULL, id) == 0,
 	      "ownership: the context stays its file's after a refused destroy");
 	check(log_lists(fd, id) == 1,
 	      "ownership: and stays in its file's contexts log");
@@ -577,11 +520,11 @@ static int orphan_user(int shared, uint32_t x)
 	}
 	if (ur_init(&ring, 8, IORING_SETUP_SQE128 | IORING_SETUP_CQE32))
 		return 2;
-	r = ctx_query_ioctl(fd, x);
+	r = ctx_query(fd, NULL, x);
 	check(r == S_CTX_INVALID, "orphan: uid 1000 (%s file): CTX_QUERY of "
 	      "the unowned context %u -> CTX_INVALID (ioctl: 0x%x)",
 	      shared >= 0 ? "A's" : "own", x, r);
-	r = ctx_query_uring(&ring, fd, x);
+	r = ctx_query(fd, &ring, x);
 	check(r == S_CTX_INVALID, "orphan: uid 1000: CTX_QUERY -> CTX_INVALID "
 	      "(io_uring: 0x%x)", r);
 	r = kv_io(fd, CSD_IO_KV_READ, x, out);
@@ -657,7 +600,7 @@ static void orphan_checks(int fd, struct io_uring *ring)
 	check(r == 0, "orphan: pacing off (%d)", r);
 
 	/* root may use it (the device answers for it: it still exists) */
-	r = ctx_query_ioctl(fd, x);
+	r = ctx_query(fd, NULL, x);
 	check(r == 0, "orphan: root uses the unowned context %u (0x%x)", x, r);
 	run_orphan_user(-1, x, "own file");
 	run_orphan_user(fd, x, "A's file");
@@ -669,7 +612,7 @@ static void orphan_checks(int fd, struct io_uring *ring)
 	r = fd2 >= 0 ? ctx_destroy(fd2, x, 0, 0) : -errno;
 	check(r == 0, "orphan: root destroys it from another open file (0x%x)",
 	      r);
-	r = fd2 >= 0 ? ctx_query_ioctl(fd2, x) : -errno;
+	r = fd2 >= 0 ? ctx_query(fd2, NULL, x) : -errno;
 	check(r == S_CTX_INVALID, "orphan: gone (CTX_QUERY -> 0x%x)", r);
 	if (fd2 >= 0)
 		close(fd2);
@@ -872,7 +815,7 @@ int main(int argc, char **argv)
 	}
 	check(idb > 0 && idb != ida, "isolation: A %u and B %u differ", ida,
 	      idb);
-	check(ctx_query_ioctl(fd, ida) == 0, "isolation: A uses its context");
+	check(ctx_query(fd, NULL, ida) == 0, "isolation: A uses its context");
 	foreign_refused(fd, &ring, idb, "A names B's context");
 	r = log_lists(fd, ida);
 	check(r == 1, "isolation: A's context in the contexts log");
@@ -892,7 +835,7 @@ int main(int argc, char **argv)
 	pid_t p2 = fork();
 
 	if (p2 == 0)
-		_exit(ctx_query_ioctl(fd, ida) == 0 ? 0 : 1);
+		_exit(ctx_query(fd, NULL, ida) == 0 ? 0 : 1);
 	check(p2 > 0 && waitpid(p2, &st, 0) == p2 && WIFEXITED(st) &&
 	      WEXITSTATUS(st) == 0,
 	      "isolation: a fork sharing A's open file uses A's context");
@@ -900,7 +843,7 @@ int main(int argc, char **argv)
 	/* B closes its file: its context is destroyed */
 	if (xwrite(a2b[1], &go, 1) || waitpid(pid, &st, 0) != pid)
 		check(false, "isolation: B exit");
-	r = ctx_query_ioctl(fd, idb);
+	r = ctx_query(fd, NULL, idb);
 	check(r == S_CTX_INVALID, "isolation: B's context destroyed with B's "
 	      "file (CTX_QUERY -> 0x%x)", r);
 
@@ -908,7 +851,7 @@ int main(int argc, char **argv)
 	io_uring_queue_exit(&ring);
 	close(fd);
 	fd2 = open(node, O_RDWR);
-	r = fd2 >= 0 ? ctx_query_ioctl(fd2, ida) : -errno;
+	r = fd2 >= 0 ? ctx_query(fd2, NULL, ida) : -errno;
 	check(r == S_CTX_INVALID, "isolation: A's context destroyed with A's "
 	      "file (CTX_QUERY -> 0x%x)", r);
 	if (fd2 >= 0)

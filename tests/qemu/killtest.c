@@ -61,7 +61,7 @@ static void *ioctl_thread(void *arg)
 	}
 	id = (uint32_t)r;
 	for (;;) {
-		r = ctx_query_ioctl(fd, id);
+		r = ctx_query(fd, NULL, id);
 		if (r && atomic_load(&ready)) {
 			r_ioctl.t_fail = now_s() - t_ready;
 			r_ioctl.err = r;
@@ -256,7 +256,7 @@ int main(int argc, char **argv)
 
 	/* new commands fail at once */
 	t0 = now_s();
-	r = ctx_query_ioctl(fd, (uint32_t)id);
+	r = ctx_query(fd, NULL, (uint32_t)id);
 	check(r != 0 && now_s() - t0 < 2.0, "kill: new ioctl fails at once "
 	      "(%d in %.2f s)", r, now_s() - t0);
 	t0 = now_s();
@@ -276,7 +276,7 @@ int main(int argc, char **argv)
 	/* remove the dead device while this process holds three open files */
 	r = unbind(node);
 	check(r == 0, "kill: unbind the dead device with files open (%d)", r);
-	r = ctx_query_ioctl(fd, (uint32_t)id);
+	r = ctx_query(fd, NULL, (uint32_t)id);
 	check(r < 0, "kill: ioctl on a file of the removed device fails "
 	      "cleanly (%d)", r);
 	r = ur_cmd(&ring, fd, false, &uc, &result);
