@@ -59,15 +59,7 @@ AI void score_group(const char *const *rows, uint32_t n, const float *q,
 			const char *kr[8];
 			__m512 acc[8][8];
 
-#pragma GCC unroll 8
-			for (int i = 0; i < TB; i++) {
-				const uint32_t j = g0 + t + i;
-
-				kr[i] = rows[j < n ? j : n - 1];
-#pragma GCC unroll 8
-				for (int h = 0; h < HB; h++)
-					acc[i][h] = _mm512_setzero_ps();
-			}
+			group_init(kr, acc, rows, n, g0 + t, TB, HB);
 			for (uint32_t c = 0; c < nc; c++) {
 				__m512 k[8];
 

@@ -64,6 +64,25 @@ AI __m512 hsum16(const __m512 *v)
 }
 
 /*
+ * Rows and zeroed accumulators of tokens j0 .. j0 + TB - 1 of a score
+ * group (tokens past n repeat the last row; their lanes are masked).
+ */
+AI void group_init(const char **kr, __m512 (*acc)[8],
+		   const char *const *rows, uint32_t n, uint32_t j0,
+		   const int TB, const int HB)
+{
+#pragma GCC unroll 8
+	for (int i = 0; i < TB; i++) {
+		const uint32_t j = j0 + i;
+
+		kr[i] = rows[j < n ? j : n - 1];
+#pragma GCC unroll 8
+		for (int h = 0; h < HB; h++)
+			acc[i][h] = _mm512_setzero_ps();
+	}
+}
+
+/*
  * Put the score accumulators acc[i][h] of tokens t .. t + TB - 1 of a
  * group of G = 16 / HB tokens x HB heads into their reduction slots.
  */

@@ -297,26 +297,39 @@ out:
 		a9 = F(a9, m, c); a10 = F(a10, m, c); a11 = F(a11, m, c); \
 	} while (0)
 
+/*
+ * The zmm peak loop: FMA_ITERS rounds of F(a, m, c) over the twelve
+ * chains, folded into *sink so that the compiler keeps them.
+ */
+#define PEAK512(F, m, c, sink)						\
+	do {								\
+		__m512 a0 = _mm512_set1_ps(0.f), a1 = _mm512_set1_ps(1.f); \
+		__m512 a2 = _mm512_set1_ps(2.f), a3 = _mm512_set1_ps(3.f); \
+		__m512 a4 = _mm512_set1_ps(4.f), a5 = _mm512_set1_ps(5.f); \
+		__m512 a6 = _mm512_set1_ps(6.f), a7 = _mm512_set1_ps(7.f); \
+		__m512 a8 = _mm512_set1_ps(8.f), a9 = _mm512_set1_ps(9.f); \
+		__m512 a10 = _mm512_set1_ps(10.f);			\
+		__m512 a11 = _mm512_set1_ps(11.f);			\
+		float r_[16];						\
+									\
+		for (uint32_t i_ = 0; i_ < FMA_ITERS; i_++)		\
+			FMA12(F, m, c);					\
+		a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1),	\
+						 _mm512_add_ps(a2, a3)), \
+				   _mm512_add_ps(_mm512_add_ps(a4, a5),	\
+						 _mm512_add_ps(a6, a7))); \
+		a0 = _mm512_add_ps(a0, _mm512_add_ps(_mm512_add_ps(a8, a9), \
+						     _mm512_add_ps(a10, a11))); \
+		_mm512_storeu_ps(r_, a0);				\
+		*(sink) ^= (uint64_t)r_[3];				\
+	} while (0)
+
 __attribute__((target("avx512f")))
 static double fma_avx512(uint64_t *sink)
 {
 	const __m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
-	__m512 a0 = _mm512_set1_ps(0.f), a1 = _mm512_set1_ps(1.f);
-	__m512 a2 = _mm512_set1_ps(2.f), a3 = _mm512_set1_ps(3.f);
-	__m512 a4 = _mm512_set1_ps(4.f), a5 = _mm512_set1_ps(5.f);
-	__m512 a6 = _mm512_set1_ps(6.f), a7 = _mm512_set1_ps(7.f);
-	__m512 a8 = _mm512_set1_ps(8.f), a9 = _mm512_set1_ps(9.f);
-	__m512 a10 = _mm512_set1_ps(10.f), a11 = _mm512_set1_ps(11.f);
-	float r[16];
 
-	for (uint32_t i = 0; i < FMA_ITERS; i++)
-		FMA12(_mm512_fmadd_ps, m, c);
-	a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-			   _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-	a0 = _mm512_add_ps(a0, _mm512_add_ps(_mm512_add_ps(a8, a9),
-					     _mm512_add_ps(a10, a11)));
-	_mm512_storeu_ps(r, a0);
-	*sink ^= (uint64_t)r[3];
+	PEAK512(_mm512_fmadd_ps, m, c, sink);
 	return (double)FMA_ITERS * FMA_CHAINS * 16;
 }
 
@@ -355,22 +368,8 @@ static double dp_avx512bf16(uint64_t *sink)
 {
 	const __m512bh m = (__m512bh)_mm512_set1_epi16(0x3f80);	/* 1.0 */
 	const __m512bh c = (__m512bh)_mm512_set1_epi16(0x3380);	/* 6e-8 */
-	__m512 a0 = _mm512_set1_ps(0.f), a1 = _mm512_set1_ps(1.f);
-	__m512 a2 = _mm512_set1_ps(2.f), a3 = _mm512_set1_ps(3.f);
-	__m512 a4 = _mm512_set1_ps(4.f), a5 = _mm512_set1_ps(5.f);
-	__m512 a6 = _mm512_set1_ps(6.f), a7 = _mm512_set1_ps(7.f);
-	__m512 a8 = _mm512_set1_ps(8.f), a9 = _mm512_set1_ps(9.f);
-	__m512 a10 = _mm512_set1_ps(10.f), a11 = _mm512_set1_ps(11.f);
-	float r[16];
 
-	for (uint32_t i = 0; i < FMA_ITERS; i++)
-		FMA12(_mm512_dpbf16_ps, m, c);
-	a0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
-			   _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
-	a0 = _mm512_add_ps(a0, _mm512_add_ps(_mm512_add_ps(a8, a9),
-					     _mm512_add_ps(a10, a11)));
-	_mm512_storeu_ps(r, a0);
-	*sink ^= (uint64_t)r[3];
+	PEAK512(_mm512_dpbf16_ps, m, c, sink);
 	return (double)FMA_ITERS * FMA_CHAINS * 32;
 }
 #endif
