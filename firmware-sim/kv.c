@@ -1374,18 +1374,11 @@ uint16_t kv_read(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 const void *kv_page(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		    uint32_t kv_head, enum kv_which which, uint32_t page_idx)
 {
-	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
-	const uint32_t *chunk;
+	const void *p = NULL;
 
-	if (!ly || kv_head >= c->p.kv_heads || page_idx >= c->max_pages)
-		return NULL;
-	chunk = atomic_load_explicit(&ly->dir[page_idx / c->chunk_pages],
-				     memory_order_acquire);
-	if (!chunk)
-		return NULL;
-	return page_addr(c->s, chunk[(size_t)(page_idx % c->chunk_pages) *
-				     c->nstreams + kv_head * 2 +
-				     (which ? 1 : 0)]);
+	kv_pages(c, seq, layer, kv_head, &page_idx, 1, which ? NULL : &p,
+		 which ? &p : NULL, NULL, NULL);
+	return p;
 }
 
 void kv_account_read(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
@@ -1494,18 +1487,11 @@ const void *kv_chan_page(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
 uint32_t kv_page_chan(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		      uint32_t kv_head, enum kv_which which, uint32_t page_idx)
 {
-	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
-	const uint32_t *chunk;
+	uint32_t ch = 0;
 
-	if (!ly || kv_head >= c->p.kv_heads || page_idx >= c->max_pages)
-		return 0;
-	chunk = atomic_load_explicit(&ly->dir[page_idx / c->chunk_pages],
-				     memory_order_acquire);
-	if (!chunk)
-		return 0;
-	return page_channel(c->s, chunk[(size_t)(page_idx % c->chunk_pages) *
-					c->nstreams + kv_head * 2 +
-					(which ? 1 : 0)]);
+	kv_pages(c, seq, layer, kv_head, &page_idx, 1, NULL, NULL,
+		 which ? NULL : &ch, which ? &ch : NULL);
+	return ch;
 }
 
 /* Divisor @d (>= 1) as a multiplier: q = n / d for every 32-bit n is
@@ -1533,7 +1519,7 @@ uint32_t kv_pages(const struct kv_ctx *c, uint32_t seq, uint32_t layer,
 	const uint64_t ppc = (uint64_t)c->s->ppb * c->s->bpc;
 	/* page_channel(): pg / ppb / bpc == pg / (ppb * bpc), which is 0
 	 * for every 32-bit pg when ppb * bpc >= 2^32 */
-	const uint64_t m = kv_fdiv_magic(ppc);
+	const uint64_t m = kch || vch ? kv_fdiv_magic(ppc) : 0;
 	const bool big = ppc > UINT32_MAX;
 	const uint32_t *chunk = NULL;
 	uint32_t ci = UINT32_MAX, i;
