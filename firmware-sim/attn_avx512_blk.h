@@ -18,8 +18,14 @@
 #ifndef AI
 #define AI static inline __attribute__((always_inline))
 #endif
+/*
+ * Blocks ahead to prefetch.  1 (the next block, ~1-3 us ahead of its use)
+ * read DRAM 2-4% faster than 2 with one thread and +0.01-0.02 of STREAM
+ * with two (performance.md, section 7); the rows of a block stay in L2
+ * either way.
+ */
 #ifndef PF_DIST
-#define PF_DIST 2		/* blocks ahead to prefetch */
+#define PF_DIST 1
 #endif
 
 /* Slot of token t in the reduction tree so that hsum16 yields token order. */
