@@ -209,10 +209,10 @@ static void scores(const char *const *rows, uint32_t n, const float *q,
 		h += 1u << head_group_log2(nq - h);
 	for (uint32_t h = 0; h < nq; gi++) {
 		unsigned int lg = head_group_log2(nq - h);
-		uint32_t p0 = pp->ns * gi / ng, p1 = pp->ns * (gi + 1) / ng;
+		uint32_t p0 = pp->n * gi / ng, p1 = pp->n * (gi + 1) / ng;
 
 		score_tab[dt][lg](rows, n, q + (size_t)h * d, d, scale, s + h,
-				  pp->rows + p0, p1 - p0, pp->row_bytes);
+				  pp->k + p0, p1 - p0, pp->row_bytes);
 		h += 1u << lg;
 	}
 }
@@ -227,8 +227,8 @@ static void vaccum(const char *const *rows, uint32_t n, int dt, uint32_t nq,
 		   float *acc, uint32_t d, const float (*p)[KB],
 		   const float *alpha, const struct pfplan *pp)
 {
-	const uint32_t nc = d / 16, npv = pp->n - pp->ns;
-	const char *const *pvr = pp->rows + pp->ns;
+	const uint32_t nc = d / 16, npv = pp->n;
+	const char *const *pvr = pp->v;
 	uint32_t nt = 0, ti = 0;
 
 	for (uint32_t h = 0; h < nq;) {

@@ -169,17 +169,16 @@ AI void pfcur_step(struct pfcur *pc, uint32_t k)
  * alternating order.
  */
 struct pfplan {
-	uint32_t n, ns;
+	uint32_t n;				/* rows (K and V each) */
 	size_t row_bytes;
-	const char *rows[2 * KB];
+	const char *const *k, *const *v;	/* the block's row tables */
 };
 
 static inline void pfplan_init(struct pfplan *pp, const struct pf *b)
 {
-	memcpy(pp->rows, b->k, b->n * sizeof(*b->k));
-	memcpy(pp->rows + b->n, b->v, b->n * sizeof(*b->v));
-	pp->ns = b->n;
-	pp->n = 2 * b->n;
+	pp->k = b->k;
+	pp->v = b->v;
+	pp->n = b->n;
 	pp->row_bytes = b->row_bytes;
 }
 

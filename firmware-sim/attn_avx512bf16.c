@@ -354,11 +354,11 @@ static void scores(const struct bctx *b, const char *const *rows, uint32_t n,
 		h += 1u << head_group_log2(b->nq - h);
 	for (uint32_t h = 0; h < b->nq; gi++) {
 		unsigned int lg = head_group_log2(b->nq - h);
-		uint32_t p0 = pp->ns * gi / ng, p1 = pp->ns * (gi + 1) / ng;
+		uint32_t p0 = pp->n * gi / ng, p1 = pp->n * (gi + 1) / ng;
 
 		score_tab[b->dt][b->half][lg](rows, n, b->qb + (size_t)h * b->dq,
 					       b->dq, b->nf, b->scale, s + h,
-					       pp->rows + p0, p1 - p0,
+					       pp->k + p0, p1 - p0,
 					       pp->row_bytes, chk);
 		h += 1u << lg;
 	}
@@ -368,8 +368,8 @@ static void vaccum(const struct bctx *b, const char *const *rows, uint32_t n,
 		   float *acc, const uint32_t (*pb)[KB / 2],
 		   const float *alpha, const struct pfplan *pp, __m512i *chk)
 {
-	const uint32_t npv = pp->n - pp->ns;
-	const char *const *pvr = pp->rows + pp->ns;
+	const uint32_t npv = pp->n;
+	const char *const *pvr = pp->v;
 	uint32_t nt = 0, ti = 0;
 
 	for (uint32_t h = 0; h < b->nq;) {

@@ -225,12 +225,14 @@ static inline void attn_rows(const void *const *pages, uint32_t tpp,
 	uint32_t pg = t0 / tpp - base / tpp;
 	uint32_t off = t0 % tpp;
 
-	for (uint32_t i = 0; i < n; i++) {
-		rows[i] = (const char *)pages[pg] + (size_t)off * row_bytes;
-		if (++off == tpp) {
-			off = 0;
-			pg++;
-		}
+	/* page by page: a branch-free inner loop the compiler vectorizes */
+	for (uint32_t i = 0; i < n; pg++, off = 0) {
+		const char *p = (const char *)pages[pg] + (size_t)off * row_bytes;
+		uint32_t m = tpp - off < n - i ? tpp - off : n - i;
+
+		for (uint32_t j = 0; j < m; j++)
+			rows[i + j] = p + (size_t)j * row_bytes;
+		i += m;
 	}
 }
 
