@@ -201,7 +201,7 @@ static unsigned int head_group_log2(uint32_t rem)
 
 static void scores(const char *const *rows, uint32_t n, const float *q,
 		   uint32_t d, uint32_t nq, int dt, float scale,
-		   float (*s)[KB], const struct pfplan *pp)
+		   float (*s)[KB], const struct pf *nx)
 {
 	uint32_t ng = 0, gi = 0;
 
@@ -209,10 +209,10 @@ static void scores(const char *const *rows, uint32_t n, const float *q,
 		h += 1u << head_group_log2(nq - h);
 	for (uint32_t h = 0; h < nq; gi++) {
 		unsigned int lg = head_group_log2(nq - h);
-		uint32_t p0 = pp->n * gi / ng, p1 = pp->n * (gi + 1) / ng;
+		uint32_t p0 = nx->n * gi / ng, p1 = nx->n * (gi + 1) / ng;
 
 		score_tab[dt][lg](rows, n, q + (size_t)h * d, d, scale, s + h,
-				  pp->k + p0, p1 - p0, pp->row_bytes);
+				  nx->k + p0, p1 - p0, nx->row_bytes);
 		h += 1u << lg;
 	}
 }
@@ -225,10 +225,10 @@ static unsigned int vtile_cb_log2(unsigned int lg, uint32_t c, uint32_t nc)
 
 static void vaccum(const char *const *rows, uint32_t n, int dt, uint32_t nq,
 		   float *acc, uint32_t d, const float (*p)[KB],
-		   const float *alpha, const struct pfplan *pp)
+		   const float *alpha, const struct pf *nx)
 {
-	const uint32_t nc = d / 16, npv = pp->n;
-	const char *const *pvr = pp->v;
+	const uint32_t nc = d / 16, npv = nx->n;
+	const char *const *pvr = nx->v;
 	uint32_t nt = 0, ti = 0;
 
 	for (uint32_t h = 0; h < nq;) {
@@ -247,7 +247,7 @@ static void vaccum(const char *const *rows, uint32_t n, int dt, uint32_t nq,
 
 			vtile_tab[dt][lg][cbl](rows, n, c, acc + (size_t)h * d,
 					       d, p + h, alpha + h, pvr + p0,
-					       p1 - p0, pp->row_bytes);
+					       p1 - p0, nx->row_bytes);
 			c += 1u << cbl;
 		}
 		h += 1u << lg;
@@ -263,7 +263,6 @@ void attn_kernel_avx512(const struct attn_args *a)
 	float alpha[ATTN_MAX_NQ];
 	/* rows of this block and of the PF_DIST blocks after it */
 	struct pf ring[PF_DIST + 1];
-	struct pfplan pp;
 	unsigned int cur = 0;
 
 	for (uint32_t h = 0; h < nq; h++) {
@@ -284,8 +283,7 @@ void attn_kernel_avx512(const struct attn_args *a)
 		/* a later block's rows: prefetched while working on this one */
 		block_rows(a, t0 + PF_DIST * KB, row_bytes, nx);
 
-		pfplan_init(&pp, nx);
-		scores(kr, n, a->q, d, nq, dt, a->scale, s, &pp);
+		scores(kr, n, a->q, d, nq, dt, a->scale, s, nx);
 
 		for (uint32_t h = 0; h < nq; h++) {
 			const __m512 ninf = _mm512_set1_ps(-INFINITY);
@@ -318,7 +316,7 @@ void attn_kernel_avx512(const struct attn_args *a)
 		}
 
 		vaccum(vr, n, dt, nq, a->acc, d, (const float (*)[KB])s, alpha,
-		       &pp);
+		       nx);
 		cur = (cur + 1) % (PF_DIST + 1);
 	}
 }

@@ -158,28 +158,15 @@ AI void pfcur_step(struct pfcur *pc, uint32_t k)
 }
 
 /*
- * The rows of a later block in the order they are prefetched: its K rows
- * while scoring (split evenly over the head groups), then its V rows
- * during the V accumulation (split evenly over its tiles).  Each phase
- * thus prefetches one stream sequentially, the one it reads.  Against K
- * and V rows alternating (with 3/4 of them issued while scoring) this
- * gained +0.03 of STREAM for the bf16 kernel and +0.02 for the f32 one
- * (Documentation/performance.md, section 7); the AVX2 kernel, whose
- * scoring takes a larger share of a block, gained nothing and keeps the
- * alternating order.
+ * The rows of the later block (its struct pf) are prefetched in this
+ * order: its K rows while scoring (split evenly over the head groups),
+ * then its V rows during the V accumulation (split evenly over its
+ * tiles).  Each phase thus prefetches one stream sequentially, the one it
+ * reads.  Against K and V rows alternating (with 3/4 of them issued while
+ * scoring) this gained +0.03 of STREAM for the bf16 kernel and +0.02 for
+ * the f32 one (Documentation/performance.md, section 7); the AVX2 kernel,
+ * whose scoring takes a larger share of a block, gained nothing and keeps
+ * the alternating order.
  */
-struct pfplan {
-	uint32_t n;				/* rows (K and V each) */
-	size_t row_bytes;
-	const char *const *k, *const *v;	/* the block's row tables */
-};
-
-static inline void pfplan_init(struct pfplan *pp, const struct pf *b)
-{
-	pp->k = b->k;
-	pp->v = b->v;
-	pp->n = b->n;
-	pp->row_bytes = b->row_bytes;
-}
 
 #endif /* CSDFW_ATTN_AVX512_BLK_H */

@@ -346,7 +346,7 @@ struct bctx {
 };
 
 static void scores(const struct bctx *b, const char *const *rows, uint32_t n,
-		   float (*s)[KB], const struct pfplan *pp, __m512i *chk)
+		   float (*s)[KB], const struct pf *nx, __m512i *chk)
 {
 	uint32_t ng = 0, gi = 0;
 
@@ -354,22 +354,22 @@ static void scores(const struct bctx *b, const char *const *rows, uint32_t n,
 		h += 1u << head_group_log2(b->nq - h);
 	for (uint32_t h = 0; h < b->nq; gi++) {
 		unsigned int lg = head_group_log2(b->nq - h);
-		uint32_t p0 = pp->n * gi / ng, p1 = pp->n * (gi + 1) / ng;
+		uint32_t p0 = nx->n * gi / ng, p1 = nx->n * (gi + 1) / ng;
 
 		score_tab[b->dt][b->half][lg](rows, n, b->qb + (size_t)h * b->dq,
 					       b->dq, b->nf, b->scale, s + h,
-					       pp->k + p0, p1 - p0,
-					       pp->row_bytes, chk);
+					       nx->k + p0, p1 - p0,
+					       nx->row_bytes, chk);
 		h += 1u << lg;
 	}
 }
 
 static void vaccum(const struct bctx *b, const char *const *rows, uint32_t n,
 		   float *acc, const uint32_t (*pb)[KB / 2],
-		   const float *alpha, const struct pfplan *pp, __m512i *chk)
+		   const float *alpha, const struct pf *nx, __m512i *chk)
 {
-	const uint32_t npv = pp->n;
-	const char *const *pvr = pp->v;
+	const uint32_t npv = nx->n;
+	const char *const *pvr = nx->v;
 	uint32_t nt = 0, ti = 0;
 
 	for (uint32_t h = 0; h < b->nq;) {
@@ -391,7 +391,7 @@ static void vaccum(const struct bctx *b, const char *const *rows, uint32_t n,
 
 			vtile_tab[b->dt][lg][cbl](rows, n, c, ah, b->d,
 						  pb + h, alpha + h, pvr + p0,
-						  p1 - p0, pp->row_bytes, chk);
+						  p1 - p0, nx->row_bytes, chk);
 			c += 1u << cbl;
 		}
 		if (b->half) {
@@ -399,7 +399,7 @@ static void vaccum(const struct bctx *b, const char *const *rows, uint32_t n,
 
 			vtile_half_tab[b->dt][lg](rows, n, b->nf, ah, b->d,
 						  pb + h, alpha + h, pvr + p0,
-						  p1 - p0, pp->row_bytes, chk);
+						  p1 - p0, nx->row_bytes, chk);
 			ti++;
 		}
 		h += 1u << lg;
@@ -473,7 +473,6 @@ void attn_kernel_avx512bf16(const struct attn_args *a)
 	uint32_t pb[ATTN_MAX_NQ][KB / 2] __attribute__((aligned(64)));
 	float alpha[ATTN_MAX_NQ];
 	struct pf ring[PF_DIST + 1];
-	struct pfplan pp;
 	unsigned int cur = 0;
 	__m512i chk = _mm512_setzero_si512();
 	__mmask16 big = 0;
@@ -515,8 +514,7 @@ void attn_kernel_avx512bf16(const struct attn_args *a)
 		const char *const *kr = ring[cur].k, *const *vr = ring[cur].v;
 
 		block_rows(a, t0 + PF_DIST * KB, row_bytes, nx);
-		pfplan_init(&pp, nx);
-		scores(&b, kr, n, s, &pp, &chk);
+		scores(&b, kr, n, s, nx, &chk);
 
 		for (uint32_t h = 0; h < nq; h++) {
 			const __m512 ninf = _mm512_set1_ps(-INFINITY);
@@ -559,7 +557,7 @@ void attn_kernel_avx512bf16(const struct attn_args *a)
 		}
 
 		vaccum(&b, vr, n, a->acc, (const uint32_t (*)[KB / 2])pb,
-		       alpha, &pp, &chk);
+		       alpha, nx, &chk);
 		/* inf/NaN in K or V, or logits too large for bf16 products:
 		 * the exact kernel has the semantics */
 		if (big || _mm512_test_epi16_mask(chk,
