@@ -498,15 +498,7 @@ void attn_kernel_avx512bf16(const struct attn_args *a)
 		return;
 	}
 
-	for (uint32_t h = 0; h < nq; h++) {
-		a->m[h] = -INFINITY;
-		a->l[h] = 0.0f;
-	}
-	memset(a->acc, 0, (size_t)nq * d * sizeof(float));
-	for (unsigned int i = 0; i < PF_DIST; i++) {
-		prefetch_block(a, a->tok_begin + i * KB, row_bytes);
-		block_rows(a, a->tok_begin + i * KB, row_bytes, &ring[i]);
-	}
+	block_pipe_start(a, ring, PF_DIST, row_bytes);
 
 	for (uint32_t t0 = a->tok_begin; t0 < a->tok_end; t0 += KB) {
 		const uint32_t n = ring[cur].n, nv = (n + 15) / 16;

@@ -2,10 +2,11 @@
 /*
  * attn_block.h - the ISA-neutral part of the SIMD kernels' block pipeline
  * (attn_avx2.c, attn_avx512.c, attn_avx512bf16.c): blocks of KB tokens,
- * one online-softmax step each; the row pointers of a block; a burst
- * prefetch (into L2: prefetcht1) of all lines of a block, used for the
- * first blocks of a call -- later blocks are prefetched as a trickle
- * spread over the work on the current one (per-ISA code).
+ * one online-softmax step each; the start of a call and the row pointers
+ * of a block; a burst prefetch (into L2: prefetcht1) of all lines of a
+ * block, used for the first blocks of a call -- later blocks are
+ * prefetched as a trickle spread over the work on the current one
+ * (per-ISA code).
  */
 #ifndef CSDFW_ATTN_BLOCK_H
 #define CSDFW_ATTN_BLOCK_H
@@ -71,6 +72,27 @@ static inline void block_rows(const struct attn_args *a, uint32_t t0,
 	       a->tok_end - t0 > KB ? KB : a->tok_end - t0;
 	attn_rows(a->kpages, a->tpp, a->tok_begin, t0, b->n, row_bytes, b->k);
 	attn_rows(a->vpages, a->tpp, a->tok_begin, t0, b->n, row_bytes, b->v);
+}
+
+/*
+ * Start a call: an empty partial result (m = -inf, l = 0, acc = 0) and
+ * the rows of its first @dist blocks in ring[0 .. dist), prefetched.  The
+ * kernel then works on ring[cur] while filling ring[(cur + dist) %
+ * (dist + 1)] with the block @dist ahead.
+ */
+static inline void block_pipe_start(const struct attn_args *a,
+				    struct pf *ring, unsigned int dist,
+				    size_t row_bytes)
+{
+	for (uint32_t h = 0; h < a->n_q; h++) {
+		a->m[h] = -INFINITY;
+		a->l[h] = 0.0f;
+	}
+	memset(a->acc, 0, (size_t)a->n_q * a->head_dim * sizeof(float));
+	for (unsigned int i = 0; i < dist; i++) {
+		prefetch_block(a, a->tok_begin + i * KB, row_bytes);
+		block_rows(a, a->tok_begin + i * KB, row_bytes, &ring[i]);
+	}
 }
 
 #endif /* CSDFW_ATTN_BLOCK_H */
