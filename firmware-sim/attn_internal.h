@@ -225,7 +225,7 @@ static inline void attn_rows(const void *const *pages, uint32_t tpp,
 	uint32_t pg = t0 / tpp - base / tpp;
 	uint32_t off = t0 % tpp;
 
-	/* page by page: a branch-free inner loop the compiler vectorizes */
+	/* page by page: one page lookup per page, no branch per row */
 	for (uint32_t i = 0; i < n; pg++, off = 0) {
 		const char *p = (const char *)pages[pg] + (size_t)off * row_bytes;
 		uint32_t m = tpp - off < n - i ? tpp - off : n - i;
