@@ -148,6 +148,7 @@ static const struct key_desc keys[] = {
 	{ "prog_ns", K_U32, OFF(timing.prog_lat_ns), 0, UINT32_MAX },
 	{ "format", K_BOOL, OFF(format), 0, 1 },
 	{ "extent", K_U32, OFF(extent_pages), 1, 1u << 16 },
+	{ "extent_max", K_U32, OFF(extent_max_pages), 1, 1u << 20 },
 };
 
 static int apply_key(struct csdfw_config *cfg, const char *key,

@@ -20,8 +20,10 @@
 
 #define CSDFW_VERSION		"0.1.0"
 #define CSDFW_MAX_CHANNELS	64
-/* Pages per KV extent when extent_pages is 0 (see csdfw_config_parse). */
+/* Pages of a KV stream's first extent when extent_pages is 0, and bytes of
+ * its largest when extent_max_pages is 0 (see csdfw_config_parse). */
 #define CSDFW_EXTENT_DEFAULT	16
+#define CSDFW_EXTENT_MAX_BYTES	(1u << 20)
 
 /* Flash and host-link timing profile (see model.c for the equations). */
 struct csdfw_timing {
@@ -52,7 +54,8 @@ struct csdfw_config {
 	uint32_t max_xfer;		/* bytes per command */
 	struct csdfw_timing timing;
 	int      format;		/* backing: 1 = (re)format, losing its contents */
-	uint32_t extent_pages;		/* KV extent, pages; 0 = default */
+	uint32_t extent_pages;		/* first KV extent, pages; 0 = default */
+	uint32_t extent_max_pages;	/* largest KV extent; 0 = default */
 };
 
 /* Defaults: the InstInfer drive (8 ch x 1.4 GB/s, PCIe 4.0 x4), memory-backed. */
@@ -62,18 +65,23 @@ void csdfw_config_default(struct csdfw_config *cfg);
  * capacity (bytes, K/M/G/T suffix), channels, page, block, threads,
  * simd (scalar|avx2|avx512|avx512bf16|auto), pacing (0|1), backing (path),
  * profile (instinfer|nvmevirt|fast), contexts, seqs, tokens, tags, xfer,
- * chan_mbps, link_mbps, read_ns, prog_ns, format (0|1), extent (pages).
+ * chan_mbps, link_mbps, read_ns, prog_ns, format (0|1), extent (pages),
+ * extent_max (pages).
  * Returns 0 or -EINVAL and a message in @err (if non-NULL) naming the bad
  * key.
  *
- * extent=PAGES: a KV stream's token-indexed pages are allocated in extents
- * of PAGES consecutive flash pages of one block, extent j of a stream on
- * channel (j + skew) % channels (firmware-sim/kv.c, Placement), so the
- * attention engine reads PAGES * page_size bytes of a stream sequentially;
- * 1 = single pages striped over the channels.  Must divide block.  Default
- * (extent_pages 0): CSDFW_EXTENT_DEFAULT (16 = 64 KiB at 4 KiB pages), or
- * the largest power of two below it that divides block.  Not part of the
- * backing file's format: a file may be reopened with another extent.
+ * extent=PAGES, extent_max=PAGES: a KV stream's token-indexed pages are
+ * allocated in extents of consecutive flash pages that double from
+ * `extent` up to `extent_max` as the stream grows (extents of a block or
+ * more are whole blocks), extent j of a stream on channel
+ * (j + skew) % channels (firmware-sim/kv.c, Placement), so the attention
+ * engine reads a stream in runs of up to extent_max pages; extent=1,
+ * extent_max=1 stripes single pages over the channels.  extent must
+ * divide block.  Defaults (0): extent CSDFW_EXTENT_DEFAULT (16 = 64 KiB at
+ * 4 KiB pages, or the largest power of two below it that divides block),
+ * extent_max CSDFW_EXTENT_MAX_BYTES (1 MiB) of pages; an extent_max below
+ * extent means extents do not grow.  Neither is part of the backing
+ * file's format: a file may be reopened with other values.
  *
  * Backing file (Documentation/on-media-format.md): a missing or empty file
  * is formatted; a file with a valid superblock is opened and the contexts

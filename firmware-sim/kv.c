@@ -23,35 +23,44 @@
  * limits: 256 x f32 = 1 KiB < 4 KiB minimum page).
  *
  * Placement.  A stream's token-indexed pages are allocated in extents of
- * E = extent consecutive pages (config key extent=, default 16 = 64 KiB at
- * 4 KiB pages, E divides pages_per_block; E = 1 is single-page striping):
- * extent j of a stream (pages j*E .. j*E+E-1) is E consecutive pages of one
- * block, so an attention kernel walks E pages (64 KiB) of a stream
- * sequentially in host memory and the hardware prefetchers, which stop at
- * every 4 KiB boundary of a scattered page, keep streaming.  Stream
- * st = kv_head * 2 + which of layer l has skew (l * kv_heads * 2 + st) %
- * channels, and extent j is placed on channel (j + skew) % channels, so the
- * extents of one stream go round-robin over all channels and the same
- * extent index of the streams of a layer is spread evenly over the
- * channels: an attention call still reads every channel in parallel (at
- * extent granularity).  The whole extent is reserved when its first page is
- * needed (decode appends one token at a time): its other pages stay
- * reserved for the stream and page i with i % E != 0 is simply page i - 1
- * plus one, so no per-stream state beyond the page table is needed.
- * Reserved pages that hold no rows yet are neither free nor counted in
- * bytes_used (which counts pages holding rows).
+ * consecutive pages that grow with the stream: extent k (k = 0, 1, ...
+ * since the layer's last reset or recovery) has kv_extent_size(E, X, ppb,
+ * k) = min(E << k, X) pages, rounded down to whole blocks when a block or
+ * more (E = extent, config extent=, default 16 = 64 KiB at 4 KiB pages,
+ * divides pages_per_block; X = extent_max, default 1 MiB, at least E; E =
+ * X = 1 is single-page striping).  An attention kernel thus walks a stream
+ * in runs of 64 KiB growing to 1 MiB in host memory and the hardware
+ * prefetchers, which stop at every 4 KiB boundary of a scattered page and
+ * restart at every run, keep streaming (1 MiB runs read ~5% more of the
+ * STREAM bandwidth than 64 KiB ones, Documentation/performance.md section
+ * 7), while what a stream reserves beyond its pages stays below about its
+ * own size while it grows, then below X.  Stream st = kv_head * 2 + which
+ * of layer l has skew (l * kv_heads * 2 + st) % channels, and extent k is
+ * placed on channel (xch + k + skew) % channels, so the extents of one
+ * stream go round-robin over all channels and the same extent index of
+ * the streams of a layer is spread evenly over the channels: an attention
+ * call still reads every channel in parallel (at extent granularity).  The
+ * whole extent is reserved when its first page is needed (decode appends
+ * one token at a time) and the page table entries of all its pages are
+ * written then (past the length, so no reader sees them); the layer keeps
+ * where its reserved pages end (xend) and how many extents it has begun
+ * (xk).  Reserved pages that hold no rows yet are neither free nor counted
+ * in bytes_used (which counts pages holding rows).
  *
  * Each sequence owns one open block per channel (shared by all its layers
- * and heads); an extent takes E pages at the block's next free page, a
- * channel-indexed K page (below) one page.  If the wanted channel has
- * neither room for the request in the sequence's open block nor a free
- * block, the next channel (ch + 1, ch + 2, ... cyclically) that has one is
- * used.  An open block with fewer than E pages left (possible only after
- * channel-indexed pages, which come one at a time) is abandoned when an
- * extent needs its channel: those pages stay unused until the sequence is
- * reset (never with E = 1, and not with the usual shapes, where a chunk's
- * channel pages are a multiple of E per channel).  So an extent never spans
- * blocks.
+ * and heads); an extent smaller than a block takes its pages at the
+ * block's next free page, a channel-indexed K page (below) one page.  An
+ * extent of a block or more takes whole free blocks instead, popped
+ * together from one channel's free list (low block numbers first, so on a
+ * fresh store they are adjacent in the backing region); the open blocks
+ * are left alone.  If the wanted channel has neither room for the request
+ * in the sequence's open block (or, for whole blocks, a free block), the
+ * next channel (ch + 1, ch + 2, ... cyclically) that has one is used.  An
+ * open block with less room than a request is abandoned when the request
+ * needs its channel: those pages stay unused until the sequence is reset
+ * (never with E = X = 1; with growth, at most once per extent size below
+ * a block, and after channel-indexed pages).  So an extent smaller than a
+ * block never spans blocks.
  *
  * Space check.  An append first plans every allocation it needs (extents
  * of all streams, then channel-indexed pages) on a copy of the per-channel
@@ -60,15 +69,19 @@
  * succeed; then it allocates for real under the same store lock, so an
  * append is all-or-nothing and the check is exact, reserved extent pages
  * and abandoned block tails included.  A new page inside an already
- * reserved extent needs no space at all.
+ * reserved extent needs no space at all.  When the growing extents do not
+ * fit, the append is planned again with extents of E pages (a nearly full
+ * store still fills up), and fails only if those do not fit either.
  *
- * Recovered layers (backing file) restart extent numbering at their page
- * count (xbase): their next page starts a new extent in a new block, the
- * unused reserved tail of their last extent stays unused until reset (the
- * same as the unused tail of an open block).  Page i then starts an extent
- * iff (i - xbase) % E == 0, and that extent goes to channel
- * (i / E + skew) % channels.  This also makes a file written with another E
- * recover correctly: E is not part of the on-media format.
+ * Recovered layers (backing file): a block is owned through the pages the
+ * page tables name, so the reserved rest of a last extent is not known.
+ * The next page starts a new extent (xend = the page count), growth starts
+ * over at E (xk = 0) and the channel round-robin goes on as if the
+ * recovered pages had been extents of E (xch = pages / E); reserved pages
+ * in blocks that hold named pages stay unused until reset (the same as the
+ * unused tail of an open block), reserved blocks without any are free.
+ * This also makes a file written with other extent sizes recover
+ * correctly: they are not part of the on-media format.
  *
  * Page tables.  Every stream of one (seq, layer) has the same number of
  * pages, so a (seq, layer) has one table: entry [page][stream] = global page
@@ -149,7 +162,9 @@ struct kv_store {
 	uint32_t channels;
 	uint32_t page_size;
 	uint32_t ppb;			/* pages per block */
-	uint32_t extent;		/* E: pages per extent, divides ppb */
+	uint32_t extent;		/* E: pages of a stream's first extent,
+					 * divides ppb */
+	uint32_t extent_max;		/* X >= E: largest extent (kv_extent_size) */
 	uint32_t bpc;			/* blocks per channel */
 	size_t block_bytes;
 
@@ -174,8 +189,11 @@ struct kv_store {
 
 struct kv_layer {
 	_Atomic uint32_t len;
-	uint32_t xbase;			/* extents start at xbase + k * E;
-					 * under kv_seq.lock */
+	/* extents, under kv_seq.lock: token pages below xend are placed
+	 * (page table entries written); the next extent is the xk-th since
+	 * the last reset or recovery (its size), goes to channel
+	 * (xch + xk + skew) % channels */
+	uint32_t xend, xk, xch;
 	/* V running sum, a seqlock: odd while kv_append/reset update it */
 	_Atomic uint32_t vseq;
 	_Atomic uint32_t vn;		/* tokens the sum covers */
@@ -239,7 +257,7 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 {
 	struct kv_store *s;
 	uint64_t block_bytes, nblocks, bpc, total_pages;
-	uint32_t ch, b, extent;
+	uint32_t ch, b, extent, extent_max;
 	int err;
 
 	*sp = NULL;
@@ -256,6 +274,11 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 	}
 	if (extent > cfg->pages_per_block || cfg->pages_per_block % extent)
 		return -EINVAL;
+	/* default: 1 MiB (at least E); below E: no growth */
+	extent_max = cfg->extent_max_pages ? cfg->extent_max_pages :
+		     CSDFW_EXTENT_MAX_BYTES / cfg->page_size;
+	if (extent_max < extent)
+		extent_max = extent;
 	block_bytes = (uint64_t)cfg->page_size * cfg->pages_per_block;
 	nblocks = cfg->capacity / block_bytes;
 	bpc = nblocks / cfg->channels;
@@ -274,6 +297,7 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 	s->page_size = cfg->page_size;
 	s->ppb = cfg->pages_per_block;
 	s->extent = extent;
+	s->extent_max = extent_max;
 	s->bpc = (uint32_t)bpc;
 	s->block_bytes = (size_t)block_bytes;
 	s->data_bytes = (size_t)(total_pages * cfg->page_size);
@@ -722,7 +746,9 @@ static void seq_drop(struct kv_ctx *c, struct kv_seq *sq)
 		stored += (uint64_t)len * c->row_bytes * 2;
 		used += layer_pages(c, len) * s->page_size;
 		atomic_store_explicit(&ly->len, 0, memory_order_release);
-		ly->xbase = 0;
+		ly->xend = 0;
+		ly->xk = 0;
+		ly->xch = 0;
 		vsum_clear(c, ly);
 	}
 	store_free_blocks(s, sq->owned, sq->nowned);
@@ -928,74 +954,226 @@ static uint32_t take_pages(struct kv_store *s, struct kv_seq *sq,
 	return sq->open_blk[ch] * s->ppb + a->next[ch] - n;
 }
 
-/* Does token page @pg of a layer start an extent? */
-static inline bool extent_start(const struct kv_store *s,
-				const struct kv_layer *ly, uint32_t pg)
+/* Channel for one whole free block: @ch0 or the next one that has one. */
+static uint32_t sim_take_block(const struct kv_store *s, struct alloc_sim *a,
+			       uint32_t ch0)
 {
-	return (pg - ly->xbase) % s->extent == 0;
+	uint32_t k;
+
+	for (k = 0; k < s->channels; k++) {
+		uint32_t ch = (ch0 + k) % s->channels;
+
+		if (a->nfree[ch]) {
+			a->nfree[ch]--;
+			return ch;
+		}
+	}
+	return UINT32_MAX;
 }
 
-/* New extents per stream for token pages [p0, p1) (p0 >= xbase). */
-static uint32_t extents_new(const struct kv_store *s,
-			    const struct kv_layer *ly, uint32_t p0, uint32_t p1)
+/* Plan @nb whole blocks of an extent (not the open blocks). */
+static bool sim_take_blocks(const struct kv_store *s, struct alloc_sim *a,
+			    uint32_t ch0, uint32_t nb)
 {
-	uint32_t e = s->extent, b = ly ? ly->xbase : 0;
-
-	if (p1 <= p0)
-		return 0;
-	return (uint32_t)(((uint64_t)p1 - b + e - 1) / e -
-			  ((uint64_t)p0 - b + e - 1) / e);
+	while (nb--)
+		if (sim_take_block(s, a, ch0) == UINT32_MAX)
+			return false;
+	return true;
 }
 
 /*
- * Bound on the blocks an append opens for @x extents and @y single pages:
- * each request opens at most one, and every block opened and left behind
- * by the same append (all but the last one per channel) holds at least
- * ppb - E + 1 of its pages.
+ * The real allocation of a whole-block extent: its pages [pg, pg + len) of
+ * stream @st, block after block (popped together, so on a fresh channel
+ * they are adjacent in the backing region), page table entries written
+ * for all of them.  Store lock held, planned.
  */
-static uint64_t blocks_bound(const struct kv_store *s, uint64_t x, uint64_t y)
+static void take_blocks(struct kv_store *s, struct kv_seq *sq,
+			struct alloc_sim *a, uint32_t ch0,
+			const struct kv_ctx *c, struct kv_layer *ly,
+			uint32_t pg, uint32_t st, uint32_t len)
 {
-	uint64_t b = s->channels + 1 +
-		     (x * s->extent + y) / (s->ppb - s->extent + 1);
+	uint32_t i, blk = 0;
 
-	return x + y < b ? x + y : b;
+	for (i = 0; i < len; i++) {
+		if (i % s->ppb == 0) {
+			uint32_t ch = sim_take_block(s, a, ch0);
+
+			if (ch == UINT32_MAX)
+				return;	/* not reached: planned */
+			blk = s->free_blk[(size_t)ch * s->bpc +
+					  --s->nfree[ch]];
+			s->nfree_total--;
+			sq->owned[sq->nowned++] = blk;
+		}
+		*pt_entry(c, ly, pg + i, st) = blk * s->ppb + i % s->ppb;
+	}
+}
+
+uint32_t kv_extent_size(uint32_t e, uint32_t x, uint32_t ppb, uint64_t k)
+{
+	uint64_t z = k >= 32 || (uint64_t)e << k >= x ? x : (uint64_t)e << k;
+
+	if (z >= ppb)
+		z -= z % ppb;	/* whole blocks */
+	return (uint32_t)z;
+}
+
+/* Size of a layer's next extent: growing, or E (@grow false: the fallback
+ * when the growing ones do not fit). */
+static inline uint32_t next_extent(const struct kv_store *s, uint32_t xk,
+				   bool grow)
+{
+	return grow ? kv_extent_size(s->extent, s->extent_max, s->ppb, xk) :
+		      s->extent;
+}
+
+/* Does an extent of @z pages take whole free blocks (not the open one)? */
+static inline bool extent_whole(const struct kv_store *s, uint32_t z)
+{
+	return z >= s->ppb;
+}
+
+/* Pages of an extent of @z pages at page @start that a context of
+ * @max_pages pages can use (start < max_pages). */
+static inline uint32_t extent_len(uint32_t start, uint32_t z,
+				  uint32_t max_pages)
+{
+	uint64_t end = (uint64_t)start + z;
+
+	return (uint32_t)((end < max_pages ? end : max_pages) - start);
 }
 
 /*
- * Place token pages [p0, p1) of every stream of (seq, layer) and the
- * channel-indexed pages of chunks [k0, k1), in this order, on @a.  Plan
- * only (@commit false: true iff everything fits), or for real (page table
- * entries written; the plan said it fits).  Store lock held.
+ * What placing token pages up to @p1 of one stream of layer @ly takes
+ * (extents of growing size, or of E if !@grow): @x extents from open
+ * blocks of @xp pages in all and @nb whole blocks; @end: the first page
+ * past the last new extent.  @ly NULL: a layer with no pages yet.
+ */
+struct ext_need {
+	uint64_t x, xp, nb;
+	uint32_t end;
+};
+
+static void extents_new(const struct kv_store *s, const struct kv_layer *ly,
+			uint32_t max_pages, uint32_t p1, bool grow,
+			struct ext_need *n)
+{
+	uint32_t pg = ly ? ly->xend : 0, xk = ly ? ly->xk : 0;
+
+	memset(n, 0, sizeof(*n));
+	for (; pg < p1; xk++) {
+		uint32_t z = next_extent(s, xk, grow);
+		uint32_t len = extent_len(pg, z, max_pages);
+
+		if (extent_whole(s, z)) {
+			n->nb += (len + s->ppb - 1) / s->ppb;
+		} else {
+			n->x++;
+			n->xp += z;
+		}
+		pg += len;
+	}
+	n->end = pg;
+}
+
+/*
+ * Bound on the blocks an append opens for @n (per stream) x @streams and
+ * @y single pages: each open-block request opens at most one, every block
+ * opened and left behind by the same append (all but the last one per
+ * channel) holds at least ppb - Z + 1 of its pages (Z: the largest request
+ * served from open blocks), and whole-block extents take exactly theirs.
+ */
+static uint64_t blocks_bound(const struct kv_store *s, const struct ext_need *n,
+			     uint64_t streams, uint64_t y)
+{
+	uint64_t x = n->x * streams, z = 1, b;
+	uint32_t k;
+
+	/* open-block requests: single pages, E (the fallback), growing ones
+	 * below a block */
+	for (k = 0; k < 32; k++) {
+		uint32_t zk = kv_extent_size(s->extent, s->extent_max, s->ppb,
+					     k);
+
+		if (!extent_whole(s, zk) && zk > z)
+			z = zk;
+	}
+	if (!extent_whole(s, s->extent) && s->extent > z)
+		z = s->extent;
+	b = s->channels + 1 + (n->xp * streams + y) / (s->ppb - z + 1);
+	return (x + y < b ? x + y : b) + n->nb * streams;
+}
+
+/* The larger bound of an append's two placements (growing extents, or the
+ * E fallback) for token pages up to @p1 and @y channel pages. */
+static uint64_t append_bound(const struct kv_ctx *c, const struct kv_layer *ly,
+			     uint32_t p1, uint64_t y, uint32_t *end)
+{
+	struct ext_need g, e;
+	uint64_t bg, be;
+
+	extents_new(c->s, ly, c->max_pages, p1, true, &g);
+	extents_new(c->s, ly, c->max_pages, p1, false, &e);
+	bg = blocks_bound(c->s, &g, c->nstreams, y);
+	be = blocks_bound(c->s, &e, c->nstreams, y);
+	if (end)
+		*end = g.end > e.end ? g.end : e.end;
+	return bg > be ? bg : be;
+}
+
+/*
+ * Place token pages up to @p1 of every stream of (seq, layer) -- the
+ * extents that begin at or past ly->xend, growing or (!@grow) of E pages,
+ * with all their page table entries -- and the channel-indexed pages of
+ * chunks [k0, k1), in this order, on @a.  Plan only (@commit false: true
+ * iff everything fits), or for real (page table entries and the layer's
+ * extent state written; the plan said it fits).  Store lock held.
  */
 static bool place_pages(struct kv_ctx *c, struct kv_seq *sq,
-			struct kv_layer *ly, uint32_t layer, uint32_t p0,
-			uint32_t p1, uint32_t k0, uint32_t k1,
+			struct kv_layer *ly, uint32_t layer, uint32_t p1,
+			bool grow, uint32_t k0, uint32_t k1,
 			struct alloc_sim *a, bool commit)
 {
 	struct kv_store *s = c->s;
-	uint32_t pg, st, k, h, j, ch0;
+	uint32_t pg = ly->xend, xk = ly->xk, st, k, h, j, ch0;
 	bool opened;
 
-	for (pg = p0; pg < p1; pg++) {
-		bool start = extent_start(s, ly, pg);
+	for (; pg < p1; xk++) {
+		uint32_t z = next_extent(s, xk, grow);
+		uint32_t len = extent_len(pg, z, c->max_pages);
 
 		for (st = 0; st < c->nstreams; st++) {
 			/* channels: checked != 0 in kv_store_open, never
 			 * changed (the analyzer loses that across
 			 * pthread_mutex_lock(&s->lock)) */
 			// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
-			ch0 = (pg / s->extent + stream_skew(c, layer, st)) %
-			      s->channels;
+			ch0 = (uint32_t)(((uint64_t)ly->xch + xk +
+					  stream_skew(c, layer, st)) %
+					 s->channels);
 			if (!commit) {
-				if (start && sim_take(s, a, ch0, s->extent,
-						      &opened) == UINT32_MAX)
+				if (extent_whole(s, z) ?
+				    !sim_take_blocks(s, a, ch0,
+					(len + s->ppb - 1) / s->ppb) :
+				    sim_take(s, a, ch0, z, &opened) ==
+				    UINT32_MAX)
 					return false;
 				continue;
 			}
-			*pt_entry(c, ly, pg, st) = start ?
-				take_pages(s, sq, a, ch0, s->extent) :
-				*pt_entry(c, ly, pg - 1, st) + 1;
+			if (extent_whole(s, z)) {
+				take_blocks(s, sq, a, ch0, c, ly, pg, st, len);
+			} else {
+				uint32_t first = take_pages(s, sq, a, ch0, z);
+
+				for (j = 0; j < len; j++)
+					*pt_entry(c, ly, pg + j, st) =
+						first + j;
+			}
 		}
+		pg += len;
+	}
+	if (commit) {
+		ly->xend = pg;
+		ly->xk = xk;
 	}
 	for (k = k0; k < k1; k++) {
 		uint32_t *ent = commit ? atomic_load_explicit(&ly->cdir[k],
@@ -1134,8 +1312,9 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 	struct kv_store *s = c->s;
 	struct kv_seq *sq;
 	struct kv_layer *ly;
-	uint32_t len, p0, p1, old_pages, k, c0, c1;
-	uint64_t npages, x, y;
+	uint32_t len, p0, p1, old_pages, k, c0, c1, pt_end;
+	uint64_t npages, y, bound;
+	bool grow = true;
 	double *delta = NULL;
 	size_t bytes;
 	uint16_t rc = 0;
@@ -1184,9 +1363,15 @@ retry:
 		 (uint64_t)(c1 - c0) * c->cpages;
 
 	/* Everything that can fail for lack of memory, before any change
-	 * that is visible (chunks past the length are not). */
+	 * that is visible (chunks past the length are not).  An extent's
+	 * page table entries are all written when it begins: chunks up to
+	 * the end of the last new extent of either placement. */
+	y = (uint64_t)(c1 - c0) * c->cpages;
+	bound = append_bound(c, ly, p1, y, &pt_end);
+	if (pt_end < p1)
+		pt_end = p1;
 	for (k = old_pages / c->chunk_pages;
-	     p1 > old_pages && k <= (p1 - 1) / c->chunk_pages; k++) {
+	     pt_end > old_pages && k <= (pt_end - 1) / c->chunk_pages; k++) {
 		uint32_t *chunk;
 
 		if (atomic_load_explicit(&ly->dir[k], memory_order_relaxed))
@@ -1213,26 +1398,36 @@ retry:
 	}
 	if (!npages)
 		goto write;
-	x = (uint64_t)extents_new(s, ly, old_pages, p1) * c->nstreams;
-	y = (uint64_t)(c1 - c0) * c->cpages;
-	if (owned_reserve(sq, blocks_bound(s, x, y))) {
+	if (owned_reserve(sq, bound)) {
 		rc = ST_INTERNAL;
 		goto out;
 	}
 
 	pthread_mutex_lock(&s->lock);
-	if (x + y) {
+	if (ly->xend < p1 || y) {
 		struct alloc_sim a;
 
+		/* growing extents, else extents of E (a nearly full store) */
 		sim_init(s, sq, &a, false);
-		if (!place_pages(c, sq, ly, layer, old_pages, p1, c0, c1, &a,
+		if (!place_pages(c, sq, ly, layer, p1, true, c0, c1, &a,
 				 false)) {
+			grow = false;
+			sim_init(s, sq, &a, false);
+		}
+		if (!grow && !place_pages(c, sq, ly, layer, p1, false, c0, c1,
+					  &a, false)) {
 			bool ckpt = false;
 
 			if (!retried && s->npending) {
 				sim_init(s, sq, &a, true);
-				ckpt = place_pages(c, sq, ly, layer, old_pages,
-						   p1, c0, c1, &a, false);
+				ckpt = place_pages(c, sq, ly, layer, p1, true,
+						   c0, c1, &a, false);
+				if (!ckpt) {
+					sim_init(s, sq, &a, true);
+					ckpt = place_pages(c, sq, ly, layer,
+							   p1, false, c0, c1,
+							   &a, false);
+				}
 			}
 			pthread_mutex_unlock(&s->lock);
 			if (ckpt) {
@@ -1254,7 +1449,7 @@ retry:
 		struct alloc_sim a;
 
 		sim_init(s, sq, &a, false);
-		(void)place_pages(c, sq, ly, layer, old_pages, p1, c0, c1, &a,
+		(void)place_pages(c, sq, ly, layer, p1, grow, c0, c1, &a,
 				  true);
 		atomic_fetch_sub_explicit(&s->blocks_free,
 					  before - s->nfree_total,
@@ -1292,26 +1487,32 @@ uint64_t kv_append_blocks_bound(struct kv_ctx *c, uint32_t seq,
 {
 	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
 	struct kv_seq *sq = seq_peek(c, seq);
-	uint32_t len = 0, xbase = 0;
-	uint64_t end, p0, p1, e = c->s->extent, x, y;
+	uint32_t len = 0;
+	uint64_t end, p1, y, b;
 
-	if (sq && ly) {
+	if (sq && ly)
 		pthread_mutex_lock(&sq->lock);
+	if (ly)
 		len = atomic_load_explicit(&ly->len, memory_order_relaxed);
-		xbase = ly->xbase;
-		pthread_mutex_unlock(&sq->lock);
-	}
 	end = (uint64_t)len + ntok;
-	p0 = ((uint64_t)len + c->tpp - 1) / c->tpp;
 	p1 = (end + c->tpp - 1) / c->tpp;
-	x = p1 > p0 ? (p1 - xbase + e - 1) / e - (p0 - xbase + e - 1) / e : 0;
+	if (p1 > c->max_pages)
+		p1 = c->max_pages;
 	y = (end / c->ct - len / c->ct) * c->cpages;
-	return blocks_bound(c->s, x * c->nstreams, y);
+	b = append_bound(c, ly, (uint32_t)p1, y, NULL);
+	if (sq && ly)
+		pthread_mutex_unlock(&sq->lock);
+	return b;
 }
 
 uint32_t kv_store_extent(const struct kv_store *s)
 {
 	return s->extent;
+}
+
+uint32_t kv_store_extent_max(const struct kv_store *s)
+{
+	return s->extent_max;
 }
 
 uint32_t kv_len(const struct kv_ctx *c, uint32_t seq, uint32_t layer)
@@ -1977,8 +2178,11 @@ static int rcv_layer(struct kv_store *s, struct rcv *r, struct kv_ctx *c,
 		}
 	}
 	/* the reserved rest of the last extent is not known: the next page
-	 * starts a new extent */
-	ly->xbase = np;
+	 * starts a new extent, growing again from E; the channel round-robin
+	 * goes on as if the recovered pages had been extents of E */
+	ly->xend = np;
+	ly->xk = 0;
+	ly->xch = np / s->extent;
 	/* the V running sum lives in DRAM only: rebuilt from the V pages */
 	delta = calloc(c->cpages, sizeof(*delta));
 	if (!delta)

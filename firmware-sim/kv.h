@@ -8,14 +8,16 @@
  * of one (context, sequence, layer, kv head); a page holds
  * tokens_per_page = page_size / (head_dim * dtype size) consecutive rows of
  * one stream (16 tokens for head_dim 128 at fp16 with 4 KiB pages).
- * A stream's pages are allocated in extents of E consecutive pages of one
- * block (config extent=, default 16; kv_store_extent()): extent j (pages
- * j*E .. j*E+E-1) is placed on channel (j + stream_skew) % channels, so one
- * attention call reads all channels in parallel and a kernel walks E pages
- * of a stream sequentially in memory; E = 1 stripes single pages.  Pages
- * are allocated append-only from open blocks owned by the sequence (one
- * open block per channel per sequence); an extent is reserved whole when
- * its first page is needed.  Resetting a sequence or destroying a context
+ * A stream's pages are allocated in extents of consecutive pages that
+ * grow with the stream (kv_extent_size(): E, 2E, 4E, ... pages up to X;
+ * config extent= and extent_max=, defaults 16 pages and 1 MiB;
+ * kv_store_extent(), kv_store_extent_max()): extent j is placed on channel
+ * (j + stream_skew) % channels, so one attention call reads all channels
+ * in parallel and a kernel walks whole extents of a stream sequentially in
+ * memory; E = X = 1 stripes single pages.  Extents smaller than a block
+ * come from open blocks owned by the sequence (one open block per channel
+ * per sequence), larger ones are whole blocks; an extent is reserved whole
+ * when its first page is needed.  Resetting a sequence or destroying a context
  * frees whole blocks (no page-level garbage collection).
  *
  * Concurrency: appends to different sequences may run concurrently; appends
@@ -100,8 +102,17 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
  */
 uint64_t kv_append_blocks_bound(struct kv_ctx *c, uint32_t seq,
 				uint32_t layer, uint32_t ntok);
-/* Pages per extent of token-indexed pages (kv.c, Placement). */
+/* Pages of a stream's first / largest extent (kv.c, Placement). */
 uint32_t kv_store_extent(const struct kv_store *s);
+uint32_t kv_store_extent_max(const struct kv_store *s);
+
+/*
+ * Pages of a stream's extent @k (0 = its first) as the store sizes them
+ * while space allows: min(e << k, x), rounded down to whole blocks of @ppb
+ * pages when at least a block (csd-bench mirrors the layout with it).
+ * Needs 1 <= e <= x.
+ */
+uint32_t kv_extent_size(uint32_t e, uint32_t x, uint32_t ppb, uint64_t k);
 
 /* Read tokens [start, start+ntok) into @dst: K rows at 0, V rows at
  * ntok * row_bytes.  CSD_VSC_TOKEN_RANGE if beyond kv_len(). */

@@ -39,7 +39,7 @@ enum csd_kv_dtype {
  * Open a drive.  @spec selects the transport:
  *   "embedded:" or "embedded:key=val,..."  in-process emulated drive
  *       keys: capacity=SIZE (e.g. 16G), channels=N, page=BYTES,
- *       block=PAGES, extent=PAGES, threads=N,
+ *       block=PAGES, extent=PAGES, extent_max=PAGES, threads=N,
  *       simd=scalar|avx2|avx512|avx512bf16|auto, pacing=0|1, backing=PATH (durable,
  *       file-backed flash), format=0|1, profile=NAME; see csd_dev_open(3)
  *   "shm:PATH[,timeout=MS][,poll[=US]]"  the csd-fw daemon listening on

@@ -4,13 +4,15 @@
  * per kernel, against a STREAM-like SIMD read of the same number of bytes
  * by the same number of threads, measured interleaved in the same run.
  *
- * The KV set is laid out like the drive's (firmware-sim/kv.c, Placement):
- * 4 KiB pages of tokens_per_page rows of one (sequence, kv head, K|V)
- * stream, allocated in extents of --extent consecutive pages (default 16 =
- * 64 KiB, the drive's default `extent=`), the extents of all streams in
+ * The KV set is laid out like a fresh drive's (firmware-sim/kv.c,
+ * Placement): 4 KiB pages of tokens_per_page rows of one (sequence, kv
+ * head, K|V) stream, allocated in extents of consecutive pages that grow
+ * from --extent to --extent-max pages (kv_extent_size(), the drive's
+ * defaults: 16 pages = 64 KiB up to 1 MiB, whole blocks of the default
+ * block size once a block or more), the extents of all streams in
  * shuffled order in one big buffer (so the kernels cannot ride on one
- * sequential stream).  --extent 1 scatters single pages, which makes the
- * hardware prefetchers restart at every 4 KiB page.
+ * sequential stream).  --extent 1 --extent-max 1 scatters single pages,
+ * which makes the hardware prefetchers restart at every 4 KiB page.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -27,6 +29,8 @@
 #include <unistd.h>
 
 #include "attn.h"
+#include "csdfw.h"
+#include "kv.h"
 #include "csd/csd_spec.h"
 #include "csd-bench.h"
 
@@ -37,7 +41,8 @@ struct opts {
 	uint32_t tokens, batch, q_heads, kv_heads, head_dim;
 	int dtype;
 	unsigned int threads, iters;
-	uint32_t extent;		/* pages per extent */
+	uint32_t extent, extent_max;	/* pages of the first / largest
+					 * extent of a stream */
 	int kernels[CSD_SIMD_COUNT];
 	int nkernels;
 	bool json;
@@ -85,7 +90,7 @@ static uint64_t rng_next(uint64_t *s)
 	return x * 0x2545f4914f6cdd1dull;
 }
 
-static const void *kv_page(void *cookie, uint32_t seq, uint32_t kvh,
+static const void *bench_page(void *cookie, uint32_t seq, uint32_t kvh,
 			   int which, uint32_t idx)
 {
 	const struct kvbuf *k = cookie;
@@ -466,8 +471,11 @@ static void usage(FILE *f)
 "  --threads T      worker threads (online CPUs)\n"
 "  --iters N        measured iterations per kernel (5)\n"
 "  --kernels LIST   comma separated: scalar,avx2,avx512 (all supported)\n"
-"  --extent PAGES   KV layout: extents of PAGES consecutive 4 KiB pages of a\n"
-"                   stream, extents shuffled (16, as the drive; 1 = single\n"
+"  --extent PAGES   KV layout: a stream's first extent, PAGES consecutive\n"
+"                   4 KiB pages; extents double up to --extent-max and are\n"
+"                   shuffled (16, as the drive)\n"
+"  --extent-max PAGES  largest extent (256 = 1 MiB, as the drive; PAGES\n"
+"                   <= --extent: fixed extents; 1 with --extent 1: single\n"
 "                   scattered pages)\n"
 "  --json           one JSON object on stdout\n"
 "KV bytes/s of each kernel are measured interleaved with a SIMD read of the\n"
@@ -532,6 +540,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		{ "iters", required_argument, NULL, 'i' },
 		{ "kernels", required_argument, NULL, 'K' },
 		{ "extent", required_argument, NULL, 'E' },
+		{ "extent-max", required_argument, NULL, 'X' },
 		{ "json", no_argument, NULL, 'J' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -544,7 +553,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		.tokens = 16384, .batch = 8, .q_heads = 32, .kv_heads = 8,
 		.head_dim = 128, .dtype = CSD_DTYPE_F16,
 		.threads = ncpu > 0 ? (unsigned int)ncpu : 1, .iters = 5,
-		.extent = 16,
+		.extent = CSDFW_EXTENT_DEFAULT,
+		.extent_max = CSDFW_EXTENT_MAX_BYTES / PAGE_SIZE_KV,
 	};
 	for (int k = 0; k < CSD_SIMD_COUNT; k++)
 		if (attn_simd_supported(k))
@@ -602,6 +612,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (parse_u32(optarg, 1, 1u << 16, &o->extent))
 				goto bad;
 			break;
+		case 'X':
+			if (parse_u32(optarg, 1, 1u << 20, &o->extent_max))
+				goto bad;
+			break;
 		case 'J':
 			o->json = true;
 			break;
@@ -618,6 +632,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			argv[optind]);
 		return -1;
 	}
+	if (o->extent_max < o->extent)
+		o->extent_max = o->extent;	/* as the drive: no growth */
 	if (o->q_heads % o->kv_heads || o->q_heads / o->kv_heads > 64) {
 		fprintf(stderr,
 			"csd-bench attn: q-heads must be a multiple of kv-heads (ratio <= 64)\n");
@@ -695,8 +711,9 @@ int bench_attn_main(int argc, char **argv)
 	struct attn_job job;
 	uint32_t *seqs = NULL, *lo = NULL, *hi = NULL;
 	float *q = NULL, *out = NULL, *lse = NULL, *ref = NULL, *ref_lse = NULL;
-	size_t row, npages, nout, nlse, next, ext_per_stream;
-	uint32_t *ext = NULL;
+	size_t row, npages, nout, nlse, next, ext_per_stream, res_pages;
+	uint32_t *ext = NULL, *ext_start = NULL, *ext_base = NULL;
+	struct csdfw_config dcfg;
 	uint64_t sink = 0, s = 42;
 	double kv_bytes, scalar_best = 0, fma_rate = 0, dp_rate = 0, roof;
 	int stream_isa, rc = 1, best = -1;
@@ -714,11 +731,19 @@ int bench_attn_main(int argc, char **argv)
 	kv.pps = (o.tokens + kv.tpp - 1) / kv.tpp;
 	kv.kv_heads = o.kv_heads;
 	npages = (size_t)o.batch * o.kv_heads * 2 * kv.pps;
-	/* whole extents per stream: the unused tail of the last one stays */
-	ext_per_stream = (kv.pps + o.extent - 1) / o.extent;
+	/* a stream's extents as the drive sizes them (blocks of its default
+	 * size); whole extents: the unused tail of the last one stays */
+	csdfw_config_default(&dcfg);
+	ext_per_stream = 0;
+	res_pages = 0;
+	while (res_pages < kv.pps)
+		res_pages += kv_extent_size(o.extent, o.extent_max,
+					    dcfg.pages_per_block,
+					    ext_per_stream++);
 	next = (size_t)o.batch * o.kv_heads * 2 * ext_per_stream;
-	kv.size = next * o.extent * PAGE_SIZE_KV;
-	if (next * o.extent > UINT32_MAX) {
+	res_pages *= (size_t)o.batch * o.kv_heads * 2;
+	kv.size = res_pages * PAGE_SIZE_KV;
+	if (res_pages > UINT32_MAX || !next) {
 		fprintf(stderr, "csd-bench attn: KV too large\n");
 		return 2;
 	}
@@ -740,6 +765,8 @@ int bench_attn_main(int argc, char **argv)
 	madvise(kv.buf, kv.size, MADV_HUGEPAGE);
 	kv.slot = malloc(npages * sizeof(*kv.slot));
 	ext = malloc(next * sizeof(*ext));
+	ext_start = malloc((ext_per_stream + 1) * sizeof(*ext_start));
+	ext_base = calloc(next, sizeof(*ext_base));
 	seqs = malloc(o.batch * sizeof(*seqs));
 	lo = malloc(o.batch * sizeof(*lo));
 	hi = malloc(o.batch * sizeof(*hi));
@@ -749,7 +776,7 @@ int bench_attn_main(int argc, char **argv)
 	lse = malloc(nlse * sizeof(float));
 	ref_lse = malloc(nlse * sizeof(float));
 	res = calloc(CSD_SIMD_COUNT, sizeof(*res));
-	if (!kv.slot || !ext || !seqs || !lo || !hi || !q || !out || !ref || !lse ||
+	if (!kv.slot || !ext || !ext_start || !ext_base || !seqs || !lo || !hi || !q || !out || !ref || !lse ||
 	    !ref_lse || !res) {
 		fprintf(stderr, "csd-bench attn: out of memory\n");
 		goto out;
@@ -764,12 +791,30 @@ int bench_attn_main(int argc, char **argv)
 		ext[i - 1] = ext[j];
 		ext[j] = x;
 	}
-	for (size_t i = 0; i < npages; i++) {
-		size_t st = i / kv.pps, pg = i % kv.pps;
+	/* extent k of a stream: its pages from ext_start[k]; extent e (of
+	 * all streams) laid out at ext_base[e], in shuffled order */
+	ext_start[0] = 0;
+	for (size_t k = 0; k < ext_per_stream; k++)
+		ext_start[k + 1] = ext_start[k] +
+			kv_extent_size(o.extent, o.extent_max,
+				       dcfg.pages_per_block, k);
+	{
+		uint32_t base = 0;
 
-		kv.slot[i] = ext[st * ext_per_stream + pg / o.extent] *
-			     o.extent + (uint32_t)(pg % o.extent);
+		for (size_t i = 0; i < next; i++) {
+			size_t k = ext[i] % ext_per_stream;
+
+			ext_base[ext[i]] = base;
+			base += ext_start[k + 1] - ext_start[k];
+		}
 	}
+	for (size_t st = 0; st < npages / kv.pps; st++)
+		for (size_t k = 0; k < ext_per_stream; k++)
+			for (uint32_t pg = ext_start[k];
+			     pg < ext_start[k + 1] && pg < kv.pps; pg++)
+				kv.slot[st * kv.pps + pg] =
+					ext_base[st * ext_per_stream + k] +
+					(pg - ext_start[k]);
 	fill(&kv, o.dtype);
 	for (uint32_t i = 0; i < o.batch; i++) {
 		seqs[i] = i;
@@ -784,7 +829,7 @@ int bench_attn_main(int argc, char **argv)
 		.kv_heads = o.kv_heads, .tpp = kv.tpp,
 		.scale = 1.0f / sqrtf((float)o.head_dim), .nseq = o.batch,
 		.seqs = seqs, .lo = lo, .hi = hi, .q = q, .lse = lse,
-		.page = kv_page, .cookie = &kv, .done = job_done,
+		.page = bench_page, .cookie = &kv, .done = job_done,
 	};
 
 	/* reference outputs: the scalar kernel */
@@ -808,10 +853,11 @@ int bench_attn_main(int argc, char **argv)
 
 	if (!o.json)
 		printf("csd-bench attn: dtype %s, %u tokens x %u seqs, heads %u/%u, head_dim %u, "
-		       "tpp %u, extent %u pages, threads %u, KV %.1f MiB, %u iters, stream %s\n",
+		       "tpp %u, extent %u..%u pages, threads %u, KV %.1f MiB, %u iters, stream %s\n",
 		       dtype_name(o.dtype), o.tokens, o.batch, o.q_heads,
-		       o.kv_heads, o.head_dim, kv.tpp, o.extent, o.threads,
-		       kv_bytes / 1048576.0, o.iters, attn_simd_name(stream_isa));
+		       o.kv_heads, o.head_dim, kv.tpp, o.extent, o.extent_max,
+		       o.threads, kv_bytes / 1048576.0, o.iters,
+		       attn_simd_name(stream_isa));
 
 	for (int i = 0; i < 3; i++) {
 		double f = run_fma(o.threads, stream_isa, &sink);
@@ -897,10 +943,12 @@ fail_engine:
 		printf("{\"bench\":\"attn\",\"dtype\":\"%s\",\"tokens\":%u,\"batch\":%u,"
 		       "\"q_heads\":%u,\"kv_heads\":%u,\"head_dim\":%u,\"tpp\":%u,"
 		       "\"threads\":%u,\"iters\":%u,\"extent\":%u,"
+		       "\"extent_max\":%u,"
 		       "\"kv_bytes\":%.0f,\"stream_isa\":\"%s\",\"kernels\":[",
 		       dtype_name(o.dtype), o.tokens, o.batch, o.q_heads,
 		       o.kv_heads, o.head_dim, kv.tpp, o.threads, o.iters,
-		       o.extent, kv_bytes, attn_simd_name(stream_isa));
+		       o.extent, o.extent_max, kv_bytes,
+		       attn_simd_name(stream_isa));
 		for (int ki = 0; ki < o.nkernels; ki++) {
 			const struct kres *r = &res[ki];
 
@@ -972,6 +1020,8 @@ out:
 		munmap(kv.buf, kv.size);
 	free(kv.slot);
 	free(ext);
+	free(ext_start);
+	free(ext_base);
 	free(seqs);
 	free(lo);
 	free(hi);

@@ -20,10 +20,11 @@
 
 /* ---- helpers ------------------------------------------------------------ */
 
-/* A store with extents of @extent pages (0 = the default). */
-static struct kv_store *open_store_x(uint64_t pages_per_channel, uint32_t ch,
+/* A store whose extents grow from @extent to @extent_max pages (0: the
+ * defaults). */
+static struct kv_store *open_store_g(uint64_t pages_per_channel, uint32_t ch,
 				     uint32_t ppb, uint32_t extent,
-				     const char *backing)
+				     uint32_t extent_max, const char *backing)
 {
 	struct csdfw_config cfg;
 	struct kv_store *s = NULL;
@@ -35,11 +36,21 @@ static struct kv_store *open_store_x(uint64_t pages_per_channel, uint32_t ch,
 	cfg.page_size = PG;
 	cfg.pages_per_block = ppb;
 	cfg.extent_pages = extent;
+	cfg.extent_max_pages = extent_max;
 	if (backing)
 		snprintf(cfg.backing, sizeof(cfg.backing), "%s", backing);
 	rc = kv_store_open(&cfg, &s);
 	CU_ASSERT(rc == 0);
 	return rc ? NULL : s;
+}
+
+/* A store with extents of @extent pages that do not grow. */
+static struct kv_store *open_store_x(uint64_t pages_per_channel, uint32_t ch,
+				     uint32_t ppb, uint32_t extent,
+				     const char *backing)
+{
+	return open_store_g(pages_per_channel, ch, ppb, extent, extent,
+			    backing);
 }
 
 /* Single-page extents: the page-level placement the older tests check. */
@@ -1658,6 +1669,138 @@ static void test_extent_no_space(void)
 }
 
 /* Configuration: the key, its check, the default's fit to the block. */
+/*
+ * Layout of every stream of (seq, layer) on a fresh store whose extents
+ * grow from @e to @x pages (blocks of @ppb) on @nch channels, nothing
+ * falling back: extent k (kv_extent_size) is adjacent pages on channel
+ * (ch0 + k) % nch -- also a whole-block extent, whose blocks are popped
+ * together from a channel's free list (low numbers first).
+ */
+static int check_grown(struct kv_ctx *c, uint32_t seq, uint32_t layer,
+		       uint32_t e, uint32_t x, uint32_t ppb, uint32_t nch)
+{
+	uint32_t kvh = kv_ctx_params(c)->kv_heads, tpp = kv_tokens_per_page(c);
+	uint32_t np = (kv_len(c, seq, layer) + tpp - 1) / tpp, h, w, i;
+
+	for (h = 0; h < kvh; h++)
+		for (w = 0; w < 2; w++) {
+			enum kv_which wh = w ? KV_V : KV_K;
+			uint32_t ch0 = kv_page_chan(c, seq, layer, h, wh, 0);
+			uint32_t k = 0, start = 0;
+
+			for (i = 0; i < np; i++) {
+				const uint8_t *pg = kv_page(c, seq, layer, h,
+							    wh, i);
+				uint32_t z = kv_extent_size(e, x, ppb, k);
+
+				if (i == start + z) {
+					start = i;
+					z = kv_extent_size(e, x, ppb, ++k);
+				}
+				if (!pg || kv_page_chan(c, seq, layer, h, wh,
+							i) != (ch0 + k) % nch)
+					return 0;
+				if (i != start && pg != (const uint8_t *)
+				    kv_page(c, seq, layer, h, wh, i - 1) + PG)
+					return 0;
+			}
+		}
+	return 1;
+}
+
+/*
+ * Growing extents: 4, 8 pages from open blocks, then 16, 32, 64 as whole
+ * blocks of 16 pages; two sequences and two layers appended in odd pieces
+ * (decode and bulk) share the blocks, SparF channel pages (one chunk)
+ * come in between.  Each stream's layout follows the schedule, the data
+ * reads back, a reset frees everything and growth starts over.
+ */
+static void test_extent_grow(void)
+{
+	struct kv_store *s = open_store_g(1024, 4, 16, 4, 64, NULL);
+	uint32_t seed = 7, pos, tpp, n, q, l;
+	struct kv_ctx *c;
+	uint64_t total;
+
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent(s) == 4);
+	CU_ASSERT(kv_store_extent_max(s) == 64);
+	CU_ASSERT(kv_extent_size(4, 64, 16, 0) == 4);
+	CU_ASSERT(kv_extent_size(4, 64, 16, 1) == 8);
+	CU_ASSERT(kv_extent_size(4, 64, 16, 2) == 16);
+	CU_ASSERT(kv_extent_size(4, 64, 16, 4) == 64);
+	CU_ASSERT(kv_extent_size(4, 64, 16, 40) == 64);
+	CU_ASSERT(kv_extent_size(4, 40, 16, 9) == 32);	/* whole blocks */
+	CU_ASSERT(kv_extent_size(16, 16, 16, 9) == 16);
+	total = kv_store_blocks_total(s);
+	c = mkctx(s, mkp(2, 2, 128, CSD_DTYPE_F16, 2, 100000), 1);
+	tpp = kv_tokens_per_page(c);
+	/* 4 + 8 + 16 + 32 + 64 + 64 pages and a partial one */
+	n = (188 + 5) * tpp + 3;
+	for (pos = 0; pos < n;) {
+		uint32_t m = rnd(&seed) % 3 ? 1 + rnd(&seed) % 300 : 1;
+
+		if (m > n - pos)
+			m = n - pos;
+		CU_ASSERT_FATAL(app(c, 1, 0, 1, pos, m, NULL) == 0);
+		CU_ASSERT_FATAL(app(c, 2, 1, 1, pos, m, NULL) == 0);
+		if (pos < n / 2)
+			CU_ASSERT_FATAL(app(c, 3, 0, 0, pos, m, NULL) == 0);
+		pos += m;
+	}
+	CU_ASSERT(check_grown(c, 0, 1, 4, 64, 16, 4));
+	CU_ASSERT(check_grown(c, 1, 1, 4, 64, 16, 4));
+	CU_ASSERT(check_grown(c, 0, 0, 4, 64, 16, 4));
+	CU_ASSERT(check_read(c, 1, 0, 1, 0, n, 3));
+	CU_ASSERT(check_read(c, 2, 1, 1, 0, n, 1));
+	CU_ASSERT(check_read(c, 3, 0, 0, 0, kv_len(c, 0, 0), 2));
+
+	for (q = 0; q < 2; q++)
+		CU_ASSERT(kv_seq_reset(c, q) == 0);
+	CU_ASSERT(kv_store_blocks_free(s) == total);
+	CU_ASSERT(kv_store_bytes_used(s) == 0);
+	/* starts over at 4 pages */
+	for (l = 0; l < 2; l++)
+		CU_ASSERT(app(c, 4, 0, l, 0, 20 * tpp, NULL) == 0);
+	CU_ASSERT(check_grown(c, 0, 0, 4, 64, 16, 4));
+	CU_ASSERT(check_grown(c, 0, 1, 4, 64, 16, 4));
+	CU_ASSERT(check_read(c, 4, 0, 1, 0, 20 * tpp, 1));
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_blocks_free(s) == total);
+	kv_store_close(s);
+}
+
+/*
+ * A nearly full store: when the next growing extent does not fit, the
+ * append falls back to extents of E, so the store still fills up.  2
+ * channels x 8 blocks x 16 pages, extents 4 .. 64; one K and one V stream
+ * of 16 tokens per page: 4 + 8 + 16 + 32 + 64 pages each take the whole
+ * store but 4 pages per open block, which the fallback fills; the append
+ * that completes the first SparF chunk (128 channel pages) finds no room
+ * and changes nothing.
+ */
+static void test_extent_grow_full(void)
+{
+	struct kv_store *s = open_store_g(128, 2, 16, 4, 64, NULL);
+	struct kv_ctx *c;
+	uint32_t t, tpp, bad = 0;
+
+	CU_ASSERT_FATAL(s != NULL);
+	c = mkctx(s, mkp(2, 1, 128, CSD_DTYPE_F16, 2, 100000), 1);
+	tpp = kv_tokens_per_page(c);
+	for (t = 0; t < 128 * tpp - 1; t++)
+		bad += app(c, 5, 0, 0, t, 1, NULL) != 0;
+	CU_ASSERT(bad == 0);
+	CU_ASSERT(kv_store_blocks_free(s) == 0);
+	CU_ASSERT(kv_store_bytes_used(s) == 256ull * PG);
+	CU_ASSERT(check_read(c, 5, 0, 0, 0, t, 2));
+	expect_fail(c, s, VS(NO_SPACE), 0, 0, t, 1);
+	expect_fail(c, s, VS(NO_SPACE), 1, 0, 0, 1);
+	CU_ASSERT(kv_append_blocks_bound(c, 1, 0, 1) > 0);
+	kv_ctx_destroy(c);
+	kv_store_close(s);
+}
+
 static void test_extent_config(void)
 {
 	struct csdfw_config cfg;
@@ -1703,6 +1846,24 @@ static void test_extent_config(void)
 	cfg.extent_pages = 16;
 	CU_ASSERT(kv_store_open(&cfg, &s) == -EINVAL);
 	CU_ASSERT(s == NULL);
+
+	/* extent_max: 1 MiB by default, at least the first extent */
+	csdfw_config_default(&cfg);
+	CU_ASSERT(cfg.extent_max_pages == 0);
+	CU_ASSERT(csdfw_config_parse(&cfg, "extent_max=64", err,
+				     sizeof(err)) == 0);
+	CU_ASSERT(cfg.extent_max_pages == 64);
+	CU_ASSERT(csdfw_config_parse(&cfg, "extent_max=0", err,
+				     sizeof(err)) == -EINVAL);
+	s = open_store_g(64, 2, 64, 0, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent(s) == 16);
+	CU_ASSERT(kv_store_extent_max(s) == 256);
+	kv_store_close(s);
+	s = open_store_g(64, 2, 16, 16, 4, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent_max(s) == 16);
+	kv_store_close(s);
 }
 
 static CU_TestInfo kv_tests[] = {
@@ -1724,6 +1885,8 @@ static CU_TestInfo kv_tests[] = {
 	{ "extent_decode", test_extent_decode },
 	{ "extent_no_space", test_extent_no_space },
 	{ "extent_config", test_extent_config },
+	{ "extent_grow", test_extent_grow },
+	{ "extent_grow_full", test_extent_grow_full },
 	CU_TEST_INFO_NULL,
 };
 

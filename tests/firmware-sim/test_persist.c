@@ -42,6 +42,11 @@ static int suite_fini(void)
 	return 0;
 }
 
+/* Largest KV extent of the stores the tests open (pages; 0: the default,
+ * 1 MiB).  16 = the first extent: the extents do not grow, which keeps the
+ * space arithmetic of most tests simple. */
+static uint32_t g_extent_max = 16;
+
 /* 4 channels x 32 blocks x 16 pages (8 MiB). */
 static void mkcfg(struct csdfw_config *cfg, uint32_t channels, int format)
 {
@@ -55,6 +60,7 @@ static void mkcfg(struct csdfw_config *cfg, uint32_t channels, int format)
 	cfg->max_seqs = 8;
 	cfg->max_tokens = 65536;
 	cfg->format = format;
+	cfg->extent_max_pages = g_extent_max;
 	memcpy(cfg->backing, g_path, strlen(g_path) + 1);
 }
 
@@ -449,6 +455,7 @@ static void test_extent_reopen(void)
 	 * tables, not in the configuration */
 	mkcfg(&cfg, 4, 0);
 	cfg.extent_pages = 1;
+	cfg.extent_max_pages = 1;
 	s = NULL;
 	CU_ASSERT_FATAL(kv_store_open(&cfg, &s) == 0);
 	c = find_ctx(s, 7);
@@ -717,6 +724,83 @@ static void test_fw_restart(void)
 	csdfw_destroy(fw);
 }
 
+/*
+ * Growing extents (default extent_max: 16, 32, 64, 128 pages here, all
+ * whole blocks of 16) survive flush + reopen; the reserved, never written
+ * blocks of the last extent are free again after the reopen (a block is
+ * owned only through the pages the page tables name), the next page starts
+ * a new extent of the first size and the channel round-robin goes on.
+ */
+static void test_extent_grow_reopen(void)
+{
+	/* f16, 1 layer x 1 kv head x 128: 16 tokens per page */
+	struct csd_ctx_desc p = mkp(1, 1, 128, CSD_DTYPE_F16, 2, 60000);
+	struct kv_store *s;
+	struct kv_ctx *c;
+	uint64_t total;
+	uint32_t t, ch0, bad = 0;
+
+	g_extent_max = 0;
+	fresh();
+	s = sopen(4, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent(s) == 16);
+	CU_ASSERT(kv_store_extent_max(s) == 256);
+	total = kv_store_blocks_total(s);
+	CU_ASSERT_FATAL(kv_ctx_create(s, &p, 3, &c) == 0);
+	/* 120 pages: extents of 16, 32, 64 and 8 of 128 pages, K and V:
+	 * 2 x (1 + 2 + 4 + 8) blocks */
+	CU_ASSERT(kapp(c, 1, 0, 0, 0, 1000) == 0);
+	CU_ASSERT(kapp(c, 1, 0, 0, 1000, 920) == 0);
+	CU_ASSERT(total - kv_store_blocks_free(s) == 30);
+	CU_ASSERT(adjacent(c, 0, 0, 0, 16));
+	CU_ASSERT(adjacent(c, 0, 0, 16, 48));
+	CU_ASSERT(adjacent(c, 0, 0, 48, 112));
+	CU_ASSERT(adjacent(c, 0, 0, 112, 120));
+	ch0 = kv_page_chan(c, 0, 0, 0, KV_K, 0);
+	CU_ASSERT(kv_page_chan(c, 0, 0, 0, KV_K, 16) == (ch0 + 1) % 4);
+	CU_ASSERT(kv_page_chan(c, 0, 0, 0, KV_K, 112) == (ch0 + 3) % 4);
+	CU_ASSERT(kv_store_flush(s) == 0);
+	/* unflushed decode into the reserved pages: no space, lost */
+	for (t = 1920; t < 2000; t++)
+		bad += kapp(c, 1, 0, 0, t, 1) != 0;
+	CU_ASSERT(total - kv_store_blocks_free(s) == 30);
+	kv_store_close(s);	/* no commit: a crash after the flush */
+
+	s = sopen(4, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	c = find_ctx(s, 3);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(kcheck(c, 1, 0, 0, 1920));
+	/* only the first block of the 128-page extent holds named pages */
+	CU_ASSERT(total - kv_store_blocks_free(s) == 16);
+	/* decode on: page 120 starts a 16-page extent on channel ch0 + 7
+	 * (the recovered 120 pages count as 7 extents of 16) */
+	for (t = 1920; t < 2047; t++)
+		bad += kapp(c, 1, 0, 0, t, 1) != 0;
+	CU_ASSERT(total - kv_store_blocks_free(s) == 18);
+	CU_ASSERT(adjacent(c, 0, 0, 120, 128));
+	CU_ASSERT(kv_page_chan(c, 0, 0, 0, KV_K, 120) == (ch0 + 7) % 4);
+	/* the token that completes the first SparF chunk: 128 channel pages
+	 * from the open blocks */
+	bad += kapp(c, 1, 0, 0, 2047, 1) != 0;
+	CU_ASSERT(bad == 0);
+	CU_ASSERT(kcheck(c, 1, 0, 0, 2048));
+	CU_ASSERT(kv_store_flush(s) == 0);
+	kv_store_close(s);
+
+	s = sopen(4, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	c = find_ctx(s, 3);
+	CU_ASSERT_FATAL(c != NULL);
+	CU_ASSERT(kcheck(c, 1, 0, 0, 2048));
+	kv_ctx_destroy(c);
+	CU_ASSERT(kv_store_blocks_free(s) == total);
+	CU_ASSERT(kv_store_flush(s) == 0);
+	kv_store_close(s);
+	g_extent_max = 16;
+}
+
 static CU_TestInfo persist_tests[] = {
 	{ "crash_recover", test_crash_recover },
 	{ "destroy_crash", test_destroy_crash },
@@ -725,6 +809,7 @@ static CU_TestInfo persist_tests[] = {
 	{ "bad_files", test_bad_files },
 	{ "fw_restart", test_fw_restart },
 	{ "extent_reopen", test_extent_reopen },
+	{ "extent_grow_reopen", test_extent_grow_reopen },
 	CU_TEST_INFO_NULL,
 };
 
