@@ -72,8 +72,9 @@ void csdfw_config_default(struct csdfw_config *cfg);
  *
  * extent=PAGES, extent_max=PAGES: a KV stream's token-indexed pages are
  * allocated in extents of consecutive flash pages that double from
- * `extent` up to `extent_max` as the stream grows (extents of a block or
- * more are whole blocks), extent j of a stream on channel
+ * `extent` up to `extent_max` as the stream grows (a bulk append skips the
+ * sizes it would fill at once; extents of a block or more are whole
+ * blocks), extent j of a stream on channel
  * (j + skew) % channels (firmware-sim/kv.c, Placement), so the attention
  * engine reads a stream in runs of up to extent_max pages; extent=1,
  * extent_max=1 stripes single pages over the channels.  extent must

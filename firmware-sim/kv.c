@@ -23,29 +23,33 @@
  * limits: 256 x f32 = 1 KiB < 4 KiB minimum page).
  *
  * Placement.  A stream's token-indexed pages are allocated in extents of
- * consecutive pages that grow with the stream: extent k (k = 0, 1, ...
- * since the layer's last reset or recovery) has kv_extent_size(E, X, ppb,
- * k) = min(E << k, X) pages, rounded down to whole blocks when a block or
- * more (E = extent, config extent=, default 16 = 64 KiB at 4 KiB pages,
- * divides pages_per_block; X = extent_max, default 1 MiB, at least E; E =
- * X = 1 is single-page striping).  An attention kernel thus walks a stream
- * in runs of 64 KiB growing to 1 MiB in host memory and the hardware
- * prefetchers, which stop at every 4 KiB boundary of a scattered page and
- * restart at every run, keep streaming (1 MiB runs read ~5% more of the
- * STREAM bandwidth than 64 KiB ones, Documentation/performance.md section
- * 7), while what a stream reserves beyond its pages stays below about its
- * own size while it grows, then below X.  Stream st = kv_head * 2 + which
- * of layer l has skew (l * kv_heads * 2 + st) % channels, and extent k is
- * placed on channel (xch + k + skew) % channels, so the extents of one
- * stream go round-robin over all channels and the same extent index of
- * the streams of a layer is spread evenly over the channels: an attention
- * call still reads every channel in parallel (at extent granularity).  The
- * whole extent is reserved when its first page is needed (decode appends
- * one token at a time) and the page table entries of all its pages are
- * written then (past the length, so no reader sees them); the layer keeps
- * where its reserved pages end (xend) and how many extents it has begun
- * (xk).  Reserved pages that hold no rows yet are neither free nor counted
- * in bytes_used (which counts pages holding rows).
+ * consecutive pages that grow with the stream: the n-th extent since the
+ * layer's last reset or recovery has level k >= n and kv_extent_size(E, X,
+ * ppb, k) = min(E << k, X) pages, rounded down to whole blocks when a
+ * block or more (E = extent, config extent=, default 16 = 64 KiB at 4 KiB
+ * pages, divides pages_per_block; X = extent_max, default 1 MiB, at least
+ * E; E = X = 1 is single-page striping).  A decode append (one page at a
+ * time) takes the levels in turn; a bulk append (a prefill) skips the
+ * levels whose extents it would fill at once (kv_extent_level), so a
+ * prefilled stream is in extents of X from its start.  An attention
+ * kernel thus walks a stream in runs of up to 1 MiB in host memory and the
+ * hardware prefetchers, which stop at every 4 KiB boundary of a scattered
+ * page and restart at every run, keep streaming (1 MiB runs read ~5% more
+ * of the STREAM bandwidth than 64 KiB ones, Documentation/performance.md
+ * section 7), while what a stream reserves beyond its pages stays below
+ * about its own size while it grows, then below X.  Stream st = kv_head *
+ * 2 + which of layer l has skew (l * kv_heads * 2 + st) % channels, and
+ * the n-th extent is placed on channel (xch + n + skew) % channels, so the
+ * extents of one stream go round-robin over all channels and the same
+ * extent of the streams of a layer is spread evenly over the channels: an
+ * attention call still reads every channel in parallel (at extent
+ * granularity).  The whole extent is reserved when its first page is
+ * needed (decode appends one token at a time) and the page table entries
+ * of all its pages are written then (past the length, so no reader sees
+ * them); the layer keeps where its reserved pages end (xend), the least
+ * level of its next extent (xk) and how many extents it has begun (xn).
+ * Reserved pages that hold no rows yet are neither free nor counted in
+ * bytes_used (which counts pages holding rows).
  *
  * Each sequence owns one open block per channel (shared by all its layers
  * and heads); an extent smaller than a block takes its pages at the
@@ -76,7 +80,7 @@
  * Recovered layers (backing file): a block is owned through the pages the
  * page tables name, so the reserved rest of a last extent is not known.
  * The next page starts a new extent (xend = the page count), growth starts
- * over at E (xk = 0) and the channel round-robin goes on as if the
+ * over at E (xk = xn = 0) and the channel round-robin goes on as if the
  * recovered pages had been extents of E (xch = pages / E); reserved pages
  * in blocks that hold named pages stay unused until reset (the same as the
  * unused tail of an open block), reserved blocks without any are free.
@@ -190,10 +194,10 @@ struct kv_store {
 struct kv_layer {
 	_Atomic uint32_t len;
 	/* extents, under kv_seq.lock: token pages below xend are placed
-	 * (page table entries written); the next extent is the xk-th since
-	 * the last reset or recovery (its size), goes to channel
-	 * (xch + xk + skew) % channels */
-	uint32_t xend, xk, xch;
+	 * (page table entries written); the next extent has at least level
+	 * xk (kv_extent_size), is the xn-th since the last reset or recovery
+	 * and goes to channel (xch + xn + skew) % channels */
+	uint32_t xend, xk, xn, xch;
 	/* V running sum, a seqlock: odd while kv_append/reset update it */
 	_Atomic uint32_t vseq;
 	_Atomic uint32_t vn;		/* tokens the sum covers */
@@ -748,6 +752,7 @@ static void seq_drop(struct kv_ctx *c, struct kv_seq *sq)
 		atomic_store_explicit(&ly->len, 0, memory_order_release);
 		ly->xend = 0;
 		ly->xk = 0;
+		ly->xn = 0;
 		ly->xch = 0;
 		vsum_clear(c, ly);
 	}
@@ -1018,13 +1023,31 @@ uint32_t kv_extent_size(uint32_t e, uint32_t x, uint32_t ppb, uint64_t k)
 	return (uint32_t)z;
 }
 
-/* Size of a layer's next extent: growing, or E (@grow false: the fallback
- * when the growing ones do not fit). */
-static inline uint32_t next_extent(const struct kv_store *s, uint32_t xk,
-				   bool grow)
+uint64_t kv_extent_level(uint32_t e, uint32_t x, uint32_t ppb, uint64_t k,
+			 uint64_t want)
 {
-	return grow ? kv_extent_size(s->extent, s->extent_max, s->ppb, xk) :
-		      s->extent;
+	for (; k < 64; k++) {
+		uint32_t z = kv_extent_size(e, x, ppb, k);
+
+		if (z >= want || z == kv_extent_size(e, x, ppb, k + 1))
+			break;
+	}
+	return k;
+}
+
+/*
+ * Size of a layer's next extent, for an append that still has @want pages
+ * to place: growing (*xk may skip levels), or E (@grow false: the fallback
+ * when the growing ones do not fit).
+ */
+static inline uint32_t next_extent(const struct kv_store *s, uint32_t *xk,
+				   bool grow, uint32_t want)
+{
+	if (!grow)
+		return s->extent;
+	*xk = (uint32_t)kv_extent_level(s->extent, s->extent_max, s->ppb, *xk,
+					want);
+	return kv_extent_size(s->extent, s->extent_max, s->ppb, *xk);
 }
 
 /* Does an extent of @z pages take whole free blocks (not the open one)? */
@@ -1062,7 +1085,7 @@ static void extents_new(const struct kv_store *s, const struct kv_layer *ly,
 
 	memset(n, 0, sizeof(*n));
 	for (; pg < p1; xk++) {
-		uint32_t z = next_extent(s, xk, grow);
+		uint32_t z = next_extent(s, &xk, grow, p1 - pg);
 		uint32_t len = extent_len(pg, z, max_pages);
 
 		if (extent_whole(s, z)) {
@@ -1135,11 +1158,11 @@ static bool place_pages(struct kv_ctx *c, struct kv_seq *sq,
 			struct alloc_sim *a, bool commit)
 {
 	struct kv_store *s = c->s;
-	uint32_t pg = ly->xend, xk = ly->xk, st, k, h, j, ch0;
+	uint32_t pg = ly->xend, xk = ly->xk, xn = ly->xn, st, k, h, j, ch0;
 	bool opened;
 
-	for (; pg < p1; xk++) {
-		uint32_t z = next_extent(s, xk, grow);
+	for (; pg < p1; xk++, xn++) {
+		uint32_t z = next_extent(s, &xk, grow, p1 - pg);
 		uint32_t len = extent_len(pg, z, c->max_pages);
 
 		for (st = 0; st < c->nstreams; st++) {
@@ -1147,7 +1170,7 @@ static bool place_pages(struct kv_ctx *c, struct kv_seq *sq,
 			 * changed (the analyzer loses that across
 			 * pthread_mutex_lock(&s->lock)) */
 			// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
-			ch0 = (uint32_t)(((uint64_t)ly->xch + xk +
+			ch0 = (uint32_t)(((uint64_t)ly->xch + xn +
 					  stream_skew(c, layer, st)) %
 					 s->channels);
 			if (!commit) {
@@ -1174,6 +1197,7 @@ static bool place_pages(struct kv_ctx *c, struct kv_seq *sq,
 	if (commit) {
 		ly->xend = pg;
 		ly->xk = xk;
+		ly->xn = xn;
 	}
 	for (k = k0; k < k1; k++) {
 		uint32_t *ent = commit ? atomic_load_explicit(&ly->cdir[k],
@@ -2182,6 +2206,7 @@ static int rcv_layer(struct kv_store *s, struct rcv *r, struct kv_ctx *c,
 	 * goes on as if the recovered pages had been extents of E */
 	ly->xend = np;
 	ly->xk = 0;
+	ly->xn = 0;
 	ly->xch = np / s->extent;
 	/* the V running sum lives in DRAM only: rebuilt from the V pages */
 	delta = calloc(c->cpages, sizeof(*delta));

@@ -113,6 +113,16 @@ uint32_t kv_store_extent_max(const struct kv_store *s);
  * Needs 1 <= e <= x.
  */
 uint32_t kv_extent_size(uint32_t e, uint32_t x, uint32_t ppb, uint64_t k);
+/*
+ * The level an append that still has @want pages of a stream to place
+ * gives the stream's next extent when the last one began at level k - 1:
+ * k, or the first level after it whose extent holds all @want pages (or
+ * the largest), so a bulk append (a prefill) does not start with small
+ * extents it would fill at once, while a decode append (one page) grows
+ * one level per extent.
+ */
+uint64_t kv_extent_level(uint32_t e, uint32_t x, uint32_t ppb, uint64_t k,
+			 uint64_t want);
 
 /* Read tokens [start, start+ntok) into @dst: K rows at 0, V rows at
  * ntok * row_bytes.  CSD_VSC_TOKEN_RANGE if beyond kv_len(). */

@@ -4,12 +4,14 @@
  * per kernel, against a STREAM-like SIMD read of the same number of bytes
  * by the same number of threads, measured interleaved in the same run.
  *
- * The KV set is laid out like a fresh drive's (firmware-sim/kv.c,
- * Placement): 4 KiB pages of tokens_per_page rows of one (sequence, kv
- * head, K|V) stream, allocated in extents of consecutive pages that grow
- * from --extent to --extent-max pages (kv_extent_size(), the drive's
- * defaults: 16 pages = 64 KiB up to 1 MiB, whole blocks of the default
- * block size once a block or more), the extents of all streams in
+ * The KV set is laid out like a fresh drive's after one bulk append of
+ * each stream, i.e. a prefill (firmware-sim/kv.c, Placement): 4 KiB pages
+ * of tokens_per_page rows of one (sequence, kv head, K|V) stream, allocated
+ * in extents of consecutive pages that grow from --extent to --extent-max
+ * pages (kv_extent_level()/kv_extent_size(), the drive's defaults: 16
+ * pages = 64 KiB up to 1 MiB, whole blocks of the default block size once
+ * a block or more; a bulk append skips the sizes it would fill at once),
+ * the extents of all streams in
  * shuffled order in one big buffer (so the kernels cannot ride on one
  * sequential stream).  --extent 1 --extent-max 1 scatters single pages,
  * which makes the hardware prefetchers restart at every 4 KiB page.
@@ -731,15 +733,19 @@ int bench_attn_main(int argc, char **argv)
 	kv.pps = (o.tokens + kv.tpp - 1) / kv.tpp;
 	kv.kv_heads = o.kv_heads;
 	npages = (size_t)o.batch * o.kv_heads * 2 * kv.pps;
-	/* a stream's extents as the drive sizes them (blocks of its default
-	 * size); whole extents: the unused tail of the last one stays */
+	/* a stream's extents as the drive sizes them for one bulk append of
+	 * the stream (a prefill; blocks of its default size); whole extents:
+	 * the unused tail of the last one stays */
 	csdfw_config_default(&dcfg);
 	ext_per_stream = 0;
 	res_pages = 0;
-	while (res_pages < kv.pps)
+	for (uint64_t k = 0; res_pages < kv.pps; k++, ext_per_stream++) {
+		k = kv_extent_level(o.extent, o.extent_max,
+				    dcfg.pages_per_block, k,
+				    kv.pps - res_pages);
 		res_pages += kv_extent_size(o.extent, o.extent_max,
-					    dcfg.pages_per_block,
-					    ext_per_stream++);
+					    dcfg.pages_per_block, k);
+	}
 	next = (size_t)o.batch * o.kv_heads * 2 * ext_per_stream;
 	res_pages *= (size_t)o.batch * o.kv_heads * 2;
 	kv.size = res_pages * PAGE_SIZE_KV;
@@ -794,10 +800,14 @@ int bench_attn_main(int argc, char **argv)
 	/* extent k of a stream: its pages from ext_start[k]; extent e (of
 	 * all streams) laid out at ext_base[e], in shuffled order */
 	ext_start[0] = 0;
-	for (size_t k = 0; k < ext_per_stream; k++)
-		ext_start[k + 1] = ext_start[k] +
+	for (size_t i = 0, k = 0; i < ext_per_stream; i++, k++) {
+		k = kv_extent_level(o.extent, o.extent_max,
+				    dcfg.pages_per_block, k,
+				    kv.pps - ext_start[i]);
+		ext_start[i + 1] = ext_start[i] +
 			kv_extent_size(o.extent, o.extent_max,
 				       dcfg.pages_per_block, k);
+	}
 	{
 		uint32_t base = 0;
 

@@ -1671,13 +1671,17 @@ static void test_extent_no_space(void)
 /* Configuration: the key, its check, the default's fit to the block. */
 /*
  * Layout of every stream of (seq, layer) on a fresh store whose extents
- * grow from @e to @x pages (blocks of @ppb) on @nch channels, nothing
- * falling back: extent k (kv_extent_size) is adjacent pages on channel
- * (ch0 + k) % nch -- also a whole-block extent, whose blocks are popped
- * together from a channel's free list (low numbers first).
+ * grow from @e to @x pages (blocks of @ppb) on @nch >= 2 channels, nothing
+ * falling back: the stream is runs of adjacent pages -- also a whole-block
+ * extent, whose blocks are popped together from a channel's free list (low
+ * numbers first) -- each on the channel after the previous run's, and
+ * every run but the last has the size of a level (kv_extent_size) above
+ * the previous run's.  With @decode, no level is skipped (appends of one
+ * page at a time).
  */
 static int check_grown(struct kv_ctx *c, uint32_t seq, uint32_t layer,
-		       uint32_t e, uint32_t x, uint32_t ppb, uint32_t nch)
+		       uint32_t e, uint32_t x, uint32_t ppb, uint32_t nch,
+		       int decode)
 {
 	uint32_t kvh = kv_ctx_params(c)->kv_heads, tpp = kv_tokens_per_page(c);
 	uint32_t np = (kv_len(c, seq, layer) + tpp - 1) / tpp, h, w, i;
@@ -1685,40 +1689,72 @@ static int check_grown(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 	for (h = 0; h < kvh; h++)
 		for (w = 0; w < 2; w++) {
 			enum kv_which wh = w ? KV_V : KV_K;
-			uint32_t ch0 = kv_page_chan(c, seq, layer, h, wh, 0);
-			uint32_t k = 0, start = 0;
+			uint32_t start = 0, k = 0;
 
-			for (i = 0; i < np; i++) {
-				const uint8_t *pg = kv_page(c, seq, layer, h,
-							    wh, i);
-				uint32_t z = kv_extent_size(e, x, ppb, k);
+			for (i = 1; i <= np; i++) {
+				const uint8_t *pg = i < np ? kv_page(c, seq,
+						layer, h, wh, i) : NULL;
+				uint32_t ch = i < np ? kv_page_chan(c, seq,
+						layer, h, wh, i) : nch;
+				uint32_t pch = kv_page_chan(c, seq, layer, h,
+							    wh, i - 1);
 
-				if (i == start + z) {
-					start = i;
-					z = kv_extent_size(e, x, ppb, ++k);
+				if (i < np && !pg)
+					return 0;
+				if (ch == pch) {	/* same run */
+					if (pg != (const uint8_t *)kv_page(c,
+						seq, layer, h, wh, i - 1) + PG)
+						return 0;
+					continue;
 				}
-				if (!pg || kv_page_chan(c, seq, layer, h, wh,
-							i) != (ch0 + k) % nch)
+				if (i < np && ch != (pch + 1) % nch)
 					return 0;
-				if (i != start && pg != (const uint8_t *)
-				    kv_page(c, seq, layer, h, wh, i - 1) + PG)
+				/* a run of i - start pages ended: its level */
+				while (k < 64 && kv_extent_size(e, x, ppb, k) <
+				       i - start && !decode)
+					k++;
+				if (i < np && kv_extent_size(e, x, ppb, k) !=
+				    i - start)
 					return 0;
+				if (i == np && kv_extent_size(e, x, ppb, k) <
+				    i - start)
+					return 0;
+				k++;
+				start = i;
 			}
 		}
 	return 1;
 }
 
+/* Pages [p0, p1) of K of kv head 0 adjacent in memory, on channel @ch. */
+static int run_at(struct kv_ctx *c, uint32_t seq, uint32_t layer, uint32_t p0,
+		  uint32_t p1, uint32_t ch)
+{
+	for (uint32_t i = p0; i < p1; i++) {
+		if (kv_page_chan(c, seq, layer, 0, KV_K, i) != ch)
+			return 0;
+		if (i > p0 && (const uint8_t *)kv_page(c, seq, layer, 0, KV_K,
+						       i) !=
+		    (const uint8_t *)kv_page(c, seq, layer, 0, KV_K, i - 1) +
+		    PG)
+			return 0;
+	}
+	return 1;
+}
+
 /*
  * Growing extents: 4, 8 pages from open blocks, then 16, 32, 64 as whole
- * blocks of 16 pages; two sequences and two layers appended in odd pieces
- * (decode and bulk) share the blocks, SparF channel pages (one chunk)
- * come in between.  Each stream's layout follows the schedule, the data
- * reads back, a reset frees everything and growth starts over.
+ * blocks of 16 pages.  Seq 1 layer 1 is decoded one token at a time (every
+ * level in turn), seq 0 layer 1 appended in odd pieces (levels skipped by
+ * the larger ones), seq 0 layer 0 in one bulk append (a prefill: extents
+ * of 64 pages from the start), all sharing the blocks, SparF channel pages
+ * (one chunk) in between.  Each stream's layout follows the schedule, the
+ * data reads back, a reset frees everything and growth starts over.
  */
 static void test_extent_grow(void)
 {
 	struct kv_store *s = open_store_g(1024, 4, 16, 4, 64, NULL);
-	uint32_t seed = 7, pos, tpp, n, q, l;
+	uint32_t seed = 7, pos, tpp, n, q, ch;
 	struct kv_ctx *c;
 	uint64_t total;
 
@@ -1732,38 +1768,50 @@ static void test_extent_grow(void)
 	CU_ASSERT(kv_extent_size(4, 64, 16, 40) == 64);
 	CU_ASSERT(kv_extent_size(4, 40, 16, 9) == 32);	/* whole blocks */
 	CU_ASSERT(kv_extent_size(16, 16, 16, 9) == 16);
+	CU_ASSERT(kv_extent_level(4, 64, 16, 0, 1) == 0);
+	CU_ASSERT(kv_extent_level(4, 64, 16, 1, 9) == 2);
+	CU_ASSERT(kv_extent_level(4, 64, 16, 0, 1000) == 4);
+	CU_ASSERT(kv_extent_level(4, 64, 16, 6, 1000) == 6);
 	total = kv_store_blocks_total(s);
 	c = mkctx(s, mkp(2, 2, 128, CSD_DTYPE_F16, 2, 100000), 1);
 	tpp = kv_tokens_per_page(c);
 	/* 4 + 8 + 16 + 32 + 64 + 64 pages and a partial one */
 	n = (188 + 5) * tpp + 3;
+	CU_ASSERT_FATAL(app(c, 3, 0, 0, 0, n, NULL) == 0);
 	for (pos = 0; pos < n;) {
 		uint32_t m = rnd(&seed) % 3 ? 1 + rnd(&seed) % 300 : 1;
 
 		if (m > n - pos)
 			m = n - pos;
 		CU_ASSERT_FATAL(app(c, 1, 0, 1, pos, m, NULL) == 0);
-		CU_ASSERT_FATAL(app(c, 2, 1, 1, pos, m, NULL) == 0);
-		if (pos < n / 2)
-			CU_ASSERT_FATAL(app(c, 3, 0, 0, pos, m, NULL) == 0);
+		for (q = pos; q < pos + m; q++)
+			CU_ASSERT_FATAL(app(c, 2, 1, 1, q, 1, NULL) == 0);
 		pos += m;
 	}
-	CU_ASSERT(check_grown(c, 0, 1, 4, 64, 16, 4));
-	CU_ASSERT(check_grown(c, 1, 1, 4, 64, 16, 4));
-	CU_ASSERT(check_grown(c, 0, 0, 4, 64, 16, 4));
+	CU_ASSERT(check_grown(c, 0, 1, 4, 64, 16, 4, 0));
+	CU_ASSERT(check_grown(c, 1, 1, 4, 64, 16, 4, 1));
+	CU_ASSERT(check_grown(c, 0, 0, 4, 64, 16, 4, 0));
+	ch = kv_page_chan(c, 0, 0, 0, KV_K, 0);
+	CU_ASSERT(run_at(c, 0, 0, 0, 64, ch));
+	CU_ASSERT(run_at(c, 0, 0, 64, 128, (ch + 1) % 4));
+	CU_ASSERT(run_at(c, 0, 0, 128, 192, (ch + 2) % 4));
+	ch = kv_page_chan(c, 1, 1, 0, KV_K, 0);
+	CU_ASSERT(run_at(c, 1, 1, 0, 4, ch));
+	CU_ASSERT(run_at(c, 1, 1, 4, 12, (ch + 1) % 4));
+	CU_ASSERT(run_at(c, 1, 1, 60, 124, (ch + 4) % 4));
 	CU_ASSERT(check_read(c, 1, 0, 1, 0, n, 3));
 	CU_ASSERT(check_read(c, 2, 1, 1, 0, n, 1));
-	CU_ASSERT(check_read(c, 3, 0, 0, 0, kv_len(c, 0, 0), 2));
+	CU_ASSERT(check_read(c, 3, 0, 0, 0, n, 2));
 
 	for (q = 0; q < 2; q++)
 		CU_ASSERT(kv_seq_reset(c, q) == 0);
 	CU_ASSERT(kv_store_blocks_free(s) == total);
 	CU_ASSERT(kv_store_bytes_used(s) == 0);
-	/* starts over at 4 pages */
-	for (l = 0; l < 2; l++)
-		CU_ASSERT(app(c, 4, 0, l, 0, 20 * tpp, NULL) == 0);
-	CU_ASSERT(check_grown(c, 0, 0, 4, 64, 16, 4));
-	CU_ASSERT(check_grown(c, 0, 1, 4, 64, 16, 4));
+	/* starts over at 4 pages (decode) */
+	for (q = 0; q < 20 * tpp; q++)
+		CU_ASSERT_FATAL(app(c, 4, 0, 1, q, 1, NULL) == 0);
+	CU_ASSERT(check_grown(c, 0, 1, 4, 64, 16, 4, 1));
+	CU_ASSERT(run_at(c, 0, 1, 0, 4, kv_page_chan(c, 0, 1, 0, KV_K, 0)));
 	CU_ASSERT(check_read(c, 4, 0, 1, 0, 20 * tpp, 1));
 	kv_ctx_destroy(c);
 	CU_ASSERT(kv_store_blocks_free(s) == total);
