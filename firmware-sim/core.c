@@ -1110,7 +1110,8 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 	struct model_work jw;
 	bool stripes[FW_SEQ_STRIPES] = { false };
 	size_t qbytes, kvrow, len, koff, voff;
-	uint64_t tokens = 0, need_blocks = 0, flops = 0;
+	uint64_t tokens = 0, need_blocks = 0, need_e = 0, flops = 0;
+	unsigned int aflags = 0;
 	void *mem = NULL;
 	uint16_t st = ST_OK;
 	float scale;
@@ -1184,14 +1185,22 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 		/* new extents / pages (token pages, and the channel-indexed
 		 * pages of a chunk the token completes): kv's own bound, so
 		 * either every sequence appends or none does */
-		if (fused)
+		if (fused) {
 			need_blocks += kv_append_blocks_bound(ctx->kv,
 							      b.seqs[i],
-							      layer, 1);
+							      layer, 1, 0);
+			need_e += kv_append_blocks_bound(ctx->kv, b.seqs[i],
+							 layer, 1,
+							 KV_APPEND_NOGROW);
+		}
 	}
+	/* growing extents if they fit for all, else extents of E */
 	if (fused && need_blocks > kv_store_blocks_free(fw->kv)) {
-		st = ST_VS(NO_SPACE);
-		goto out_unlock;
+		if (need_e > kv_store_blocks_free(fw->kv)) {
+			st = ST_VS(NO_SPACE);
+			goto out_unlock;
+		}
+		aflags = KV_APPEND_NOGROW;
 	}
 	if (!fused) {
 		for (i = 0; i < nseq; i++) {
@@ -1220,10 +1229,10 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 	voff = koff + (size_t)nseq * kvrow;
 	for (i = 0; fused && i < nseq; i++) {
 		uint32_t s = b.seqs[i];
-		uint16_t ast = kv_append(ctx->kv, s, layer,
-					 kv_len(ctx->kv, s, layer), 1, c->data,
-					 koff + i * kvrow, voff + i * kvrow,
-					 &c->w);
+		uint16_t ast = kv_append_flags(ctx->kv, s, layer,
+					       kv_len(ctx->kv, s, layer), 1,
+					       c->data, koff + i * kvrow,
+					       voff + i * kvrow, &c->w, aflags);
 
 		if (ast && !st)
 			st = ast;	/* cannot happen: checked above */

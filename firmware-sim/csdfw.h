@@ -81,7 +81,8 @@ void csdfw_config_default(struct csdfw_config *cfg);
  * divide block.  Defaults (0): extent CSDFW_EXTENT_DEFAULT (16 = 64 KiB at
  * 4 KiB pages, or the largest power of two below it that divides block),
  * extent_max CSDFW_EXTENT_MAX_BYTES (1 MiB) of pages; an extent_max below
- * extent means extents do not grow.  Neither is part of the backing
+ * extent means extents do not grow; it is rounded down to whole blocks,
+ * or below a block to the largest extent * 2^j that divides the block.  Neither is part of the backing
  * file's format: a file may be reopened with other values.
  *
  * Backing file (Documentation/on-media-format.md): a missing or empty file

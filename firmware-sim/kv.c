@@ -61,10 +61,11 @@
  * in the sequence's open block (or, for whole blocks, a free block), the
  * next channel (ch + 1, ch + 2, ... cyclically) that has one is used.  An
  * open block with less room than a request is abandoned when the request
- * needs its channel: those pages stay unused until the sequence is reset
- * (never with E = X = 1; with growth, at most once per extent size below
- * a block, and after channel-indexed pages).  So an extent smaller than a
- * block never spans blocks.
+ * needs its channel: those pages stay unused until the sequence is reset.
+ * Extent sizes below a block divide it (kv_extent_max_norm,
+ * kv_extent_size), so that happens only where requests of different sizes
+ * share a block (growth, channel-indexed pages), never with E = X = 1.  So
+ * an extent smaller than a block never spans blocks.
  *
  * Space check.  An append first plans every allocation it needs (extents
  * of all streams, then channel-indexed pages) on a copy of the per-channel
@@ -279,10 +280,10 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 	if (extent > cfg->pages_per_block || cfg->pages_per_block % extent)
 		return -EINVAL;
 	/* default: 1 MiB (at least E); below E: no growth */
-	extent_max = cfg->extent_max_pages ? cfg->extent_max_pages :
-		     CSDFW_EXTENT_MAX_BYTES / cfg->page_size;
-	if (extent_max < extent)
-		extent_max = extent;
+	extent_max = kv_extent_max_norm(extent, cfg->extent_max_pages ?
+					cfg->extent_max_pages :
+					CSDFW_EXTENT_MAX_BYTES / cfg->page_size,
+					cfg->pages_per_block);
 	block_bytes = (uint64_t)cfg->page_size * cfg->pages_per_block;
 	nblocks = cfg->capacity / block_bytes;
 	bpc = nblocks / cfg->channels;
@@ -1014,12 +1015,29 @@ static void take_blocks(struct kv_store *s, struct kv_seq *sq,
 	}
 }
 
+uint32_t kv_extent_max_norm(uint32_t e, uint32_t x, uint32_t ppb)
+{
+	uint32_t m = e ? e : 1;
+
+	if (!ppb)
+		return m;	/* outside the contract (ppb >= 1) */
+	if (x >= ppb)
+		return x - x % ppb > m ? x - x % ppb : m;
+	while ((uint64_t)m * 2 <= x && ppb % (m * 2) == 0)
+		m *= 2;
+	return m;
+}
+
 uint32_t kv_extent_size(uint32_t e, uint32_t x, uint32_t ppb, uint64_t k)
 {
 	uint64_t z = k >= 32 || (uint64_t)e << k >= x ? x : (uint64_t)e << k;
 
+	if (!z || !ppb)
+		return 1;	/* outside the contract (e, x, ppb >= 1) */
 	if (z >= ppb)
 		z -= z % ppb;	/* whole blocks */
+	else if (ppb % z)
+		z = ppb;	/* only sizes that tile a block */
 	return (uint32_t)z;
 }
 
@@ -1127,20 +1145,26 @@ static uint64_t blocks_bound(const struct kv_store *s, const struct ext_need *n,
 	return (x + y < b ? x + y : b) + n->nb * streams;
 }
 
-/* The larger bound of an append's two placements (growing extents, or the
- * E fallback) for token pages up to @p1 and @y channel pages. */
+/* The larger bound of an append's placements (growing extents unless
+ * @nogrow, or the E fallback) for token pages up to @p1 and @y channel
+ * pages; *@end: where the later one's last extent ends. */
 static uint64_t append_bound(const struct kv_ctx *c, const struct kv_layer *ly,
-			     uint32_t p1, uint64_t y, uint32_t *end)
+			     uint32_t p1, uint64_t y, bool nogrow,
+			     uint32_t *end)
 {
 	struct ext_need g, e;
 	uint64_t bg, be;
 
-	extents_new(c->s, ly, c->max_pages, p1, true, &g);
 	extents_new(c->s, ly, c->max_pages, p1, false, &e);
-	bg = blocks_bound(c->s, &g, c->nstreams, y);
 	be = blocks_bound(c->s, &e, c->nstreams, y);
 	if (end)
-		*end = g.end > e.end ? g.end : e.end;
+		*end = e.end;
+	if (nogrow)
+		return be;
+	extents_new(c->s, ly, c->max_pages, p1, true, &g);
+	bg = blocks_bound(c->s, &g, c->nstreams, y);
+	if (end && g.end > *end)
+		*end = g.end;
 	return bg > be ? bg : be;
 }
 
@@ -1333,12 +1357,23 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		   uint32_t start, uint32_t ntok, const struct csdfw_data *src,
 		   size_t k_off, size_t v_off, struct model_work *w)
 {
+	return kv_append_flags(c, seq, layer, start, ntok, src, k_off, v_off,
+			       w, 0);
+}
+
+uint16_t kv_append_flags(struct kv_ctx *c, uint32_t seq, uint32_t layer,
+			 uint32_t start, uint32_t ntok,
+			 const struct csdfw_data *src, size_t k_off,
+			 size_t v_off, struct model_work *w,
+			 unsigned int flags)
+{
+	const bool nogrow = flags & KV_APPEND_NOGROW;
 	struct kv_store *s = c->s;
 	struct kv_seq *sq;
 	struct kv_layer *ly;
 	uint32_t len, p0, p1, old_pages, k, c0, c1, pt_end;
 	uint64_t npages, y, bound;
-	bool grow = true;
+	bool grow;
 	double *delta = NULL;
 	size_t bytes;
 	uint16_t rc = 0;
@@ -1361,6 +1396,7 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 			return ST_INTERNAL;
 	}
 retry:
+	grow = !nogrow;
 	pthread_mutex_lock(&sq->lock);
 	ly = layer_get(c, sq, layer);
 	if (!ly) {
@@ -1391,7 +1427,7 @@ retry:
 	 * page table entries are all written when it begins: chunks up to
 	 * the end of the last new extent of either placement. */
 	y = (uint64_t)(c1 - c0) * c->cpages;
-	bound = append_bound(c, ly, p1, y, &pt_end);
+	bound = append_bound(c, ly, p1, y, nogrow, &pt_end);
 	if (pt_end < p1)
 		pt_end = p1;
 	for (k = old_pages / c->chunk_pages;
@@ -1433,8 +1469,8 @@ retry:
 
 		/* growing extents, else extents of E (a nearly full store) */
 		sim_init(s, sq, &a, false);
-		if (!place_pages(c, sq, ly, layer, p1, true, c0, c1, &a,
-				 false)) {
+		if (grow && !place_pages(c, sq, ly, layer, p1, true, c0, c1,
+					 &a, false)) {
 			grow = false;
 			sim_init(s, sq, &a, false);
 		}
@@ -1444,7 +1480,8 @@ retry:
 
 			if (!retried && s->npending) {
 				sim_init(s, sq, &a, true);
-				ckpt = place_pages(c, sq, ly, layer, p1, true,
+				ckpt = !nogrow &&
+				       place_pages(c, sq, ly, layer, p1, true,
 						   c0, c1, &a, false);
 				if (!ckpt) {
 					sim_init(s, sq, &a, true);
@@ -1507,7 +1544,8 @@ out:
 }
 
 uint64_t kv_append_blocks_bound(struct kv_ctx *c, uint32_t seq,
-				uint32_t layer, uint32_t ntok)
+				uint32_t layer, uint32_t ntok,
+				unsigned int flags)
 {
 	struct kv_layer *ly = layer_peek(c, seq_peek(c, seq), layer);
 	struct kv_seq *sq = seq_peek(c, seq);
@@ -1523,7 +1561,8 @@ uint64_t kv_append_blocks_bound(struct kv_ctx *c, uint32_t seq,
 	if (p1 > c->max_pages)
 		p1 = c->max_pages;
 	y = (end / c->ct - len / c->ct) * c->cpages;
-	b = append_bound(c, ly, (uint32_t)p1, y, NULL);
+	b = append_bound(c, ly, (uint32_t)p1, y, flags & KV_APPEND_NOGROW,
+			 NULL);
 	if (sq && ly)
 		pthread_mutex_unlock(&sq->lock);
 	return b;

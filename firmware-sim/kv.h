@@ -93,24 +93,50 @@ uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		   uint32_t start, uint32_t ntok, const struct csdfw_data *src,
 		   size_t k_off, size_t v_off, struct model_work *w);
 
+/* kv_append() flags */
+enum {
+	/* new extents of the first size only (no growth): the placement a
+	 * nearly full store falls back to, asked for up front */
+	KV_APPEND_NOGROW = 1u << 0,
+};
+
+/* kv_append() with KV_APPEND_* @flags. */
+uint16_t kv_append_flags(struct kv_ctx *c, uint32_t seq, uint32_t layer,
+			 uint32_t start, uint32_t ntok,
+			 const struct csdfw_data *src, size_t k_off,
+			 size_t v_off, struct model_work *w,
+			 unsigned int flags);
+
 /*
- * Upper bound on the free blocks kv_append(c, seq, layer, kv_len(), ntok)
- * takes (0 if it needs no new extent or page): for a space pre-check over
- * several appends (a fused ATTN_SUBMIT), compared with
- * kv_store_blocks_free().  Appends to (seq, layer) must be held off by the
+ * Upper bound on the free blocks kv_append_flags(c, seq, layer, kv_len(),
+ * ntok, ..., @flags) takes (0 if it needs no new extent or page): for a
+ * space pre-check over several appends (a fused ATTN_SUBMIT), compared
+ * with kv_store_blocks_free().  Without KV_APPEND_NOGROW an append may
+ * take growing extents whenever they fit, so its bound covers both
+ * placements; a batch that does not fit that way may still fit with
+ * KV_APPEND_NOGROW.  Appends to (seq, layer) must be held off by the
  * caller for the bound to stay valid.
  */
 uint64_t kv_append_blocks_bound(struct kv_ctx *c, uint32_t seq,
-				uint32_t layer, uint32_t ntok);
+				uint32_t layer, uint32_t ntok,
+				unsigned int flags);
 /* Pages of a stream's first / largest extent (kv.c, Placement). */
 uint32_t kv_store_extent(const struct kv_store *s);
 uint32_t kv_store_extent_max(const struct kv_store *s);
 
 /*
- * Pages of a stream's extent @k (0 = its first) as the store sizes them
- * while space allows: min(e << k, x), rounded down to whole blocks of @ppb
- * pages when at least a block (csd-bench mirrors the layout with it).
- * Needs 1 <= e <= x.
+ * The largest extent the store uses for a configured @x (pages), first
+ * extent @e and blocks of @ppb pages: at least @e; below a block, the
+ * largest e << j <= x that divides the block (so open blocks are tiled
+ * without leftover tails), else whole blocks.  Needs e | ppb.
+ */
+uint32_t kv_extent_max_norm(uint32_t e, uint32_t x, uint32_t ppb);
+/*
+ * Pages of a stream's extent of level @k (0 = its first) as the store sizes
+ * them while space allows: min(e << k, x), rounded down to whole blocks of
+ * @ppb pages when at least a block, and a whole block for a smaller size
+ * that does not divide the block (csd-bench mirrors the layout with it).
+ * Needs e | ppb and x = kv_extent_max_norm(e, x, ppb).
  */
 uint32_t kv_extent_size(uint32_t e, uint32_t x, uint32_t ppb, uint64_t k);
 /*

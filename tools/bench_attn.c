@@ -737,6 +737,15 @@ int bench_attn_main(int argc, char **argv)
 	 * the stream (a prefill; blocks of its default size); whole extents:
 	 * the unused tail of the last one stays */
 	csdfw_config_default(&dcfg);
+	if (dcfg.pages_per_block % o.extent &&
+	    o.extent % dcfg.pages_per_block) {
+		fprintf(stderr, "csd-bench attn: --extent must divide the "
+			"drive's block (%u pages) or be a multiple of it\n",
+			dcfg.pages_per_block);
+		return 2;
+	}
+	o.extent_max = kv_extent_max_norm(o.extent, o.extent_max,
+					  dcfg.pages_per_block);
 	ext_per_stream = 0;
 	res_pages = 0;
 	for (uint64_t k = 0; res_pages < kv.pps; k++, ext_per_stream++) {

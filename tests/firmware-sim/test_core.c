@@ -1453,6 +1453,59 @@ static void test_limits(void)
 	csdfw_destroy(fw);
 }
 
+/*
+ * A fused append on a nearly full drive: the next growing extent (2
+ * blocks per stream) does not fit in the 2 free blocks, extents of the
+ * first size (1 block per stream) do, so the call is accepted and appends
+ * with those; with no block left the next one is refused.
+ */
+static void test_fused_nogrow(void)
+{
+	/* 8 channels x 2 blocks x 4 pages; 32 tokens per page; extents of
+	 * 4 pages (a block), 8, 16, ... */
+	struct csdfw *fw = open_dev("profile=fast,capacity=256K,block=4,"
+				    "threads=1,contexts=2,tags=4");
+	uint8_t *kb = calloc(1, 2 * 128 * 400 + 4096);
+	size_t sub = 4 + 64 * 4 + 2 * 128;
+	struct csd_cqe cqe;
+	struct csd_sqe s;
+	uint32_t id, q;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(kb);
+	CU_ASSERT_EQUAL(fwt_create(fw, 1, 1, 1, 64, CSD_DTYPE_F16, 4, 4096,
+				   &id), 0);
+	/* seq 0: 4 pages (1 block per stream); seqs 1, 2: 4 + 8 pages
+	 * (3 blocks per stream): 14 of 16 blocks */
+	CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_APPEND, id, 0, 0, 0, 128, kb,
+			       128 * 256, NULL), 0);
+	for (q = 1; q <= 2; q++) {
+		CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_APPEND, id, q, 0, 0, 128,
+				       kb, 128 * 256, NULL), 0);
+		CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_APPEND, id, q, 0, 128, 256,
+				       kb, 256 * 256, NULL), 0);
+	}
+	/* token 128 of seq 0 starts page 4: 8 pages would need 4 blocks */
+	s = fwt_attn_sqe(id, 0, 0, 1, CSD_ATTN_F_FUSED_KV, 0, 0, sub);
+	memset(kb, 0, sub);
+	((uint32_t *)(void *)kb)[0] = 0;
+	CU_ASSERT_EQUAL(fwt_run(fw, CSDFW_Q_IO, &s, kb, sub, NULL), 0);
+	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, kb, 256, &cqe), 0);
+	CU_ASSERT_EQUAL(cqe.dw0, 129);	/* tokens attended */
+	CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_READ, id, 0, 0, 128, 1, kb, 256,
+			       NULL), 0);
+	/* seq 1 at page 12: no block left for any extent */
+	s = fwt_attn_sqe(id, 0, 0, 1, CSD_ATTN_F_FUSED_KV, 0, 0, sub);
+	memset(kb, 0, sub);
+	((uint32_t *)(void *)kb)[0] = 1;
+	CU_ASSERT_EQUAL(fwt_run(fw, CSDFW_Q_IO, &s, kb, sub, NULL),
+			fwt_err(VS(NO_SPACE)));
+	CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_READ, id, 1, 0, 384, 1, kb, 256,
+			       NULL), fwt_err(VS(TOKEN_RANGE)));
+	free(kb);
+	csdfw_destroy(fw);
+}
+
 /* ---- modeled time and pacing -------------------------------------------- */
 
 static uint32_t append_dw1(struct csdfw *fw, uint32_t id, uint32_t seq,
@@ -1843,6 +1896,7 @@ static CU_TestInfo func_tests[] = {
 	{ "destroy with jobs in flight", test_destroy_inflight },
 	{ "re-read of a tag after an abort", test_reread_after_abort },
 	{ "limits: contexts, space", test_limits },
+	{ "fused append falls back to small extents", test_fused_nogrow },
 	{ "modeled time and pacing", test_pacing },
 	{ "admin: identify, logs, features", test_admin },
 	{ "file-backed store and flush", test_file_backed },

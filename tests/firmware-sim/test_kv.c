@@ -1564,7 +1564,7 @@ static void test_extent_decode(void)
 
 		CU_ASSERT_FATAL(app(c, 1, 0, 0, t, 1, NULL) == 0);
 		bad += before - kv_store_blocks_free(s) != want;
-		bound = kv_append_blocks_bound(c, 0, 0, 1);
+		bound = kv_append_blocks_bound(c, 0, 0, 1, 0);
 		bad += (t + 1) % (8 * tpp) ? bound != 0 : bound < 4;
 	}
 	CU_ASSERT(bad == 0);
@@ -1614,8 +1614,8 @@ static void test_extent_no_space(void)
 	/* nor for another layer or sequence */
 	expect_fail(c, s, VS(NO_SPACE), 0, 1, 0, 1);
 	expect_fail(c, s, VS(NO_SPACE), 1, 0, 0, 1);
-	CU_ASSERT(kv_append_blocks_bound(c, 0, 0, 1) >= 1);
-	CU_ASSERT(kv_append_blocks_bound(c, 0, 0, 0) == 0);
+	CU_ASSERT(kv_append_blocks_bound(c, 0, 0, 1, 0) >= 1);
+	CU_ASSERT(kv_append_blocks_bound(c, 0, 0, 0, 0) == 0);
 	CU_ASSERT(check_extents(c, 0, 0, 4, 3));
 	CU_ASSERT(check_chan(c, 0, 0));
 	CU_ASSERT(check_vsum(c, 1, 0, 0, 1152));
@@ -1844,7 +1844,8 @@ static void test_extent_grow_full(void)
 	CU_ASSERT(check_read(c, 5, 0, 0, 0, t, 2));
 	expect_fail(c, s, VS(NO_SPACE), 0, 0, t, 1);
 	expect_fail(c, s, VS(NO_SPACE), 1, 0, 0, 1);
-	CU_ASSERT(kv_append_blocks_bound(c, 1, 0, 1) > 0);
+	CU_ASSERT(kv_append_blocks_bound(c, 1, 0, 1, 0) > 0);
+	CU_ASSERT(kv_append_blocks_bound(c, 1, 0, 1, KV_APPEND_NOGROW) > 0);
 	kv_ctx_destroy(c);
 	kv_store_close(s);
 }
@@ -1912,6 +1913,17 @@ static void test_extent_config(void)
 	CU_ASSERT_FATAL(s != NULL);
 	CU_ASSERT(kv_store_extent_max(s) == 16);
 	kv_store_close(s);
+	/* sizes below a block divide it, larger ones are whole blocks */
+	s = open_store_g(256, 2, 64, 4, 40, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT(kv_store_extent_max(s) == 32);
+	kv_store_close(s);
+	CU_ASSERT(kv_extent_max_norm(16, 300, 64) == 256);
+	CU_ASSERT(kv_extent_max_norm(8, 1000, 24) == 984);
+	CU_ASSERT(kv_extent_max_norm(8, 20, 24) == 8);
+	CU_ASSERT(kv_extent_size(8, 984, 24, 1) == 24);
+	CU_ASSERT(kv_extent_size(8, 984, 24, 2) == 24);
+	CU_ASSERT(kv_extent_size(8, 984, 24, 3) == 48);
 }
 
 static CU_TestInfo kv_tests[] = {

@@ -800,6 +800,45 @@ static void test_extent_grow_reopen(void)
 	g_extent_max = 16;
 }
 
+/*
+ * Growing extents through the implicit checkpoint: with no free block
+ * left but 4 pending ones (a reset after a flush), an append that needs a
+ * growing extent of 2 blocks per stream commits the metadata and then
+ * takes it (the retry must plan growing extents again, not the fallback).
+ */
+static void test_extent_grow_ckpt(void)
+{
+	/* f16, 1 kv head x 128: 16 tokens per page, 2 streams; E = 16 pages
+	 * = a block, then 32 */
+	struct csd_ctx_desc pb = mkp(1, 1, 128, CSD_DTYPE_F16, 2, 60000);
+	struct csd_ctx_desc pa = mkp(16, 1, 128, CSD_DTYPE_F16, 8, 60000);
+	struct kv_store *s;
+	struct kv_ctx *a, *b;
+	uint32_t sq, l;
+
+	g_extent_max = 0;
+	fresh();
+	s = sopen(4, 0, NULL);
+	CU_ASSERT_FATAL(s != NULL);
+	CU_ASSERT_FATAL(kv_ctx_create(s, &pb, 1, &b) == 0);
+	CU_ASSERT_FATAL(kv_ctx_create(s, &pa, 2, &a) == 0);
+	CU_ASSERT(kapp(b, 1, 0, 0, 0, 1) == 0);		/* 2 blocks */
+	/* one token per (seq, layer) of a: 2 blocks each, 126 in all */
+	for (sq = 0; sq <= 4; sq++)
+		for (l = 0; l < (sq == 0 ? 2u : sq == 4 ? 13u : 16u); l++)
+			CU_ASSERT(kapp(a, 2, sq, l, 0, 1) == 0);
+	CU_ASSERT(kv_store_blocks_free(s) == 0);
+	CU_ASSERT(kv_store_flush(s) == 0);
+	CU_ASSERT(kv_seq_reset(a, 0) == 0);	/* 4 blocks pending */
+	/* pages 1..16: the 32-page extent, 2 blocks per stream */
+	CU_ASSERT(kapp(b, 1, 0, 0, 1, 256) == 0);
+	CU_ASSERT(kcheck(b, 1, 0, 0, 257));
+	CU_ASSERT(kv_store_blocks_free(s) == 0);
+	CU_ASSERT(adjacent(b, 0, 0, 16, 17));
+	kv_store_close(s);
+	g_extent_max = 16;
+}
+
 static CU_TestInfo persist_tests[] = {
 	{ "crash_recover", test_crash_recover },
 	{ "destroy_crash", test_destroy_crash },
@@ -809,6 +848,7 @@ static CU_TestInfo persist_tests[] = {
 	{ "fw_restart", test_fw_restart },
 	{ "extent_reopen", test_extent_reopen },
 	{ "extent_grow_reopen", test_extent_grow_reopen },
+	{ "extent_grow_ckpt", test_extent_grow_ckpt },
 	CU_TEST_INFO_NULL,
 };
 
