@@ -1399,6 +1399,22 @@ static void test_reread_after_abort(void)
 	csdfw_destroy(fw);
 }
 
+/*
+ * ATTN_SUBMIT (tag 0, layer 0) of one sequence @seq fused with its next
+ * token (zero q/k/v, head_dim 64 fp16, one q head) from buffer @kb.
+ */
+static uint16_t fused_one(struct csdfw *fw, uint32_t id, uint32_t seq,
+			  uint8_t *kb)
+{
+	const size_t sub = 4 + 64 * 4 + 2 * 128;
+	struct csd_sqe s = fwt_attn_sqe(id, 0, 0, 1, CSD_ATTN_F_FUSED_KV, 0,
+					0, sub);
+
+	memset(kb, 0, sub);
+	((uint32_t *)(void *)kb)[0] = seq;
+	return fwt_run(fw, CSDFW_Q_IO, &s, kb, sub, NULL);
+}
+
 /* ---- capacity ------------------------------------------------------------- */
 
 static void test_limits(void)
@@ -1409,8 +1425,6 @@ static void test_limits(void)
 	uint8_t *kb = calloc(1, 2 * 128 * 1100 + 4096);
 	uint32_t id, id2, id3;
 	struct csd_cqe cqe;
-	size_t sub = 4 + 64 * 4 + 2 * 128;
-	struct csd_sqe s;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
 	CU_ASSERT_EQUAL(fwt_create(fw, 1, 1, 1, 64, CSD_DTYPE_F16, 4, 4096,
@@ -1432,18 +1446,14 @@ static void test_limits(void)
 	CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_APPEND, id, 1, 0, 0, 1, kb, 256,
 			       NULL), fwt_err(VS(NO_SPACE)));
 	/* fused append that needs a page: nothing changes */
-	s = fwt_attn_sqe(id, 0, 0, 1, CSD_ATTN_F_FUSED_KV, 0, 0, sub);
-	memset(kb, 0, sub);
-	((uint32_t *)(void *)kb)[0] = 1;
-	CU_ASSERT_EQUAL(fwt_run(fw, CSDFW_Q_IO, &s, kb, sub, NULL),
-			fwt_err(VS(NO_SPACE)));
+	CU_ASSERT_EQUAL(fused_one(fw, id, 1, kb), fwt_err(VS(NO_SPACE)));
 	CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_READ, id, 1, 0, 0, 1, kb, 256,
 			       NULL), fwt_err(VS(TOKEN_RANGE)));
 	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, kb, 256, NULL),
 			fwt_err(VS(TAG_INVALID)));
 	/* reclaim gives the space back */
 	CU_ASSERT_EQUAL(fwt_simple(fw, CSD_IO_SEQ_RESET, id, 0), 0);
-	CU_ASSERT_EQUAL(fwt_run(fw, CSDFW_Q_IO, &s, kb, sub, NULL), 0);
+	CU_ASSERT_EQUAL(fused_one(fw, id, 1, kb), 0);
 	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, kb, 256, &cqe), 0);
 	CU_ASSERT_EQUAL(cqe.dw0, 1);
 	CU_ASSERT_EQUAL(fwt_create(fw, 1, 1, 1, 64, CSD_DTYPE_F16, 4, 4096,
@@ -1466,9 +1476,7 @@ static void test_fused_nogrow(void)
 	struct csdfw *fw = open_dev("profile=fast,capacity=256K,block=4,"
 				    "threads=1,contexts=2,tags=4");
 	uint8_t *kb = calloc(1, 2 * 128 * 400 + 4096);
-	size_t sub = 4 + 64 * 4 + 2 * 128;
 	struct csd_cqe cqe;
-	struct csd_sqe s;
 	uint32_t id, q;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(fw);
@@ -1486,20 +1494,13 @@ static void test_fused_nogrow(void)
 				       kb, 256 * 256, NULL), 0);
 	}
 	/* token 128 of seq 0 starts page 4: 8 pages would need 4 blocks */
-	s = fwt_attn_sqe(id, 0, 0, 1, CSD_ATTN_F_FUSED_KV, 0, 0, sub);
-	memset(kb, 0, sub);
-	((uint32_t *)(void *)kb)[0] = 0;
-	CU_ASSERT_EQUAL(fwt_run(fw, CSDFW_Q_IO, &s, kb, sub, NULL), 0);
+	CU_ASSERT_EQUAL(fused_one(fw, id, 0, kb), 0);
 	CU_ASSERT_EQUAL(fwt_attn_read(fw, id, 0, kb, 256, &cqe), 0);
 	CU_ASSERT_EQUAL(cqe.dw0, 129);	/* tokens attended */
 	CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_READ, id, 0, 0, 128, 1, kb, 256,
 			       NULL), 0);
 	/* seq 1 at page 12: no block left for any extent */
-	s = fwt_attn_sqe(id, 0, 0, 1, CSD_ATTN_F_FUSED_KV, 0, 0, sub);
-	memset(kb, 0, sub);
-	((uint32_t *)(void *)kb)[0] = 1;
-	CU_ASSERT_EQUAL(fwt_run(fw, CSDFW_Q_IO, &s, kb, sub, NULL),
-			fwt_err(VS(NO_SPACE)));
+	CU_ASSERT_EQUAL(fused_one(fw, id, 1, kb), fwt_err(VS(NO_SPACE)));
 	CU_ASSERT_EQUAL(fwt_kv(fw, CSD_IO_KV_READ, id, 1, 0, 384, 1, kb, 256,
 			       NULL), fwt_err(VS(TOKEN_RANGE)));
 	free(kb);
