@@ -1185,17 +1185,18 @@ static uint16_t io_attn_submit(struct csdfw *fw, struct fw_cmd *c)
 		/* new extents / pages (token pages, and the channel-indexed
 		 * pages of a chunk the token completes): kv's own bound, so
 		 * either every sequence appends or none does */
-		if (fused) {
+		if (fused)
 			need_blocks += kv_append_blocks_bound(ctx->kv,
 							      b.seqs[i],
 							      layer, 1, 0);
+	}
+	/* growing extents if they fit for all, else extents of E (the
+	 * smaller bound, worked out only when needed) */
+	if (fused && need_blocks > kv_store_blocks_free(fw->kv)) {
+		for (i = 0; i < nseq; i++)
 			need_e += kv_append_blocks_bound(ctx->kv, b.seqs[i],
 							 layer, 1,
 							 KV_APPEND_NOGROW);
-		}
-	}
-	/* growing extents if they fit for all, else extents of E */
-	if (fused && need_blocks > kv_store_blocks_free(fw->kv)) {
 		if (need_e > kv_store_blocks_free(fw->kv)) {
 			st = ST_VS(NO_SPACE);
 			goto out_unlock;

@@ -170,6 +170,8 @@ struct kv_store {
 	uint32_t extent;		/* E: pages of a stream's first extent,
 					 * divides ppb */
 	uint32_t extent_max;		/* X >= E: largest extent (kv_extent_size) */
+	uint32_t open_max;		/* largest request served from an open
+					 * block (blocks_bound) */
 	uint32_t bpc;			/* blocks per channel */
 	size_t block_bytes;
 
@@ -303,6 +305,18 @@ int kv_store_open(const struct csdfw_config *cfg, struct kv_store **sp)
 	s->ppb = cfg->pages_per_block;
 	s->extent = extent;
 	s->extent_max = extent_max;
+	/* open-block requests: single pages, extents below a block (E, the
+	 * fallback, and growing ones) */
+	s->open_max = 1;
+	for (b = 0; b < 32; b++) {
+		uint32_t z = kv_extent_size(extent, extent_max,
+					    cfg->pages_per_block, b);
+
+		if (z < cfg->pages_per_block && z > s->open_max)
+			s->open_max = z;
+	}
+	if (extent < cfg->pages_per_block && extent > s->open_max)
+		s->open_max = extent;
 	s->bpc = (uint32_t)bpc;
 	s->block_bytes = (size_t)block_bytes;
 	s->data_bytes = (size_t)(total_pages * cfg->page_size);
@@ -734,6 +748,17 @@ static void vsum_clear(const struct kv_ctx *c, struct kv_layer *ly)
 	vsum_end(ly);
 }
 
+/* A layer's extents start over: its next extent, at token page @xend, is
+ * the first (level 0) and goes to channel (@xch + skew) % channels. */
+static void layer_extents_restart(struct kv_layer *ly, uint32_t xend,
+				  uint32_t xch)
+{
+	ly->xend = xend;
+	ly->xk = 0;
+	ly->xn = 0;
+	ly->xch = xch;
+}
+
 /* Drop every block and length of a sequence.  Called with sq->lock held. */
 static void seq_drop(struct kv_ctx *c, struct kv_seq *sq)
 {
@@ -751,10 +776,7 @@ static void seq_drop(struct kv_ctx *c, struct kv_seq *sq)
 		stored += (uint64_t)len * c->row_bytes * 2;
 		used += layer_pages(c, len) * s->page_size;
 		atomic_store_explicit(&ly->len, 0, memory_order_release);
-		ly->xend = 0;
-		ly->xk = 0;
-		ly->xn = 0;
-		ly->xch = 0;
+		layer_extents_restart(ly, 0, 0);
 		vsum_clear(c, ly);
 	}
 	store_free_blocks(s, sq->owned, sq->nowned);
@@ -938,6 +960,17 @@ static uint32_t sim_take(const struct kv_store *s, struct alloc_sim *a,
 	return UINT32_MAX;
 }
 
+/* Take a free block of channel @ch for @sq (planned: there is one, and
+ * room in sq->owned).  Store lock held. */
+static uint32_t pop_block(struct kv_store *s, struct kv_seq *sq, uint32_t ch)
+{
+	uint32_t blk = s->free_blk[(size_t)ch * s->bpc + --s->nfree[ch]];
+
+	s->nfree_total--;
+	sq->owned[sq->nowned++] = blk;
+	return blk;
+}
+
 /* The real allocation of sim_take: the first of the @n pages.  Called with
  * the store lock held, @a made by sim_init(pending = false). */
 static uint32_t take_pages(struct kv_store *s, struct kv_seq *sq,
@@ -948,14 +981,8 @@ static uint32_t take_pages(struct kv_store *s, struct kv_seq *sq,
 
 	if (ch == UINT32_MAX)
 		return UINT32_MAX;	/* not reached: planned */
-	if (opened) {
-		uint32_t blk = s->free_blk[(size_t)ch * s->bpc +
-					   --s->nfree[ch]];
-
-		s->nfree_total--;
-		sq->owned[sq->nowned++] = blk;
-		sq->open_blk[ch] = blk;
-	}
+	if (opened)
+		sq->open_blk[ch] = pop_block(s, sq, ch);
 	sq->open_next[ch] = a->next[ch];
 	return sq->open_blk[ch] * s->ppb + a->next[ch] - n;
 }
@@ -1006,10 +1033,7 @@ static void take_blocks(struct kv_store *s, struct kv_seq *sq,
 
 			if (ch == UINT32_MAX)
 				return;	/* not reached: planned */
-			blk = s->free_blk[(size_t)ch * s->bpc +
-					  --s->nfree[ch]];
-			s->nfree_total--;
-			sq->owned[sq->nowned++] = blk;
+			blk = pop_block(s, sq, ch);
 		}
 		*pt_entry(c, ly, pg + i, st) = blk * s->ppb + i % s->ppb;
 	}
@@ -1107,6 +1131,8 @@ static void extents_new(const struct kv_store *s, const struct kv_layer *ly,
 		uint32_t len = extent_len(pg, z, max_pages);
 
 		if (extent_whole(s, z)) {
+			/* ppb: checked != 0 in kv_store_open */
+			// NOLINTNEXTLINE(clang-analyzer-core.DivideZero)
 			n->nb += (len + s->ppb - 1) / s->ppb;
 		} else {
 			n->x++;
@@ -1127,21 +1153,10 @@ static void extents_new(const struct kv_store *s, const struct kv_layer *ly,
 static uint64_t blocks_bound(const struct kv_store *s, const struct ext_need *n,
 			     uint64_t streams, uint64_t y)
 {
-	uint64_t x = n->x * streams, z = 1, b;
-	uint32_t k;
+	uint64_t x = n->x * streams, b;
 
-	/* open-block requests: single pages, E (the fallback), growing ones
-	 * below a block */
-	for (k = 0; k < 32; k++) {
-		uint32_t zk = kv_extent_size(s->extent, s->extent_max, s->ppb,
-					     k);
-
-		if (!extent_whole(s, zk) && zk > z)
-			z = zk;
-	}
-	if (!extent_whole(s, s->extent) && s->extent > z)
-		z = s->extent;
-	b = s->channels + 1 + (n->xp * streams + y) / (s->ppb - z + 1);
+	b = s->channels + 1 +
+	    (n->xp * streams + y) / (s->ppb - s->open_max + 1);
 	return (x + y < b ? x + y : b) + n->nb * streams;
 }
 
@@ -1353,6 +1368,28 @@ static void vsum_add(const struct kv_ctx *c, struct kv_layer *ly,
 	vsum_end(ly);
 }
 
+/*
+ * The space check of an append: plan its placement with growing extents
+ * (if *@grow), else with extents of E (a nearly full store); *@grow tells
+ * which fits.  @pending: count pending-free blocks as free (would a commit
+ * make room?).  Store lock held.
+ */
+static bool plan_pages(struct kv_ctx *c, struct kv_seq *sq,
+		       struct kv_layer *ly, uint32_t layer, uint32_t p1,
+		       uint32_t k0, uint32_t k1, bool pending, bool *grow)
+{
+	struct alloc_sim a;
+
+	if (*grow) {
+		sim_init(c->s, sq, &a, pending);
+		if (place_pages(c, sq, ly, layer, p1, true, k0, k1, &a, false))
+			return true;
+		*grow = false;
+	}
+	sim_init(c->s, sq, &a, pending);
+	return place_pages(c, sq, ly, layer, p1, false, k0, k1, &a, false);
+}
+
 uint16_t kv_append(struct kv_ctx *c, uint32_t seq, uint32_t layer,
 		   uint32_t start, uint32_t ntok, const struct csdfw_data *src,
 		   size_t k_off, size_t v_off, struct model_work *w)
@@ -1465,31 +1502,13 @@ retry:
 
 	pthread_mutex_lock(&s->lock);
 	if (ly->xend < p1 || y) {
-		struct alloc_sim a;
-
-		/* growing extents, else extents of E (a nearly full store) */
-		sim_init(s, sq, &a, false);
-		if (grow && !place_pages(c, sq, ly, layer, p1, true, c0, c1,
-					 &a, false)) {
-			grow = false;
-			sim_init(s, sq, &a, false);
-		}
-		if (!grow && !place_pages(c, sq, ly, layer, p1, false, c0, c1,
-					  &a, false)) {
+		if (!plan_pages(c, sq, ly, layer, p1, c0, c1, false, &grow)) {
 			bool ckpt = false;
 
-			if (!retried && s->npending) {
-				sim_init(s, sq, &a, true);
-				ckpt = !nogrow &&
-				       place_pages(c, sq, ly, layer, p1, true,
-						   c0, c1, &a, false);
-				if (!ckpt) {
-					sim_init(s, sq, &a, true);
-					ckpt = place_pages(c, sq, ly, layer,
-							   p1, false, c0, c1,
-							   &a, false);
-				}
-			}
+			grow = !nogrow;
+			if (!retried && s->npending)
+				ckpt = plan_pages(c, sq, ly, layer, p1, c0, c1,
+						  true, &grow);
 			pthread_mutex_unlock(&s->lock);
 			if (ckpt) {
 				/* space held back for crash safety: commit
@@ -2243,10 +2262,7 @@ static int rcv_layer(struct kv_store *s, struct rcv *r, struct kv_ctx *c,
 	/* the reserved rest of the last extent is not known: the next page
 	 * starts a new extent, growing again from E; the channel round-robin
 	 * goes on as if the recovered pages had been extents of E */
-	ly->xend = np;
-	ly->xk = 0;
-	ly->xn = 0;
-	ly->xch = np / s->extent;
+	layer_extents_restart(ly, np, np / s->extent);
 	/* the V running sum lives in DRAM only: rebuilt from the V pages */
 	delta = calloc(c->cpages, sizeof(*delta));
 	if (!delta)
