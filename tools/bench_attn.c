@@ -653,6 +653,31 @@ static const char *dtype_name(int dt)
 	return dt == CSD_DTYPE_F16 ? "f16" : dt == CSD_DTYPE_BF16 ? "bf16" : "f32";
 }
 
+/*
+ * The extents of a stream of @pps pages written by one bulk append, as the
+ * drive sizes them (blocks of @ppb pages): returns their number; @start
+ * (if not NULL) gets their first pages and, at [count], the end of the
+ * last; *@pages (if not NULL) the pages they cover (whole extents).
+ */
+static size_t stream_extents(const struct opts *o, uint32_t ppb, uint32_t pps,
+			     uint32_t *start, size_t *pages)
+{
+	size_t n = 0, pg = 0;
+
+	for (uint64_t k = 0; pg < pps; k++, n++) {
+		if (start)
+			start[n] = (uint32_t)pg;
+		k = kv_extent_level(o->extent, o->extent_max, ppb, k,
+				    pps - pg);
+		pg += kv_extent_size(o->extent, o->extent_max, ppb, k);
+	}
+	if (start)
+		start[n] = (uint32_t)pg;
+	if (pages)
+		*pages = pg;
+	return n;
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -746,15 +771,8 @@ int bench_attn_main(int argc, char **argv)
 	}
 	o.extent_max = kv_extent_max_norm(o.extent, o.extent_max,
 					  dcfg.pages_per_block);
-	ext_per_stream = 0;
-	res_pages = 0;
-	for (uint64_t k = 0; res_pages < kv.pps; k++, ext_per_stream++) {
-		k = kv_extent_level(o.extent, o.extent_max,
-				    dcfg.pages_per_block, k,
-				    kv.pps - res_pages);
-		res_pages += kv_extent_size(o.extent, o.extent_max,
-					    dcfg.pages_per_block, k);
-	}
+	ext_per_stream = stream_extents(&o, dcfg.pages_per_block, kv.pps,
+					NULL, &res_pages);
 	next = (size_t)o.batch * o.kv_heads * 2 * ext_per_stream;
 	res_pages *= (size_t)o.batch * o.kv_heads * 2;
 	kv.size = res_pages * PAGE_SIZE_KV;
@@ -791,8 +809,8 @@ int bench_attn_main(int argc, char **argv)
 	lse = malloc(nlse * sizeof(float));
 	ref_lse = malloc(nlse * sizeof(float));
 	res = calloc(CSD_SIMD_COUNT, sizeof(*res));
-	if (!kv.slot || !ext || !ext_start || !ext_base || !seqs || !lo || !hi || !q || !out || !ref || !lse ||
-	    !ref_lse || !res) {
+	if (!kv.slot || !ext || !ext_start || !ext_base || !seqs || !lo ||
+	    !hi || !q || !out || !ref || !lse || !ref_lse || !res) {
 		fprintf(stderr, "csd-bench attn: out of memory\n");
 		goto out;
 	}
@@ -808,15 +826,8 @@ int bench_attn_main(int argc, char **argv)
 	}
 	/* extent k of a stream: its pages from ext_start[k]; extent e (of
 	 * all streams) laid out at ext_base[e], in shuffled order */
-	ext_start[0] = 0;
-	for (size_t i = 0, k = 0; i < ext_per_stream; i++, k++) {
-		k = kv_extent_level(o.extent, o.extent_max,
-				    dcfg.pages_per_block, k,
-				    kv.pps - ext_start[i]);
-		ext_start[i + 1] = ext_start[i] +
-			kv_extent_size(o.extent, o.extent_max,
-				       dcfg.pages_per_block, k);
-	}
+	(void)stream_extents(&o, dcfg.pages_per_block, kv.pps, ext_start,
+			     NULL);
 	{
 		uint32_t base = 0;
 
